@@ -1,0 +1,372 @@
+//! Local fan-out shared by every broker: a bounded history ring that is also
+//! the live delivery buffer.
+//!
+//! Each subscriber is only a cursor into the ring plus a wake-up signal, so a
+//! slow subscriber costs no memory of its own: it cannot slow the publisher or
+//! anyone else, and when history moves past its cursor it is told exactly how
+//! many events it missed. Because history and live delivery are the same
+//! buffer, resuming from an id has no seam where an event could be lost or
+//! delivered twice.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::watch;
+
+use super::{Delivery, Gap, GapReason};
+use crate::model::{Event, EventId, Filter};
+
+/// How much history a hub keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct HubSettings {
+    /// Most events kept; older ones are dropped first. At least 1.
+    pub capacity: usize,
+}
+
+/// The history ring and the signal that wakes subscribers.
+#[derive(Debug)]
+pub struct Hub {
+    ring: RwLock<Ring>,
+    published: watch::Sender<u64>,
+    capacity: usize,
+}
+
+#[derive(Debug)]
+struct Ring {
+    events: VecDeque<Arc<Event>>,
+    /// Sequence number (position in the whole stream) of `events[0]`.
+    first_seq: u64,
+    /// Every id at or below this that is not in `events` is unknown here.
+    horizon: EventId,
+    /// The greatest id ever appended.
+    last_id: EventId,
+}
+
+impl Ring {
+    fn next_seq(&self) -> u64 {
+        self.first_seq + self.events.len() as u64
+    }
+}
+
+/// What a read at a cursor found.
+enum Read {
+    Event(Arc<Event>),
+    Behind {
+        first_seq: u64,
+        first_id: Option<EventId>,
+    },
+    Pending,
+}
+
+impl Hub {
+    /// A hub whose history starts after `horizon`: a cursor below it is
+    /// reported as too old. Pass the last id the backing store knows of, or
+    /// an id made from the start time when there is none.
+    pub fn new(settings: HubSettings, horizon: EventId) -> Arc<Self> {
+        let (published, _) = watch::channel(0);
+        Arc::new(Self {
+            ring: RwLock::new(Ring {
+                events: VecDeque::with_capacity(settings.capacity.clamp(1, 1024)),
+                first_seq: 0,
+                horizon,
+                last_id: horizon,
+            }),
+            published,
+            capacity: settings.capacity.max(1),
+        })
+    }
+
+    fn read_ring(&self) -> RwLockReadGuard<'_, Ring> {
+        self.ring
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn write_ring(&self) -> RwLockWriteGuard<'_, Ring> {
+        self.ring
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Appends the event built by `make` from the last id, and wakes every
+    /// subscriber. `make` runs under the write lock, so ids are assigned in
+    /// the order events are appended. It returns `None` to append nothing
+    /// (for example an event already seen).
+    pub fn append_with(
+        &self,
+        make: impl FnOnce(EventId) -> Option<Arc<Event>>,
+    ) -> Option<Arc<Event>> {
+        let mut ring = self.write_ring();
+        let event = make(ring.last_id)?;
+        debug_assert!(
+            event.id() > ring.last_id,
+            "hub events must be appended in id order"
+        );
+        ring.last_id = event.id();
+        if ring.events.len() == self.capacity
+            && let Some(evicted) = ring.events.pop_front()
+        {
+            ring.horizon = evicted.id();
+            ring.first_seq += 1;
+        }
+        ring.events.push_back(event.clone());
+        let next = ring.next_seq();
+        drop(ring);
+        self.published.send_replace(next);
+        Some(event)
+    }
+
+    /// Starts a subscription; see [`super::Broker::subscribe`].
+    pub fn subscribe(hub: &Arc<Self>, after: Option<EventId>, filter: Filter) -> Subscription {
+        let changed = hub.published.subscribe();
+        let ring = hub.read_ring();
+        let (cursor, gap) = match after {
+            None => (ring.next_seq(), None),
+            Some(after) if after < ring.horizon => {
+                let gap = Gap {
+                    reason: GapReason::CursorTooOld,
+                    after: Some(after),
+                    resumed_from: ring.events.front().map(|e| e.id()),
+                    missed: None,
+                };
+                (ring.first_seq, Some(gap))
+            }
+            Some(after) => {
+                let kept = ring.events.partition_point(|e| e.id() <= after);
+                (ring.first_seq + kept as u64, None)
+            }
+        };
+        drop(ring);
+        Subscription {
+            hub: hub.clone(),
+            cursor,
+            last_id: after,
+            pending_gap: gap,
+            filter,
+            changed,
+        }
+    }
+
+    fn read(&self, cursor: u64) -> Read {
+        let ring = self.read_ring();
+        if cursor < ring.first_seq {
+            return Read::Behind {
+                first_seq: ring.first_seq,
+                first_id: ring.events.front().map(|e| e.id()),
+            };
+        }
+        match ring.events.get((cursor - ring.first_seq) as usize) {
+            Some(event) => Read::Event(event.clone()),
+            None => Read::Pending,
+        }
+    }
+
+    /// The most recent event still in history, optionally for one tracker.
+    pub fn latest(&self, tracker: Option<&str>) -> Option<Arc<Event>> {
+        let ring = self.read_ring();
+        match tracker {
+            None => ring.events.back().cloned(),
+            Some(t) => ring
+                .events
+                .iter()
+                .rev()
+                .find(|e| e.position.tracker.as_deref() == Some(t))
+                .cloned(),
+        }
+    }
+
+    /// The event with this id, while it is still in history.
+    pub fn get(&self, id: EventId) -> Option<Arc<Event>> {
+        let ring = self.read_ring();
+        let index = ring.events.partition_point(|e| e.id() < id);
+        ring.events.get(index).filter(|e| e.id() == id).cloned()
+    }
+
+    /// Up to `limit` events after `after` (from the oldest kept when `None`)
+    /// matching `filter`, oldest first, and whether `after` was older than
+    /// history.
+    pub fn history(&self, after: Option<EventId>, limit: usize, filter: &Filter) -> History {
+        let ring = self.read_ring();
+        let start = after.map_or(0, |a| ring.events.partition_point(|e| e.id() <= a));
+        let events = ring
+            .events
+            .range(start..)
+            .filter(|e| filter.matches(&e.position))
+            .take(limit)
+            .cloned()
+            .collect();
+        History {
+            events,
+            cursor_too_old: after.is_some_and(|a| a < ring.horizon),
+        }
+    }
+}
+
+/// A page of history; see [`Hub::history`].
+#[derive(Debug)]
+pub struct History {
+    /// Matching events, oldest first.
+    pub events: Vec<Arc<Event>>,
+    /// Whether events after the requested cursor were already dropped.
+    pub cursor_too_old: bool,
+}
+
+/// One subscriber's place in the stream: a cursor into the hub's ring.
+///
+/// Holds no queue of its own; it reads the shared ring when woken.
+#[derive(Debug)]
+pub struct Subscription {
+    hub: Arc<Hub>,
+    cursor: u64,
+    last_id: Option<EventId>,
+    pending_gap: Option<Gap>,
+    filter: Filter,
+    changed: watch::Receiver<u64>,
+}
+
+impl Subscription {
+    /// Waits for the next delivery. Cancel-safe: dropping the future loses
+    /// nothing.
+    pub async fn recv(&mut self) -> Delivery {
+        if let Some(gap) = self.pending_gap.take() {
+            return Delivery::Gap(gap);
+        }
+        loop {
+            // Mark the signal seen before reading, so a publish that lands
+            // after this read still wakes the wait below.
+            self.changed.borrow_and_update();
+            match self.hub.read(self.cursor) {
+                Read::Event(event) => {
+                    self.cursor += 1;
+                    self.last_id = Some(event.id());
+                    if self.filter.matches(&event.position) {
+                        return Delivery::Event(event);
+                    }
+                }
+                Read::Behind {
+                    first_seq,
+                    first_id,
+                } => {
+                    let gap = Gap {
+                        reason: GapReason::Lagged,
+                        after: self.last_id,
+                        resumed_from: first_id,
+                        missed: Some(first_seq - self.cursor),
+                    };
+                    self.cursor = first_seq;
+                    return Delivery::Gap(gap);
+                }
+                Read::Pending => {
+                    if self.changed.changed().await.is_err() {
+                        // The sender lives in the hub, which we hold: unreachable.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The subscription as a stream of deliveries.
+    pub fn into_stream(self) -> impl futures::Stream<Item = Delivery> + Send {
+        futures::stream::unfold(self, |mut sub| async move {
+            let delivery = sub.recv().await;
+            Some((delivery, sub))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{PositionEvent, PositionInput};
+    use time::OffsetDateTime;
+
+    fn hub(capacity: usize) -> Arc<Hub> {
+        Hub::new(HubSettings { capacity }, EventId { millis: 10, seq: 0 })
+    }
+
+    fn append(hub: &Hub, tracker: &str) -> EventId {
+        let event = hub.append_with(|last| {
+            let position = PositionInput {
+                longitude: 1.0,
+                latitude: 2.0,
+                tracker: Some(tracker.into()),
+            }
+            .validate()
+            .ok()?;
+            let id = last.next_after(0);
+            let event: PositionEvent = position.into_event(id, OffsetDateTime::UNIX_EPOCH);
+            Some(Arc::new(Event::new(event)))
+        });
+        event.expect("appended").id()
+    }
+
+    async fn next_event(sub: &mut Subscription) -> EventId {
+        match sub.recv().await {
+            Delivery::Event(e) => e.id(),
+            Delivery::Gap(g) => panic!("unexpected gap {g:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_resumes_exactly_after_its_cursor() {
+        let hub = hub(10);
+        let ids: Vec<_> = (0..5).map(|_| append(&hub, "a")).collect();
+        let mut sub = Hub::subscribe(&hub, Some(ids[1]), Filter::default());
+        for id in &ids[2..] {
+            assert_eq!(next_event(&mut sub).await, *id);
+        }
+        let live = append(&hub, "a");
+        assert_eq!(next_event(&mut sub).await, live);
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_is_told_how_many_events_it_missed() {
+        let hub = hub(3);
+        let mut sub = Hub::subscribe(&hub, None, Filter::default());
+        let ids: Vec<_> = (0..5).map(|_| append(&hub, "a")).collect();
+        match sub.recv().await {
+            Delivery::Gap(gap) => {
+                assert_eq!(gap.reason, GapReason::Lagged);
+                assert_eq!(gap.missed, Some(2));
+                assert_eq!(gap.resumed_from, Some(ids[2]));
+            }
+            other => panic!("expected a gap, got {other:?}"),
+        }
+        assert_eq!(next_event(&mut sub).await, ids[2]);
+    }
+
+    #[tokio::test]
+    async fn a_cursor_older_than_history_is_reported() {
+        let hub = hub(2);
+        let first = append(&hub, "a");
+        let kept: Vec<_> = (0..2).map(|_| append(&hub, "a")).collect();
+        let mut sub = Hub::subscribe(&hub, Some(EventId { millis: 1, seq: 0 }), Filter::default());
+        assert!(
+            matches!(sub.recv().await, Delivery::Gap(g) if g.reason == GapReason::CursorTooOld)
+        );
+        assert_eq!(next_event(&mut sub).await, kept[0]);
+        let mut exact = Hub::subscribe(&hub, Some(first), Filter::default());
+        assert_eq!(next_event(&mut exact).await, kept[0]);
+    }
+
+    #[tokio::test]
+    async fn filters_skip_other_trackers() {
+        let hub = hub(10);
+        let mut sub = Hub::subscribe(
+            &hub,
+            None,
+            Filter {
+                trackers: Some(vec!["b".into()]),
+                bbox: None,
+            },
+        );
+        append(&hub, "a");
+        let b = append(&hub, "b");
+        assert_eq!(next_event(&mut sub).await, b);
+        assert_eq!(
+            hub.latest(Some("a")).map(|e| e.id()),
+            Some(EventId { millis: 10, seq: 1 })
+        );
+    }
+}

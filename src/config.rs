@@ -1,0 +1,70 @@
+//! Configuration: one struct, read once at start-up from the command line or
+//! `LONGLAT_…` environment variables, then passed down as values.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// longlat: a real-time location push server.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "LONGLAT_LISTEN", default_value = "0.0.0.0:8844")]
+    pub listen: SocketAddr,
+
+    /// How many recent events the broker keeps for history and resume.
+    #[arg(long, env = "LONGLAT_HISTORY_SIZE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub history_size: u64,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "LONGLAT_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Seconds a subscriber may take to accept one frame before it is
+    /// disconnected as stalled.
+    #[arg(long, env = "LONGLAT_SEND_TIMEOUT_SECS", default_value_t = 10)]
+    pub send_timeout_secs: u64,
+
+    /// Kernel send buffer per connection, in bytes (0: the kernel's own
+    /// autotuning). A smaller buffer bounds the kernel memory a stalled
+    /// subscriber can hold and makes it fall behind, and be told, sooner.
+    #[arg(long, env = "LONGLAT_SOCKET_SEND_BUFFER", default_value_t = 0)]
+    pub socket_send_buffer: usize,
+
+    /// Seconds to let requests and streams finish after Ctrl-C or SIGTERM.
+    #[arg(long, env = "LONGLAT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 5)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, env = "LONGLAT_LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl Config {
+    /// The defaults, as if started with no options and no environment.
+    pub fn defaults() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8844)),
+            history_size: 10_000,
+            max_body_bytes: 16 * 1024,
+            send_timeout_secs: 10,
+            socket_send_buffer: 0,
+            shutdown_timeout_secs: 5,
+            log_format: "text".into(),
+        }
+    }
+
+    /// How long a subscriber may take to accept one frame.
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.send_timeout_secs)
+    }
+
+    /// How long shutdown waits for requests and streams.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}

@@ -1,0 +1,172 @@
+//! One error type for everything a client can get wrong or the server can
+//! fail at, and the one place each becomes an HTTP answer
+//! (`application/problem+json`, RFC 9457).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::broker::BrokerError;
+use crate::model::InvalidPosition;
+
+/// Everything that can go wrong while answering a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The body is not JSON (or not a form), or is empty.
+    #[error("{detail}")]
+    MalformedBody {
+        /// What is wrong, for the client.
+        detail: String,
+        /// The field being read when parsing failed, when known.
+        field: Option<String>,
+    },
+    /// The body parsed but has the wrong shape: missing or unknown field, wrong type.
+    #[error("{detail}")]
+    InvalidBody {
+        /// What is wrong, for the client.
+        detail: String,
+        /// The offending field, when known.
+        field: Option<String>,
+    },
+    /// A well-formed position that breaks a rule.
+    #[error(transparent)]
+    InvalidPosition(#[from] InvalidPosition),
+    /// A query parameter that cannot be used.
+    #[error("{param}: {detail}")]
+    InvalidParameter {
+        /// The parameter's name.
+        param: &'static str,
+        /// The rule it breaks.
+        detail: String,
+    },
+    /// The body is larger than the configured limit.
+    #[error("the body is larger than the {limit}-byte limit")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body's media type is not one the endpoint reads.
+    #[error("send the position as application/json (or a form); got Content-Type {0:?}")]
+    UnsupportedMediaType(String),
+    /// No such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource exists but not for this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// A plain request to a WebSocket endpoint.
+    #[error("{0} is a WebSocket endpoint: connect with a WebSocket client")]
+    UpgradeRequired(&'static str),
+    /// The broker cannot take the event right now.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+impl Error {
+    /// HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedBody { .. } | Self::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            Self::InvalidBody { .. } | Self::InvalidPosition(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
+            Self::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Stable machine-readable code, the same on every transport.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedBody { .. } => "malformed-body",
+            Self::InvalidBody { .. } => "invalid-body",
+            Self::InvalidPosition(_) => "invalid-position",
+            Self::InvalidParameter { .. } => "invalid-parameter",
+            Self::PayloadTooLarge { .. } => "payload-too-large",
+            Self::UnsupportedMediaType(_) => "unsupported-media-type",
+            Self::NotFound(_) => "not-found",
+            Self::MethodNotAllowed(_) => "method-not-allowed",
+            Self::UpgradeRequired(_) => "upgrade-required",
+            Self::Broker(_) => "broker-unavailable",
+        }
+    }
+
+    /// The field or parameter at fault, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::MalformedBody { field, .. } | Self::InvalidBody { field, .. } => field.as_deref(),
+            Self::InvalidPosition(invalid) => Some(invalid.field()),
+            Self::InvalidParameter { param, .. } => Some(param),
+            _ => None,
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        Problem {
+            kind: format!("urn:longlat:problem:{}", self.code()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: shorten(self.to_string()),
+            code: self.code(),
+            field: self.field().map(str::to_owned),
+        }
+    }
+}
+
+/// Longest `detail` sent back: errors may quote the client's input.
+const MAX_DETAIL_CHARS: usize = 300;
+
+fn shorten(mut detail: String) -> String {
+    if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
+        detail.truncate(cut);
+        detail.push('…');
+    }
+    detail
+}
+
+/// An RFC 9457 problem document, with longlat's `code` and `field` extensions.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:longlat:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The HTTP status's reason phrase.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong, naming the field and the rule.
+    pub detail: String,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// The field or parameter at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (self.status(), body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match self {
+            Self::Broker(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::UpgradeRequired(_) => {
+                headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,52 @@
+//! The HTTP surface: shared state, and one router assembled from each
+//! transport's own `router()`.
+
+mod pages;
+mod params;
+mod rest;
+mod ws;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::error::Error;
+use crate::shutdown::Shutdown;
+
+pub use params::StreamParams;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where events are published and subscribed.
+    pub broker: Arc<dyn Broker>,
+    /// Settings read at start-up.
+    pub config: Arc<Config>,
+    /// Tripped when the server is stopping; streams close themselves on it.
+    pub shutdown: Shutdown,
+}
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    let body_limit = DefaultBodyLimit::max(state.config.max_body_bytes);
+    Router::new()
+        .merge(pages::router())
+        .merge(rest::router())
+        .merge(ws::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(body_limit)
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> Error {
+    Error::NotFound(format!("nothing at {}", uri.path()))
+}
+
+async fn method_not_allowed(uri: Uri) -> Error {
+    Error::MethodNotAllowed(format!("{} does not take this method", uri.path()))
+}

@@ -1,0 +1,70 @@
+//! longlat: a real-time location push server.
+//!
+//! A position goes in once, through `POST /longlat`, and comes out live to
+//! every subscriber: raw JSON frames on `GET /ws` (the tutorial's page).
+//!
+//! # Layout
+//!
+//! - [`model`]: the typed event and its validation, used by every transport.
+//! - [`broker`]: orders, numbers, keeps and fans out events; [`broker::memory`]
+//!   is the embedded default.
+//! - [`http`]: one file per transport or surface, assembled by [`http::app`].
+//! - [`error`]: the one error type and its HTTP answer.
+//! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
+
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod shutdown;
+pub mod telemetry;
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::broker::memory::MemoryBroker;
+use crate::broker::{Broker, HubSettings};
+use crate::config::Config;
+use crate::http::AppState;
+use crate::shutdown::Shutdown;
+
+/// Serves longlat on `listener` until `shutdown` is triggered, then lets
+/// requests and streams finish for at most the configured shutdown timeout.
+pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> std::io::Result<()> {
+    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(HubSettings {
+        capacity: usize::try_from(config.history_size).unwrap_or(usize::MAX),
+    }));
+    let grace = config.shutdown_timeout();
+    let state = AppState {
+        broker,
+        config: Arc::new(config),
+        shutdown: shutdown.clone(),
+    };
+    let send_buffer = state.config.socket_send_buffer;
+    let listener = listener.tap_io(move |tcp| {
+        // Positions are small and latency matters more than packet count.
+        let _ = tcp.set_nodelay(true);
+        if send_buffer > 0 {
+            let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer);
+        }
+    });
+    let stopping = shutdown.clone();
+    let server = axum::serve(listener, http::app(state))
+        .with_graceful_shutdown(async move { stopping.wait().await })
+        .into_future();
+    let deadline = async {
+        shutdown.wait().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!(?grace, "connections still open after the shutdown timeout; closing them");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! The typed event: what a client sends, what the broker accepts and what
+//! every transport sends out.
+//!
+//! One type per concept, shared by REST, GraphQL and OpenAPI. Validation
+//! lives here and nowhere else: [`PositionInput::validate`] is the only way
+//! to build a [`ValidPosition`], and the broker accepts nothing else.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Longest allowed `tracker` name, in bytes (every allowed byte is ASCII).
+pub const TRACKER_MAX_LEN: usize = 64;
+
+/// A position as a client sends it, before validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PositionInput {
+    /// Degrees east of Greenwich, -180 to 180.
+    pub longitude: f64,
+    /// Degrees north of the equator, -90 to 90.
+    pub latitude: f64,
+    /// Optional name of the device: 1 to 64 characters from `A-Z a-z 0-9 . _ : -`.
+    #[serde(default)]
+    pub tracker: Option<String>,
+}
+
+/// Why a [`PositionInput`] was refused. Each variant names its field and rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidPosition {
+    /// Longitude outside -180..180 or not a finite number.
+    #[error("longitude must be a number from -180 to 180, got {0}")]
+    Longitude(f64),
+    /// Latitude outside -90..90 or not a finite number.
+    #[error("latitude must be a number from -90 to 90, got {0}")]
+    Latitude(f64),
+    /// Tracker name empty, too long or with a character outside the allowed set.
+    #[error(
+        "tracker must be 1 to {TRACKER_MAX_LEN} characters from A-Z a-z 0-9 . _ : - (got {0:?})"
+    )]
+    Tracker(String),
+}
+
+impl InvalidPosition {
+    /// The name of the offending field, as the client spelled it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Longitude(_) => "longitude",
+            Self::Latitude(_) => "latitude",
+            Self::Tracker(_) => "tracker",
+        }
+    }
+}
+
+/// Whether `name` is an acceptable tracker name.
+pub fn is_valid_tracker(name: &str) -> bool {
+    (1..=TRACKER_MAX_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+impl PositionInput {
+    /// Checks every rule and returns the position the broker may publish.
+    pub fn validate(self) -> Result<ValidPosition, InvalidPosition> {
+        if !(self.longitude.is_finite() && (-180.0..=180.0).contains(&self.longitude)) {
+            return Err(InvalidPosition::Longitude(self.longitude));
+        }
+        if !(self.latitude.is_finite() && (-90.0..=90.0).contains(&self.latitude)) {
+            return Err(InvalidPosition::Latitude(self.latitude));
+        }
+        if let Some(tracker) = &self.tracker
+            && !is_valid_tracker(tracker)
+        {
+            let shown: String = tracker.chars().take(TRACKER_MAX_LEN + 8).collect();
+            return Err(InvalidPosition::Tracker(shown));
+        }
+        Ok(ValidPosition(self))
+    }
+}
+
+/// A position that passed [`PositionInput::validate`]; only validation builds one.
+#[derive(Debug, Clone)]
+pub struct ValidPosition(PositionInput);
+
+impl ValidPosition {
+    /// Stamps the position with its broker-assigned id and arrival time.
+    pub fn into_event(self, id: EventId, received_at: OffsetDateTime) -> PositionEvent {
+        let PositionInput {
+            longitude,
+            latitude,
+            tracker,
+        } = self.0;
+        PositionEvent {
+            id,
+            longitude,
+            latitude,
+            tracker,
+            received_at,
+        }
+    }
+}
+
+/// The ordered id of an event, `"<milliseconds>-<sequence>"` (the shape of a
+/// Redis stream id). Later events have greater ids; it is the resume cursor
+/// on every transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct EventId {
+    /// Milliseconds since the Unix epoch when the id was assigned.
+    pub millis: u64,
+    /// Order among ids assigned within the same millisecond.
+    pub seq: u64,
+}
+
+impl EventId {
+    /// The smallest id greater than `self` whose time part is at least `millis`.
+    pub fn next_after(self, millis: u64) -> EventId {
+        if millis > self.millis {
+            EventId { millis, seq: 0 }
+        } else {
+            EventId {
+                millis: self.millis,
+                seq: self.seq + 1,
+            }
+        }
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.millis, self.seq)
+    }
+}
+
+/// An event id that does not have the `"<milliseconds>-<sequence>"` shape.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("an event id looks like 1764000000000-0 (milliseconds, a dash, a sequence number)")]
+pub struct InvalidEventId;
+
+impl FromStr for EventId {
+    type Err = InvalidEventId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (millis, seq) = s.split_once('-').unwrap_or((s, "0"));
+        let digits = |part: &str| {
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(InvalidEventId);
+            }
+            part.parse::<u64>().map_err(|_| InvalidEventId)
+        };
+        Ok(EventId {
+            millis: digits(millis)?,
+            seq: digits(seq)?,
+        })
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A stored position: what `POST /longlat` answers and every subscriber receives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PositionEvent {
+    /// Broker-assigned, ordered id; the resume cursor.
+    pub id: EventId,
+    /// Degrees east, -180 to 180.
+    pub longitude: f64,
+    /// Degrees north, -90 to 90.
+    pub latitude: f64,
+    /// The device that sent it, when it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracker: Option<String>,
+    /// When the broker accepted it (RFC 3339, UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+/// A published event: the typed position and its JSON, serialised once at
+/// publish so every subscriber is sent the same bytes.
+#[derive(Debug)]
+pub struct Event {
+    /// The typed event.
+    pub position: PositionEvent,
+    /// `position` as compact JSON text (valid UTF-8).
+    pub json: bytes::Bytes,
+}
+
+impl Event {
+    /// Serialises `position` once.
+    pub fn new(position: PositionEvent) -> Self {
+        let json = serde_json::to_vec(&position).expect("a position event always serialises");
+        Self {
+            position,
+            json: json.into(),
+        }
+    }
+
+    /// The event's id.
+    pub fn id(&self) -> EventId {
+        self.position.id
+    }
+}
+
+/// Which events a subscriber wants; an empty filter matches everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Only events from one of these trackers, when set.
+    pub trackers: Option<Vec<String>>,
+    /// Only events inside this box, when set.
+    pub bbox: Option<BoundingBox>,
+}
+
+impl Filter {
+    /// Whether `event` passes the filter.
+    pub fn matches(&self, event: &PositionEvent) -> bool {
+        let tracker_ok = match &self.trackers {
+            None => true,
+            Some(wanted) => event
+                .tracker
+                .as_deref()
+                .is_some_and(|t| wanted.iter().any(|w| w == t)),
+        };
+        tracker_ok
+            && self
+                .bbox
+                .as_ref()
+                .is_none_or(|b| b.contains(event.longitude, event.latitude))
+    }
+
+    /// Whether the filter lets every event through.
+    pub fn is_empty(&self) -> bool {
+        self.trackers.is_none() && self.bbox.is_none()
+    }
+}
+
+/// A longitude/latitude rectangle. A box whose west edge is east of its east
+/// edge crosses the antimeridian.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoundingBox {
+    /// Western edge, degrees.
+    pub min_longitude: f64,
+    /// Southern edge, degrees.
+    pub min_latitude: f64,
+    /// Eastern edge, degrees.
+    pub max_longitude: f64,
+    /// Northern edge, degrees.
+    pub max_latitude: f64,
+}
+
+/// A bounding box that is not four numbers in range with south ≤ north.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "bbox must be minLongitude,minLatitude,maxLongitude,maxLatitude with longitudes in -180..180, latitudes in -90..90 and minLatitude <= maxLatitude"
+)]
+pub struct InvalidBoundingBox;
+
+impl BoundingBox {
+    /// Builds a box, checking the ranges.
+    pub fn new(
+        min_longitude: f64,
+        min_latitude: f64,
+        max_longitude: f64,
+        max_latitude: f64,
+    ) -> Result<Self, InvalidBoundingBox> {
+        let lon_ok = |v: f64| (-180.0..=180.0).contains(&v);
+        let lat_ok = |v: f64| (-90.0..=90.0).contains(&v);
+        if lon_ok(min_longitude)
+            && lon_ok(max_longitude)
+            && lat_ok(min_latitude)
+            && lat_ok(max_latitude)
+            && min_latitude <= max_latitude
+        {
+            Ok(Self {
+                min_longitude,
+                min_latitude,
+                max_longitude,
+                max_latitude,
+            })
+        } else {
+            Err(InvalidBoundingBox)
+        }
+    }
+
+    /// Whether the point lies inside (edges included).
+    pub fn contains(&self, longitude: f64, latitude: f64) -> bool {
+        let lat_ok = (self.min_latitude..=self.max_latitude).contains(&latitude);
+        let lon_ok = if self.min_longitude <= self.max_longitude {
+            (self.min_longitude..=self.max_longitude).contains(&longitude)
+        } else {
+            longitude >= self.min_longitude || longitude <= self.max_longitude
+        };
+        lat_ok && lon_ok
+    }
+}
+
+impl FromStr for BoundingBox {
+    type Err = InvalidBoundingBox;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<f64> = s
+            .split(',')
+            .map(|p| p.trim().parse::<f64>().map_err(|_| InvalidBoundingBox))
+            .collect::<Result<_, _>>()?;
+        match parts[..] {
+            [a, b, c, d] => Self::new(a, b, c, d),
+            _ => Err(InvalidBoundingBox),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(longitude: f64, latitude: f64, tracker: Option<&str>) -> PositionInput {
+        PositionInput {
+            longitude,
+            latitude,
+            tracker: tracker.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_tutorial_position_is_valid() {
+        assert!(input(18.063240, 59.334591, None).validate().is_ok());
+        assert!(input(-180.0, 90.0, Some("bus-42.a_b:c")).validate().is_ok());
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases = [
+            (input(180.5, 0.0, None), "longitude"),
+            (input(f64::NAN, 0.0, None), "longitude"),
+            (input(0.0, -90.01, None), "latitude"),
+            (input(0.0, 0.0, Some("")), "tracker"),
+            (input(0.0, 0.0, Some("has space")), "tracker"),
+            (input(0.0, 0.0, Some(&"x".repeat(65))), "tracker"),
+        ];
+        for (case, field) in cases {
+            assert_eq!(case.validate().unwrap_err().field(), field);
+        }
+    }
+
+    #[test]
+    fn event_ids_round_trip_and_order() {
+        let id: EventId = "1764000000000-7".parse().unwrap();
+        assert_eq!(id.to_string(), "1764000000000-7");
+        assert_eq!(
+            "42".parse::<EventId>().unwrap(),
+            EventId { millis: 42, seq: 0 }
+        );
+        assert!("1-2-3".parse::<EventId>().is_err());
+        assert!("-1".parse::<EventId>().is_err());
+        assert!(id < id.next_after(0));
+        assert_eq!(
+            id.next_after(1764000000001),
+            EventId {
+                millis: 1764000000001,
+                seq: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_bounding_box_may_cross_the_antimeridian() {
+        let pacific: BoundingBox = "170,-10,-170,10".parse().unwrap();
+        assert!(pacific.contains(179.0, 0.0));
+        assert!(pacific.contains(-175.0, 5.0));
+        assert!(!pacific.contains(0.0, 0.0));
+        assert!("1,2,3".parse::<BoundingBox>().is_err());
+        assert!("0,10,1,5".parse::<BoundingBox>().is_err());
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real server on 127.0.0.1:0, real clients over real sockets.
+
+mod publish;
+mod shutdown;
+mod test_app;
+mod tutorial;
+mod ws;

@@ -1,0 +1,68 @@
+//! Stopping: every open stream is told goodbye (1001) and the process exits 0.
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::test_app::{spawn_app, within};
+
+#[tokio::test]
+async fn stopping_the_server_closes_every_websocket_with_1001() {
+    let app = spawn_app().await;
+    let mut first = app.subscribe("/ws").await;
+    let mut second = app.subscribe("/ws").await;
+    app.shutdown.trigger();
+    assert_eq!(first.close_code().await, 1001);
+    assert_eq!(second.close_code().await, 1001);
+}
+
+#[tokio::test]
+async fn sigterm_closes_websockets_and_exits_zero() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_longlat"))
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start longlat");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = within("the listening log line", async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("a log line before exit");
+            let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+            if let Some(addr) = entry["fields"]["addr"].as_str() {
+                return addr.to_owned();
+            }
+        }
+    })
+    .await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+
+    let pid = child.id().expect("a running child").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    use futures::StreamExt;
+    let close = within("the close frame", async {
+        loop {
+            match socket.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    let status = within("the process to exit", child.wait()).await.unwrap();
+    assert!(status.success(), "exit status {status}");
+}

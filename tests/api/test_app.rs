@@ -1,0 +1,149 @@
+//! One way to start the server for a test, and the clients tests talk to it with.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use longlat::config::Config;
+use longlat::shutdown::Shutdown;
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single expected thing may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Awaits `future`, failing the test with `what` if it takes longer than [`PATIENCE`].
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(PATIENCE, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {PATIENCE:?} waiting for {what}"),
+    }
+}
+
+/// A running server and an HTTP client for it. Dropping it stops the server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub shutdown: Shutdown,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// Starts the server with default settings on a free port.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the server with settings adjusted by `adjust`, on a free port.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::defaults();
+    adjust(&mut config);
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    let shutdown = Shutdown::new();
+    tokio::spawn(longlat::run(listener, config, shutdown.clone()));
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        shutdown,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Posts a position as JSON and returns the stored event; fails unless 201.
+    pub async fn publish(&self, longitude: f64, latitude: f64, tracker: Option<&str>) -> Value {
+        let mut body = serde_json::json!({ "longitude": longitude, "latitude": latitude });
+        if let Some(t) = tracker {
+            body["tracker"] = t.into();
+        }
+        let response = self
+            .http
+            .post(self.url("/longlat"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /longlat");
+        assert_eq!(response.status(), 201, "publishing {body}");
+        response.json().await.expect("event JSON")
+    }
+
+    /// Opens a WebSocket on `path` (with its query string).
+    pub async fn subscribe(&self, path: &str) -> WsClient {
+        let (socket, response) = within(
+            "the WebSocket handshake",
+            tokio_tungstenite::connect_async(self.ws_url(path)),
+        )
+        .await
+        .expect("WebSocket handshake");
+        assert_eq!(response.status(), 101);
+        WsClient { socket }
+    }
+}
+
+/// A raw WebSocket client.
+pub struct WsClient {
+    pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a subscriber saw next, ignoring pings and pongs.
+#[derive(Debug)]
+pub enum Seen {
+    Json(Value),
+    Closed(Option<CloseFrame>),
+}
+
+impl WsClient {
+    /// The next text frame as JSON or the close frame.
+    pub async fn next_seen(&mut self) -> Seen {
+        loop {
+            let message = within("a WebSocket frame", self.socket.next()).await;
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    return Seen::Json(serde_json::from_str(&text).expect("frames are JSON"));
+                }
+                Some(Ok(Message::Close(frame))) => return Seen::Closed(frame),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                None => return Seen::Closed(None),
+                other => panic!("unexpected WebSocket message {other:?}"),
+            }
+        }
+    }
+
+    /// The next text frame as JSON; fails on anything else.
+    pub async fn next_json(&mut self) -> Value {
+        match self.next_seen().await {
+            Seen::Json(value) => value,
+            Seen::Closed(frame) => panic!("socket closed ({frame:?}) while waiting for a frame"),
+        }
+    }
+
+    /// Waits for the close frame and returns its code.
+    pub async fn close_code(&mut self) -> u16 {
+        match self.next_seen().await {
+            Seen::Closed(Some(frame)) => frame.code.into(),
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, message: Message) {
+        self.socket.send(message).await.expect("send a frame");
+    }
+}
