@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-pub use hub::{Hub, HubSettings, Subscription};
+pub use hub::{History, Hub, HubSettings, Subscription};
 
 use crate::model::{Event, EventId, Filter, ValidPosition};
 
@@ -89,6 +89,12 @@ pub trait Broker: Send + Sync + 'static {
     /// The most recent event still in history, optionally for one tracker.
     fn latest(&self, tracker: Option<&str>) -> Option<Arc<Event>> {
         self.hub().latest(tracker)
+    }
+
+    /// Up to `limit` events after `after` (from the oldest kept when `None`)
+    /// matching `filter`, oldest first; see [`Hub::history`].
+    fn history(&self, after: Option<EventId>, limit: usize, filter: &Filter) -> History {
+        self.hub().history(after, limit, filter)
     }
 
     /// The event with this id, while it is still in history.
