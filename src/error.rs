@@ -62,6 +62,15 @@ pub enum Error {
     Broker(#[from] BrokerError),
 }
 
+impl From<axum::extract::rejection::QueryRejection> for Error {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        Error::InvalidParameter {
+            param: "query",
+            detail: rejection.body_text(),
+        }
+    }
+}
+
 impl Error {
     /// HTTP status for this error.
     pub fn status(&self) -> StatusCode {
@@ -129,7 +138,10 @@ fn shorten(mut detail: String) -> String {
 }
 
 /// An RFC 9457 problem document, with longlat's `code` and `field` extensions.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "urn:longlat:problem:invalid-position", "title": "Unprocessable Entity",
+    "status": 422, "detail": "latitude must be a number from -90 to 90, got 91",
+    "code": "invalid-position", "field": "latitude"}))]
 pub struct Problem {
     /// A URI naming the kind of problem: `urn:longlat:problem:<code>`.
     #[serde(rename = "type")]

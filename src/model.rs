@@ -10,20 +10,25 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 /// Longest allowed `tracker` name, in bytes (every allowed byte is ASCII).
 pub const TRACKER_MAX_LEN: usize = 64;
 
 /// A position as a client sends it, before validation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"longitude": 18.06324, "latitude": 59.334591, "tracker": "bus-42"}))]
 pub struct PositionInput {
     /// Degrees east of Greenwich, -180 to 180.
+    #[schema(minimum = -180.0, maximum = 180.0, example = 18.06324)]
     pub longitude: f64,
     /// Degrees north of the equator, -90 to 90.
+    #[schema(minimum = -90.0, maximum = 90.0, example = 59.334591)]
     pub latitude: f64,
     /// Optional name of the device: 1 to 64 characters from `A-Z a-z 0-9 . _ : -`.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$", example = "bus-42")]
     pub tracker: Option<String>,
 }
 
@@ -157,6 +162,25 @@ impl FromStr for EventId {
     }
 }
 
+/// The pattern every event id matches.
+pub const EVENT_ID_PATTERN: &str = "^[0-9]{1,19}(-[0-9]{1,19})?$";
+
+impl utoipa::PartialSchema for EventId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(EVENT_ID_PATTERN))
+            .description(Some(
+                "Ordered event id, `<milliseconds>-<sequence>`: later events have greater ids. \
+                 The resume cursor on every stream.",
+            ))
+            .examples([serde_json::json!("1795584285108-0")])
+            .into()
+    }
+}
+
+impl ToSchema for EventId {}
+
 impl Serialize for EventId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
@@ -171,20 +195,25 @@ impl<'de> Deserialize<'de> for EventId {
 }
 
 /// A stored position: what `POST /longlat` answers and every subscriber receives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"id": "1795584285108-0", "longitude": 18.06324, "latitude": 59.334591,
+    "tracker": "bus-42", "receivedAt": "2026-11-25T05:24:45.108992Z"}))]
 pub struct PositionEvent {
     /// Broker-assigned, ordered id; the resume cursor.
     pub id: EventId,
     /// Degrees east, -180 to 180.
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub longitude: f64,
     /// Degrees north, -90 to 90.
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub latitude: f64,
     /// The device that sent it, when it said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracker: Option<String>,
     /// When the broker accepted it (RFC 3339, UTC).
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub received_at: OffsetDateTime,
 }
 
@@ -260,34 +289,35 @@ pub struct BoundingBox {
     pub max_latitude: f64,
 }
 
-/// A bounding box that is not four numbers in range with south ≤ north.
+/// A bounding box that is not four numbers in range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error(
-    "bbox must be minLongitude,minLatitude,maxLongitude,maxLatitude with longitudes in -180..180, latitudes in -90..90 and minLatitude <= maxLatitude"
+    "bbox must be minLongitude,minLatitude,maxLongitude,maxLatitude with longitudes in -180..180 and latitudes in -90..90"
 )]
 pub struct InvalidBoundingBox;
 
 impl BoundingBox {
-    /// Builds a box, checking the ranges.
+    /// Builds a box, checking the ranges. The latitudes may come in either
+    /// order; the longitudes may not, since west-after-east crosses the
+    /// antimeridian.
     pub fn new(
         min_longitude: f64,
-        min_latitude: f64,
+        latitude_a: f64,
         max_longitude: f64,
-        max_latitude: f64,
+        latitude_b: f64,
     ) -> Result<Self, InvalidBoundingBox> {
         let lon_ok = |v: f64| (-180.0..=180.0).contains(&v);
         let lat_ok = |v: f64| (-90.0..=90.0).contains(&v);
         if lon_ok(min_longitude)
             && lon_ok(max_longitude)
-            && lat_ok(min_latitude)
-            && lat_ok(max_latitude)
-            && min_latitude <= max_latitude
+            && lat_ok(latitude_a)
+            && lat_ok(latitude_b)
         {
             Ok(Self {
                 min_longitude,
-                min_latitude,
+                min_latitude: latitude_a.min(latitude_b),
                 max_longitude,
-                max_latitude,
+                max_latitude: latitude_a.max(latitude_b),
             })
         } else {
             Err(InvalidBoundingBox)
@@ -381,6 +411,8 @@ mod tests {
         assert!(pacific.contains(-175.0, 5.0));
         assert!(!pacific.contains(0.0, 0.0));
         assert!("1,2,3".parse::<BoundingBox>().is_err());
-        assert!("0,10,1,5".parse::<BoundingBox>().is_err());
+        assert!("0,91,1,5".parse::<BoundingBox>().is_err());
+        let flipped: BoundingBox = "0,10,1,5".parse().unwrap();
+        assert!(flipped.contains(0.5, 7.0));
     }
 }

@@ -28,7 +28,7 @@ pub enum Delivery {
 /// An explicit notice that some events will never reach this subscriber.
 ///
 /// Serialised as `{"type":"gap","reason":..,"after":..,"resumedFrom":..,"missed":..}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename = "gap", rename_all = "camelCase")]
 pub struct Gap {
     /// Why the events were lost.
@@ -42,7 +42,7 @@ pub struct Gap {
 }
 
 /// Why a [`Gap`] happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum GapReason {
     /// The subscriber asked to resume from an id older than history (or one

@@ -1,6 +1,7 @@
 //! The HTTP surface: shared state, and one router assembled from each
 //! transport's own `router()`.
 
+mod docs;
 mod pages;
 mod params;
 mod rest;
@@ -11,6 +12,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::broker::Broker;
 use crate::config::Config;
@@ -33,14 +36,26 @@ pub struct AppState {
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     let body_limit = DefaultBodyLimit::max(state.config.max_body_bytes);
-    Router::new()
-        .merge(pages::router())
-        .merge(rest::router())
-        .merge(ws::router())
+    let (routes, api) = documented_routes().split_for_parts();
+    routes
+        .merge(docs::router(api))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(body_limit)
         .with_state(state)
+}
+
+/// Every documented route, with the OpenAPI document built from them.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .merge(pages::router())
+        .merge(rest::router())
+        .merge(ws::router())
+}
+
+/// The OpenAPI document, as `GET /openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().split_for_parts().1
 }
 
 async fn not_found(uri: Uri) -> Error {

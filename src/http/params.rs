@@ -7,13 +7,25 @@ use crate::error::Error;
 use crate::model::{BoundingBox, EventId, Filter, is_valid_tracker};
 
 /// Raw stream parameters, as they come in the query string.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamParams {
-    /// Resume after this event id.
+    /// Resume: first every event after this id still in history, then live.
+    /// An id older than history gets a `gap` notice first.
+    #[param(pattern = "^[0-9]{1,19}(-[0-9]{1,19})?$", example = "1795584285108-0")]
     pub after: Option<String>,
-    /// Comma-separated tracker names.
+    /// Only these trackers, comma-separated.
+    #[param(
+        pattern = "^[A-Za-z0-9._:-]{1,64}(,[A-Za-z0-9._:-]{1,64})*$",
+        example = "bus-1,bus-2"
+    )]
     pub tracker: Option<String>,
-    /// Bounding box.
+    /// Only inside `minLon,minLat,maxLon,maxLat` (degrees); a west edge east
+    /// of the east edge crosses the antimeridian.
+    #[param(
+        pattern = r"^-?(180(\.0+)?|(1[0-7][0-9]|[0-9]{1,2})(\.[0-9]+)?),-?(90(\.0+)?|[0-8]?[0-9](\.[0-9]+)?),-?(180(\.0+)?|(1[0-7][0-9]|[0-9]{1,2})(\.[0-9]+)?),-?(90(\.0+)?|[0-8]?[0-9](\.[0-9]+)?)$",
+        example = "10.5,55,24.2,69.1"
+    )]
     pub bbox: Option<String>,
 }
 

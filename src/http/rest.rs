@@ -6,26 +6,58 @@
 //! `application/x-www-form-urlencoded`. A real form body
 //! (`longitude=18.06&latitude=59.33`) is read as a form.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use crate::error::Error;
-use crate::model::{Event, EventId, PositionInput};
+use crate::error::{Error, Problem};
+use crate::model::{Event, EventId, PositionEvent, PositionInput};
 
 /// The REST routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/longlat", post(publish))
-        .route("/longlat/{id}", get(event_by_id))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(publish))
+        .routes(routes!(event_by_id))
 }
 
-/// `POST /longlat`: validate, publish, answer `201 Created` with the stored event.
+/// Publish a position.
+///
+/// Validates the position, stores it with a broker-assigned id and pushes it
+/// to every subscriber. The body is read as JSON whatever its declared type
+/// (the tutorial's `curl -d` labels JSON as a form); a real form body
+/// (`longitude=18.06&latitude=59.33`) is read as a form.
+#[utoipa::path(
+    post,
+    path = "/longlat",
+    tag = "positions",
+    request_body(
+        description = "The position. Unknown fields are refused.",
+        content(
+            (PositionInput = "application/json"),
+            (PositionInput = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "Stored and pushed to every subscriber", body = PositionEvent,
+            headers(("Location" = String, description = "`/longlat/{id}`: the stored event"))),
+        (status = 400, description = "Not JSON, empty, trailing data, or a number out of range (`malformed-body`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the size limit (`payload-too-large`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor a form (`unsupported-media-type`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong shape (`invalid-body`) or a value breaking a rule (`invalid-position`); `field` names it",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker cannot take events right now (`broker-unavailable`); retry after `Retry-After` seconds",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ),
+)]
 async fn publish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -59,7 +91,20 @@ fn created(event: &Event) -> Response {
     response
 }
 
-/// `GET /longlat/{id}`: one event, while it is still in history.
+/// Read one event back, while it is still in history.
+#[utoipa::path(
+    get,
+    path = "/longlat/{id}",
+    tag = "positions",
+    params(("id" = EventId, Path, description = "The event's id, as `POST /longlat` answered")),
+    responses(
+        (status = 200, description = "The stored event", body = PositionEvent),
+        (status = 400, description = "Not an event id (`invalid-parameter`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event in history (`not-found`)",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn event_by_id(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -8,16 +8,18 @@
 
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppState, StreamParams};
 use crate::broker::{Delivery, GapReason, Subscription};
-use crate::error::Error;
+use crate::error::{Error, Problem};
+use crate::model::PositionEvent;
 use crate::shutdown::Shutdown;
 
 /// Close code: the server is going away.
@@ -28,15 +30,39 @@ pub const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
 pub const CLOSE_LAGGED: u16 = 4008;
 
 /// The raw WebSocket route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/ws", get(upgrade))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
+/// The live stream as a WebSocket.
+///
+/// Upgrades to a WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`)
+/// that sends each event as one JSON text frame: exactly the `PositionEvent`
+/// that `POST /longlat` answered. Frames with a `type` field are notices: a
+/// `Gap` (`{"type":"gap",…}`) when events were lost. The socket is read-only.
+/// Close codes: 1001 server shutting down, 1003 the client sent a data frame,
+/// 4008 the subscriber fell behind history (after a gap frame; reconnect with
+/// `?after=`). Pings are answered.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "streams",
+    params(StreamParams),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; then one JSON text frame per event",
+            body = PositionEvent),
+        (status = 400, description = "A bad stream parameter (`invalid-parameter`); `field` names it",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 426, description = "A plain HTTP request: connect with a WebSocket client (`upgrade-required`)",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn upgrade(
     State(state): State<AppState>,
-    Query(params): Query<StreamParams>,
+    params: Result<Query<StreamParams>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
+    let Query(params) = params.map_err(Error::from)?;
     let (after, filter) = params.parse()?;
     let upgrade = upgrade.map_err(|_| Error::UpgradeRequired("/ws"))?;
     // Subscribe before answering 101, so nothing published after the client
