@@ -14,6 +14,15 @@ pub struct Config {
     #[arg(long, env = "LONGLAT_LISTEN", default_value = "0.0.0.0:8844")]
     pub listen: SocketAddr,
 
+    /// Broker: `memory` (embedded, one process) or `redis://HOST:PORT/DB`
+    /// (Redis Streams, shared by several instances).
+    #[arg(long, env = "LONGLAT_BROKER", default_value = "memory")]
+    pub broker: String,
+
+    /// Redis stream key holding the events (with a Redis broker).
+    #[arg(long, env = "LONGLAT_REDIS_STREAM", default_value = "longlat:events")]
+    pub redis_stream: String,
+
     /// How many recent events the broker keeps for history and resume.
     #[arg(long, env = "LONGLAT_HISTORY_SIZE", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -49,6 +58,8 @@ impl Config {
     pub fn defaults() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8844)),
+            broker: "memory".into(),
+            redis_stream: "longlat:events".into(),
             history_size: 10_000,
             max_body_bytes: 16 * 1024,
             send_timeout_secs: 10,

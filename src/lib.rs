@@ -27,17 +27,71 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::broker::memory::MemoryBroker;
-use crate::broker::{Broker, HubSettings};
+use crate::broker::{Broker, BrokerError, HubSettings};
 use crate::config::Config;
 use crate::http::AppState;
 use crate::shutdown::Shutdown;
+use tokio::task::JoinHandle;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configured broker could not be started.
+    #[error("cannot start the broker {broker:?}: {source}")]
+    Broker {
+        /// The `--broker` setting.
+        broker: String,
+        /// What went wrong.
+        source: BrokerError,
+    },
+    /// Serving failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The broker the configuration asks for, and its background task if any.
+async fn start_broker(
+    config: &Config,
+    shutdown: &Shutdown,
+) -> Result<(Arc<dyn Broker>, Option<JoinHandle<()>>), BrokerError> {
+    let settings = HubSettings {
+        capacity: usize::try_from(config.history_size).unwrap_or(usize::MAX),
+    };
+    if config.broker == "memory" {
+        return Ok((Arc::new(MemoryBroker::new(settings)), None));
+    }
+    #[cfg(feature = "redis")]
+    if config.broker.starts_with("redis://") || config.broker.starts_with("rediss://") {
+        let (broker, task) = broker::redis::RedisBroker::connect(
+            &config.broker,
+            &config.redis_stream,
+            settings,
+            shutdown.clone(),
+        )
+        .await?;
+        return Ok((broker, Some(task)));
+    }
+    let _ = shutdown;
+    Err(BrokerError::Unavailable(
+        "unknown broker: use `memory` or `redis://HOST:PORT/DB`".into(),
+    ))
+}
 
 /// Serves longlat on `listener` until `shutdown` is triggered, then lets
 /// requests and streams finish for at most the configured shutdown timeout.
-pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> std::io::Result<()> {
-    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(HubSettings {
-        capacity: usize::try_from(config.history_size).unwrap_or(usize::MAX),
-    }));
+/// Fails at once when the broker cannot be started (Redis unreachable).
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: Shutdown,
+) -> Result<(), RunError> {
+    let (broker, broker_task) =
+        start_broker(&config, &shutdown)
+            .await
+            .map_err(|source| RunError::Broker {
+                broker: config.broker.clone(),
+                source,
+            })?;
     let grace = config.shutdown_timeout();
     let state = AppState {
         broker,
@@ -60,11 +114,16 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> s
         shutdown.wait().await;
         tokio::time::sleep(grace).await;
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result,
         () = deadline => {
             tracing::warn!(?grace, "connections still open after the shutdown timeout; closing them");
             Ok(())
         }
+    };
+    shutdown.trigger();
+    if let Some(task) = broker_task {
+        let _ = task.await;
     }
+    Ok(result?)
 }

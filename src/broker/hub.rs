@@ -238,6 +238,11 @@ impl Subscription {
             match self.hub.read(self.cursor) {
                 Read::Event(event) => {
                     self.cursor += 1;
+                    // A cursor from another instance may be ahead of this
+                    // hub: skip what the subscriber already has.
+                    if self.last_id.is_some_and(|last| event.id() <= last) {
+                        continue;
+                    }
                     self.last_id = Some(event.id());
                     if self.filter.matches(&event.position) {
                         return Delivery::Event(event);

@@ -7,6 +7,8 @@
 
 mod hub;
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -95,6 +97,11 @@ pub trait Broker: Send + Sync + 'static {
     /// matching `filter`, oldest first; see [`Hub::history`].
     fn history(&self, after: Option<EventId>, limit: usize, filter: &Filter) -> History {
         self.hub().history(after, limit, filter)
+    }
+
+    /// Whether the broker can take and deliver events right now.
+    fn is_ready(&self) -> bool {
+        true
     }
 
     /// The event with this id, while it is still in history.

@@ -2,6 +2,7 @@
 //! transport's own `router()`.
 
 mod docs;
+mod health;
 mod pages;
 mod params;
 mod rest;
@@ -51,6 +52,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(pages::router())
         .merge(rest::router())
         .merge(ws::router())
+        .merge(health::router())
 }
 
 /// The OpenAPI document, as `GET /openapi.json` serves it.

@@ -2,6 +2,8 @@
 
 mod openapi;
 mod publish;
+mod redis;
+mod redis_server;
 mod shutdown;
 mod test_app;
 mod tutorial;

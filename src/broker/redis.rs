@@ -1,0 +1,330 @@
+//! The Redis Streams broker, for several longlat instances behind a load
+//! balancer.
+//!
+//! Publishing appends to one stream (`XADD … MAXLEN ~ <history size>`), and
+//! the stream id is the event id. Each process runs one reader task that
+//! follows the stream (`XREAD BLOCK`) from the last id it saw and appends to
+//! the local [`Hub`]; every subscriber of every transport is served from
+//! there. So Redis sees one reader per process, not one per client, and an
+//! instance delivers its own publishes only when they come back through its
+//! reader: one ordered source, no double delivery.
+//!
+//! When Redis goes away, publishing fails fast (503 at the HTTP layer),
+//! subscribers stay connected, [`Broker::is_ready`] turns false, and the
+//! reader reconnects with backoff and resumes from its last id, so nothing
+//! appended meanwhile is missed or delivered twice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redis::{AsyncConnectionConfig, Client};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::task::JoinHandle;
+
+use super::{Broker, BrokerError, Hub, HubSettings};
+use crate::model::{Event, EventId, PositionEvent, ValidPosition};
+use crate::shutdown::Shutdown;
+
+/// How long a publish may wait for Redis before it is refused.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one `XREAD` blocks before it is issued again.
+const READ_BLOCK_MS: u64 = 5_000;
+/// Most entries taken by one `XREAD`.
+const READ_BATCH: usize = 512;
+/// Longest wait between two reconnection attempts of the reader.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The stored fields of a position; the id is the stream entry's.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredPosition {
+    longitude: f64,
+    latitude: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tracker: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    received_at: OffsetDateTime,
+}
+
+/// The Redis Streams broker. See the module documentation.
+pub struct RedisBroker {
+    hub: Arc<Hub>,
+    publisher: ConnectionManager,
+    stream: String,
+    max_len: usize,
+    ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(err: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(err.to_string())
+}
+
+impl RedisBroker {
+    /// Connects to Redis at `url`, loads the last `settings.capacity` events
+    /// of `stream` into the hub, and starts the reader task, which ends on
+    /// `shutdown`. Fails when Redis cannot be reached.
+    pub async fn connect(
+        url: &str,
+        stream: &str,
+        settings: HubSettings,
+        shutdown: Shutdown,
+    ) -> Result<(Arc<Self>, JoinHandle<()>), BrokerError> {
+        let client = Client::open(url).map_err(unavailable)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(MAX_BACKOFF);
+        let publisher = client
+            .get_connection_manager_with_config(manager_config)
+            .await
+            .map_err(unavailable)?;
+        let mut reader = reader_connection(&client).await?;
+        let (events, horizon) = load_history(&mut reader, stream, settings.capacity).await?;
+        let hub = Hub::new(settings, horizon);
+        let mut last = horizon;
+        for event in events {
+            last = event.id();
+            hub.append_with(|_| Some(event));
+        }
+        let ready = Arc::new(AtomicBool::new(true));
+        let follower = Follower {
+            client,
+            stream: stream.to_owned(),
+            hub: hub.clone(),
+            ready: ready.clone(),
+            last,
+        };
+        let task = tokio::spawn(follower.run(reader, shutdown));
+        let broker = Arc::new(Self {
+            hub,
+            publisher,
+            stream: stream.to_owned(),
+            max_len: settings.capacity,
+            ready,
+        });
+        Ok((broker, task))
+    }
+}
+
+async fn reader_connection(client: &Client) -> Result<MultiplexedConnection, BrokerError> {
+    // XREAD BLOCK must not be cut short by the default response timeout.
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(COMMAND_TIMEOUT))
+        .set_response_timeout(None);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(unavailable)
+}
+
+/// The newest `count` entries, oldest first, and the horizon below which a
+/// cursor is older than what is kept.
+async fn load_history(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    count: usize,
+) -> Result<(Vec<Arc<Event>>, EventId), BrokerError> {
+    let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await
+        .map_err(unavailable)?;
+    let mut events: Vec<Arc<Event>> = reply.ids.iter().rev().filter_map(decode).collect();
+    events.dedup_by_key(|e| e.id());
+    let horizon = match events.first() {
+        Some(oldest) => just_before(oldest.id()),
+        None => last_generated_id(conn, stream).await?,
+    };
+    Ok((events, horizon))
+}
+
+/// The greatest id below `id`: nothing can lie between the two.
+fn just_before(id: EventId) -> EventId {
+    match id.seq {
+        0 => EventId {
+            millis: id.millis.saturating_sub(1),
+            seq: u64::MAX,
+        },
+        seq => EventId {
+            millis: id.millis,
+            seq: seq - 1,
+        },
+    }
+}
+
+/// The last id the stream ever issued (its entries may all be trimmed), or
+/// `0-0` when the stream does not exist yet.
+async fn last_generated_id(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+) -> Result<EventId, BrokerError> {
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(stream)
+        .query_async(conn)
+        .await
+        .map_err(unavailable)?;
+    if !exists {
+        return Ok(EventId::default());
+    }
+    let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(stream)
+        .query_async(conn)
+        .await
+        .map_err(unavailable)?;
+    let id: Option<String> = info
+        .get("last-generated-id")
+        .and_then(|v| redis::from_redis_value(v.clone()).ok());
+    Ok(id.and_then(|id| id.parse().ok()).unwrap_or_default())
+}
+
+/// Rebuilds an event from a stream entry; entries that are not longlat's
+/// (written by hand, say) are skipped with a warning.
+fn decode(entry: &StreamId) -> Option<Arc<Event>> {
+    let id: EventId = entry.id.parse().ok()?;
+    let stored = entry
+        .get::<String>("p")
+        .and_then(|json| serde_json::from_str::<StoredPosition>(&json).ok());
+    let Some(stored) = stored else {
+        tracing::warn!(%id, "skipping a stream entry that is not a longlat position");
+        return None;
+    };
+    Some(Arc::new(Event::new(PositionEvent {
+        id,
+        longitude: stored.longitude,
+        latitude: stored.latitude,
+        tracker: stored.tracker,
+        received_at: stored.received_at,
+    })))
+}
+
+/// The one reader of the stream in this process.
+struct Follower {
+    client: Client,
+    stream: String,
+    hub: Arc<Hub>,
+    ready: Arc<AtomicBool>,
+    last: EventId,
+}
+
+impl Follower {
+    async fn run(mut self, first: MultiplexedConnection, shutdown: Shutdown) {
+        let mut conn = Some(first);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let step = async {
+                match conn.as_mut() {
+                    Some(c) => self.read_once(c).await,
+                    None => reader_connection(&self.client).await.map(|c| {
+                        tracing::info!("reconnected to redis; resuming from {}", self.last);
+                        conn = Some(c);
+                    }),
+                }
+            };
+            let result = tokio::select! {
+                () = shutdown.wait() => return,
+                result = step => result,
+            };
+            match result {
+                Ok(()) => {
+                    self.ready.store(true, Ordering::Relaxed);
+                    backoff = Duration::from_millis(100);
+                }
+                Err(err) => {
+                    if self.ready.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(%err, "lost redis; subscribers stay connected, publishing is refused");
+                    }
+                    conn = None;
+                    tokio::select! {
+                        () = shutdown.wait() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// One blocking read from the last id seen; appends what arrived.
+    async fn read_once(&mut self, conn: &mut MultiplexedConnection) -> Result<(), BrokerError> {
+        let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(READ_BATCH)
+            .arg("BLOCK")
+            .arg(READ_BLOCK_MS)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(self.last.to_string())
+            .query_async(conn)
+            .await
+            .map_err(unavailable)?;
+        let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
+        for entry in entries {
+            if let Ok(id) = entry.id.parse::<EventId>() {
+                self.last = self.last.max(id);
+            }
+            if let Some(event) = decode(&entry) {
+                // The hub ignores ids it already has.
+                self.hub
+                    .append_with(|last| (event.id() > last).then_some(event));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Broker for RedisBroker {
+    fn publish(&self, position: ValidPosition) -> BoxFuture<'_, Result<Arc<Event>, BrokerError>> {
+        Box::pin(async move {
+            let received_at = OffsetDateTime::now_utc();
+            let draft = position.into_event(EventId::default(), received_at);
+            let stored = StoredPosition {
+                longitude: draft.longitude,
+                latitude: draft.latitude,
+                tracker: draft.tracker.clone(),
+                received_at,
+            };
+            let json = serde_json::to_string(&stored).map_err(unavailable)?;
+            let mut conn = self.publisher.clone();
+            let id: String = redis::cmd("XADD")
+                .arg(&self.stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.max_len)
+                .arg("*")
+                .arg("p")
+                .arg(json)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let id = id.parse().map_err(unavailable)?;
+            Ok(Arc::new(Event::new(PositionEvent { id, ..draft })))
+        })
+    }
+
+    fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
