@@ -1,5 +1,6 @@
 //! Integration tests: the real server on 127.0.0.1:0, real clients over real sockets.
 
+mod browser;
 mod openapi;
 mod publish;
 mod redis;

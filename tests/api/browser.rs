@@ -1,0 +1,44 @@
+//! The pages in a real browser: headless Chromium driven by playwright-core
+//! from the scenarios in `tests/js/browser/`, each against a longlat process
+//! of its own. Screenshots land in `tests/artifacts/` (not committed).
+
+use std::path::Path;
+
+use tokio::process::Command;
+
+/// Runs one browser scenario and fails with its output unless it passes.
+async fn scenario(name: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("tests/js/browser").join(format!("{name}.mjs"));
+    let run = Command::new("node")
+        .arg(&script)
+        .current_dir(root)
+        .env("LONGLAT_BIN", env!("CARGO_BIN_EXE_longlat"))
+        .env("LONGLAT_ARTIFACTS", root.join("tests/artifacts"))
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .unwrap_or_else(|_| panic!("{name} took over two minutes"))
+        .expect("run node (tests/run installs the npm packages and Chromium)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("passed"),
+        "{name} failed:\n{stdout}\n{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_tutorial_page_updates_in_two_tabs_after_the_tutorials_curl_command() {
+    scenario("tutorial-page").await;
+}
+
+#[tokio::test]
+async fn the_map_shows_markers_and_catches_up_after_a_cut_and_a_restart() {
+    scenario("map-page").await;
+}
+
+#[tokio::test]
+async fn swagger_ui_try_it_out_publishes_for_real() {
+    scenario("swagger-ui").await;
+}

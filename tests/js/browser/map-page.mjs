@@ -1,0 +1,69 @@
+// The live map: a marker at the right place, catch-up after the connection is
+// cut, and after the server restarts.
+import { check, freePort, launch, offlineOnly, post, run, screenshots, startServer, TIMEOUT } from "./harness.mjs";
+
+const wait = (page, fn, arg) => page.waitForFunction(fn, arg, { timeout: TIMEOUT });
+
+await run(async (cleanup) => {
+  const port = await freePort();
+  let server = await startServer(port);
+  cleanup.push(() => server.stop());
+  const browser = await launch();
+  cleanup.push(() => browser.close());
+  const context = await browser.newContext();
+  await offlineOnly(context);
+  const page = await context.newPage();
+
+  // Route the page's WebSockets through the test, so it can cut them.
+  let blocked = false;
+  const sockets = [];
+  await page.routeWebSocket(/\/ws/, (ws) => {
+    if (blocked) { ws.close({ code: 1013, reason: "cut by the test" }); return; }
+    ws.connectToServer();
+    sockets.push(ws);
+  });
+
+  await page.goto(`${server.url}/map`);
+  await wait(page, () => document.getElementById("status").dataset.state === "connected");
+  await wait(page, () => document.querySelectorAll("#land path").length > 100);
+
+  // A posted position shows as a marker at the right place.
+  const stockholm = await post(server.url, { longitude: 18.06324, latitude: 59.334591, tracker: "ferry-1" });
+  await wait(page, () => document.querySelector('#markers [data-tracker="ferry-1"] circle'));
+  const dot = await page.$eval('#markers [data-tracker="ferry-1"] circle', (c) => [Number(c.getAttribute("cx")), Number(c.getAttribute("cy"))]);
+  check(Math.abs(dot[0] - (18.06324 + 180)) < 1e-6 && Math.abs(dot[1] - (90 - 59.334591)) < 1e-6,
+    `the marker is at ${dot}, not at Stockholm`);
+  await wait(page, (id) => document.getElementById("latest").textContent.includes(id), stockholm.id);
+  await wait(page, () => document.querySelector('#trackers [data-tracker="ferry-1"] .seen'));
+
+  // The connection is cut; positions posted meanwhile are caught up on reconnect.
+  blocked = true;
+  for (const ws of sockets.splice(0)) await ws.close({ code: 1006 });
+  await wait(page, () => document.getElementById("status").dataset.state === "reconnecting");
+  const route = [[18.1, 59.3], [18.2, 59.2], [18.3, 59.1]];
+  const missed = [];
+  for (const [longitude, latitude] of route) missed.push(await post(server.url, { longitude, latitude, tracker: "ferry-1" }));
+  blocked = false;
+  await wait(page, () => /3 caught up/.test(document.getElementById("status").textContent));
+  await wait(page, (id) => document.getElementById("latest").textContent.includes(id), missed[2].id);
+  const trail = await page.$eval('#trails [data-tracker="ferry-1"]', (t) => t.getAttribute("points").split(" ").length);
+  check(trail === 4, `the trail has ${trail} points, expected 4`);
+
+  // The server restarts (new ids, empty history): the page says so and carries on.
+  await server.stop();
+  await wait(page, () => document.getElementById("status").dataset.state === "reconnecting");
+  server = await startServer(port);
+  await wait(page, () => document.getElementById("status").dataset.state === "resumed");
+  await wait(page, () => !document.getElementById("notice").hidden);
+  const after = await post(server.url, { longitude: 2.2945, latitude: 48.8584, tracker: "tour-eiffel" });
+  await wait(page, () => document.querySelector('#markers [data-tracker="tour-eiffel"]'));
+  await wait(page, (id) => document.getElementById("latest").textContent.includes(id), after.id);
+
+  // A few more trackers, for a picture worth looking at.
+  for (const [tracker, longitude, latitude] of [["bus-nyc", -74.0445, 40.6892], ["tokyo-3", 139.6917, 35.6895],
+    ["sydney-ferry", 151.2153, -33.8568], ["cape-1", 18.4241, -33.9249]]) {
+    await post(server.url, { longitude, latitude, tracker });
+  }
+  await wait(page, () => document.querySelectorAll("#markers .marker").length === 6);
+  await screenshots(page, "map-page");
+});
