@@ -28,6 +28,20 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub history_size: u64,
 
+    /// Seconds after which an event leaves history even when there is room
+    /// (0: kept until newer events push it out).
+    #[arg(long, env = "LONGLAT_HISTORY_MAX_AGE_SECS", default_value_t = 0)]
+    pub history_max_age_secs: u64,
+
+    /// Seconds between keep-alive comments on idle Server-Sent Events streams.
+    #[arg(long, env = "LONGLAT_SSE_KEEPALIVE_SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub sse_keepalive_secs: u64,
+
+    /// Reconnection delay suggested to Server-Sent Events clients (`retry:`), in milliseconds.
+    #[arg(long, env = "LONGLAT_SSE_RETRY_MS", default_value_t = 2_000)]
+    pub sse_retry_ms: u64,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "LONGLAT_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
@@ -61,12 +75,20 @@ impl Config {
             broker: "memory".into(),
             redis_stream: "longlat:events".into(),
             history_size: 10_000,
+            history_max_age_secs: 0,
+            sse_keepalive_secs: 15,
+            sse_retry_ms: 2_000,
             max_body_bytes: 16 * 1024,
             send_timeout_secs: 10,
             socket_send_buffer: 0,
             shutdown_timeout_secs: 5,
             log_format: "text".into(),
         }
+    }
+
+    /// The maximum age of history, when one is set.
+    pub fn history_max_age(&self) -> Option<Duration> {
+        (self.history_max_age_secs > 0).then(|| Duration::from_secs(self.history_max_age_secs))
     }
 
     /// How long a subscriber may take to accept one frame.

@@ -56,6 +56,7 @@ async fn start_broker(
 ) -> Result<(Arc<dyn Broker>, Option<JoinHandle<()>>), BrokerError> {
     let settings = HubSettings {
         capacity: usize::try_from(config.history_size).unwrap_or(usize::MAX),
+        max_age: config.history_max_age(),
     };
     if config.broker == "memory" {
         return Ok((Arc::new(MemoryBroker::new(settings)), None));

@@ -217,23 +217,30 @@ pub struct PositionEvent {
     pub received_at: OffsetDateTime,
 }
 
-/// A published event: the typed position and its JSON, serialised once at
-/// publish so every subscriber is sent the same bytes.
+/// A published event: the typed position and its wire forms, built once at
+/// publish so every subscriber of a transport is sent the same bytes.
 #[derive(Debug)]
 pub struct Event {
     /// The typed event.
     pub position: PositionEvent,
     /// `position` as compact JSON text (valid UTF-8).
     pub json: bytes::Bytes,
+    /// The Server-Sent Events frame: `id:`, `event: position`, `data:` the JSON.
+    pub sse: bytes::Bytes,
 }
 
 impl Event {
-    /// Serialises `position` once.
+    /// Serialises `position` once, as JSON and as an SSE frame.
     pub fn new(position: PositionEvent) -> Self {
         let json = serde_json::to_vec(&position).expect("a position event always serialises");
+        let mut sse = Vec::with_capacity(json.len() + 64);
+        sse.extend_from_slice(format!("id: {}\nevent: position\ndata: ", position.id).as_bytes());
+        sse.extend_from_slice(&json);
+        sse.extend_from_slice(b"\n\n");
         Self {
             position,
             json: json.into(),
+            sse: sse.into(),
         }
     }
 

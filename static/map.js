@@ -15,7 +15,7 @@ const state = {
   caughtUp: 0,
   openedAt: 0,
   transport: "ws",
-  wsOpened: false,
+  wsDelivered: false,
   wsFailures: 0,
   backoff: 500,
 };
@@ -184,11 +184,12 @@ function opened() {
 
 function connectWs() {
   const socket = new WebSocket((secure ? "wss://" : "ws://") + origin + "/ws" + query());
-  let open = false;
-  socket.onopen = () => { open = true; state.wsOpened = true; opened(); };
-  socket.onmessage = (message) => onFrame(message.data);
+  socket.onopen = opened;
+  socket.onmessage = (message) => { state.wsDelivered = true; onFrame(message.data); };
   socket.onclose = () => {
-    if (!open && !state.wsOpened && ++state.wsFailures >= 2) {
+    // WebSockets that never deliver anything (refused, or cut at once by a
+    // proxy) twice in a row: use Server-Sent Events instead.
+    if (!state.wsDelivered && ++state.wsFailures >= 2) {
       connectSse();
       return;
     }
@@ -208,6 +209,18 @@ function connectSse() {
   source.onerror = () => setStatus("reconnecting", "reconnecting… (sse)");
 }
 
+// Every event still in history, so a freshly opened map shows every
+// tracker's latest position and trail; the stream then resumes after it.
+async function loadHistory() {
+  for (let page = 0; page < 20; page++) {
+    const response = await fetch("/longlat/history?limit=1000" + (state.lastId ? "&after=" + state.lastId : ""));
+    if (!response.ok) return;
+    const { events } = await response.json();
+    for (const event of events) onEvent(event);
+    if (events.length < 1000) return;
+  }
+}
+
 async function start() {
   for (const el of document.querySelectorAll(".host")) el.textContent = origin;
   drawGraticule();
@@ -217,6 +230,7 @@ async function start() {
   } catch (err) {
     showNotice("The world outline could not be loaded; positions still show.");
   }
+  if (location.protocol.startsWith("http")) await loadHistory().catch(() => {});
   connectWs();
   setInterval(() => {
     for (const seen of document.querySelectorAll(".seen")) seen.textContent = ago(Number(seen.dataset.at));

@@ -10,6 +10,9 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use time::OffsetDateTime;
 
 use tokio::sync::watch;
 
@@ -21,6 +24,8 @@ use crate::model::{Event, EventId, Filter};
 pub struct HubSettings {
     /// Most events kept; older ones are dropped first. At least 1.
     pub capacity: usize,
+    /// Events older than this (by `receivedAt`) are dropped too, when set.
+    pub max_age: Option<Duration>,
 }
 
 /// The history ring and the signal that wakes subscribers.
@@ -29,6 +34,7 @@ pub struct Hub {
     ring: RwLock<Ring>,
     published: watch::Sender<u64>,
     capacity: usize,
+    max_age: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -45,6 +51,19 @@ struct Ring {
 impl Ring {
     fn next_seq(&self) -> u64 {
         self.first_seq + self.events.len() as u64
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some(evicted) = self.events.pop_front() {
+            self.horizon = evicted.id();
+            self.first_seq += 1;
+        }
+    }
+
+    fn oldest_is_before(&self, cutoff: OffsetDateTime) -> bool {
+        self.events
+            .front()
+            .is_some_and(|e| e.position.received_at < cutoff)
     }
 }
 
@@ -73,7 +92,27 @@ impl Hub {
             }),
             published,
             capacity: settings.capacity.max(1),
+            max_age: settings.max_age,
         })
+    }
+
+    /// The arrival time before which events are too old to keep.
+    fn age_cutoff(&self) -> Option<OffsetDateTime> {
+        self.max_age.map(|age| OffsetDateTime::now_utc() - age)
+    }
+
+    /// Drops events past the maximum age. Cheap when there are none: only
+    /// the oldest event is looked at under the read lock.
+    fn expire(&self) {
+        let Some(cutoff) = self.age_cutoff() else {
+            return;
+        };
+        if self.read_ring().oldest_is_before(cutoff) {
+            let mut ring = self.write_ring();
+            while ring.oldest_is_before(cutoff) {
+                ring.pop_oldest();
+            }
+        }
     }
 
     fn read_ring(&self) -> RwLockReadGuard<'_, Ring> {
@@ -103,11 +142,13 @@ impl Hub {
             "hub events must be appended in id order"
         );
         ring.last_id = event.id();
-        if ring.events.len() == self.capacity
-            && let Some(evicted) = ring.events.pop_front()
-        {
-            ring.horizon = evicted.id();
-            ring.first_seq += 1;
+        if ring.events.len() == self.capacity {
+            ring.pop_oldest();
+        }
+        if let Some(cutoff) = self.age_cutoff() {
+            while ring.oldest_is_before(cutoff) {
+                ring.pop_oldest();
+            }
         }
         ring.events.push_back(event.clone());
         let next = ring.next_seq();
@@ -118,6 +159,7 @@ impl Hub {
 
     /// Starts a subscription; see [`super::Broker::subscribe`].
     pub fn subscribe(hub: &Arc<Self>, after: Option<EventId>, filter: Filter) -> Subscription {
+        hub.expire();
         let changed = hub.published.subscribe();
         let ring = hub.read_ring();
         let (cursor, gap) = match after {
@@ -163,6 +205,7 @@ impl Hub {
 
     /// The most recent event still in history, optionally for one tracker.
     pub fn latest(&self, tracker: Option<&str>) -> Option<Arc<Event>> {
+        self.expire();
         let ring = self.read_ring();
         match tracker {
             None => ring.events.back().cloned(),
@@ -177,6 +220,7 @@ impl Hub {
 
     /// The event with this id, while it is still in history.
     pub fn get(&self, id: EventId) -> Option<Arc<Event>> {
+        self.expire();
         let ring = self.read_ring();
         let index = ring.events.partition_point(|e| e.id() < id);
         ring.events.get(index).filter(|e| e.id() == id).cloned()
@@ -186,6 +230,7 @@ impl Hub {
     /// matching `filter`, oldest first, and whether `after` was older than
     /// history.
     pub fn history(&self, after: Option<EventId>, limit: usize, filter: &Filter) -> History {
+        self.expire();
         let ring = self.read_ring();
         let start = after.map_or(0, |a| ring.events.partition_point(|e| e.id() <= a));
         let events = ring
@@ -287,7 +332,13 @@ mod tests {
     use time::OffsetDateTime;
 
     fn hub(capacity: usize) -> Arc<Hub> {
-        Hub::new(HubSettings { capacity }, EventId { millis: 10, seq: 0 })
+        Hub::new(
+            HubSettings {
+                capacity,
+                max_age: None,
+            },
+            EventId { millis: 10, seq: 0 },
+        )
     }
 
     fn append(hub: &Hub, tracker: &str) -> EventId {

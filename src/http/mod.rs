@@ -3,9 +3,11 @@
 
 mod docs;
 mod health;
+mod history;
 mod pages;
 mod params;
 mod rest;
+mod sse;
 mod ws;
 
 use std::sync::Arc;
@@ -50,8 +52,10 @@ pub fn app(state: AppState) -> Router {
 fn documented_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(pages::router())
+        .merge(history::router())
         .merge(rest::router())
         .merge(ws::router())
+        .merge(sse::router())
         .merge(health::router())
 }
 

@@ -14,6 +14,10 @@ pub struct StreamParams {
     /// An id older than history gets a `gap` notice first.
     #[param(pattern = "^[0-9]{1,19}(-[0-9]{1,19})?$", example = "1795584285108-0")]
     pub after: Option<String>,
+    /// The same as `after`, under the name EventSource polyfills use.
+    #[serde(rename = "lastEventId")]
+    #[param(rename = "lastEventId", pattern = "^[0-9]{1,19}(-[0-9]{1,19})?$")]
+    pub last_event_id: Option<String>,
     /// Only these trackers, comma-separated.
     #[param(
         pattern = "^[A-Za-z0-9._:-]{1,64}(,[A-Za-z0-9._:-]{1,64})*$",
@@ -29,19 +33,23 @@ pub struct StreamParams {
     pub bbox: Option<String>,
 }
 
+/// Parses an event id given as parameter `param`.
+pub fn parse_cursor(param: &'static str, value: Option<&str>) -> Result<Option<EventId>, Error> {
+    value
+        .map(str::parse::<EventId>)
+        .transpose()
+        .map_err(|e| Error::InvalidParameter {
+            param,
+            detail: e.to_string(),
+        })
+}
+
 impl StreamParams {
     /// The cursor and filter these parameters ask for.
     pub fn parse(&self) -> Result<(Option<EventId>, Filter), Error> {
-        let after = self
-            .after
-            .as_deref()
-            .map(|a| a.parse::<EventId>())
-            .transpose()
-            .map_err(|e| Error::InvalidParameter {
-                param: "after",
-                detail: e.to_string(),
-            })?;
-        Ok((after, self.filter()?))
+        let after = parse_cursor("after", self.after.as_deref())?;
+        let last_event_id = parse_cursor("lastEventId", self.last_event_id.as_deref())?;
+        Ok((after.or(last_event_id), self.filter()?))
     }
 
     fn filter(&self) -> Result<Filter, Error> {

@@ -18,7 +18,7 @@ async fn stopping_the_server_closes_every_websocket_with_1001() {
 }
 
 #[tokio::test]
-async fn sigterm_closes_websockets_and_exits_zero() {
+async fn sigterm_closes_websockets_ends_event_streams_and_exits_zero() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_longlat"))
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .stdout(Stdio::piped())
@@ -43,6 +43,8 @@ async fn sigterm_closes_websockets_and_exits_zero() {
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
         .unwrap();
+    let events = reqwest::get(format!("http://{addr}/events")).await.unwrap();
+    assert_eq!(events.status(), 200);
 
     let pid = child.id().expect("a running child").to_string();
     let killed = std::process::Command::new("kill")
@@ -63,6 +65,8 @@ async fn sigterm_closes_websockets_and_exits_zero() {
     })
     .await;
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    let rest = within("the event stream to end", events.bytes()).await;
+    assert!(rest.is_ok(), "the event stream ended cleanly: {rest:?}");
     let status = within("the process to exit", child.wait()).await.unwrap();
     assert!(status.success(), "exit status {status}");
 }

@@ -207,3 +207,51 @@ async fn a_subscriber_that_stops_reading_holds_up_nobody_and_is_told_what_it_mis
     );
     assert_eq!(stalled.close_code().await, 4008);
 }
+
+#[tokio::test]
+async fn a_websocket_client_reconnecting_while_positions_keep_coming_gets_each_exactly_once() {
+    const TOTAL: usize = 60;
+    let app = spawn_app().await;
+    let mut client = app.subscribe("/ws").await;
+    let publisher = {
+        let http = app.http.clone();
+        let url = app.url("/longlat");
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..TOTAL {
+                let body = serde_json::json!({"longitude": i as f64, "latitude": 1.0});
+                let event: Value = http
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                ids.push(event["id"].as_str().unwrap().to_owned());
+            }
+            ids
+        })
+    };
+    let mut received: Vec<String> = Vec::new();
+    for reconnect in [10, 25, 40] {
+        while received.len() < reconnect {
+            received.push(client.next_json().await["id"].as_str().unwrap().to_owned());
+        }
+        drop(client);
+        client = app
+            .subscribe(&format!("/ws?after={}", received.last().unwrap()))
+            .await;
+    }
+    while received.len() < TOTAL {
+        let frame = client.next_json().await;
+        assert!(frame.get("type").is_none(), "no notice expected: {frame}");
+        received.push(frame["id"].as_str().unwrap().to_owned());
+    }
+    let published = within("the publisher", publisher).await.unwrap();
+    assert_eq!(
+        received, published,
+        "every event exactly once, in order, across reconnections"
+    );
+}

@@ -66,4 +66,18 @@ await run(async (cleanup) => {
   }
   await wait(page, () => document.querySelectorAll("#markers .marker").length === 6);
   await screenshots(page, "map-page");
+
+  // WebSockets blocked: a freshly opened map shows what is in history, then
+  // follows the stream over Server-Sent Events.
+  const blockedContext = await browser.newContext();
+  await offlineOnly(blockedContext);
+  const fallback = await blockedContext.newPage();
+  await fallback.routeWebSocket(/\/ws/, (ws) => ws.close({ code: 1008, reason: "blocked by a proxy" }));
+  await fallback.goto(`${server.url}/map`);
+  // The five trackers posted since the restart (ferry-1 went with the old server).
+  await wait(fallback, () => document.querySelectorAll("#markers .marker").length === 5);
+  await wait(fallback, () => /\(sse\)/.test(document.getElementById("status").textContent));
+  const overSse = await post(server.url, { longitude: -43.1729, latitude: -22.9068, tracker: "rio-1" });
+  await wait(fallback, (id) => document.getElementById("latest").textContent.includes(id), overSse.id);
+  await wait(fallback, () => document.querySelector('#markers [data-tracker="rio-1"]'));
 });

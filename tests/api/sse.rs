@@ -1,0 +1,302 @@
+//! Server-Sent Events: the same stream as /ws for clients that cannot use
+//! WebSockets, resumable with the browser's own Last-Event-ID.
+
+use std::process::Stdio;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{ChildStdout, Command};
+
+use crate::test_app::{TestApp, spawn_app, spawn_app_with, within};
+
+/// A minimal SSE reader over reqwest, for checks below the EventSource's view.
+struct SseReader {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl SseReader {
+    async fn open(
+        app: &TestApp,
+        query: &str,
+        last_event_id: Option<&str>,
+    ) -> (reqwest::header::HeaderMap, Self) {
+        let mut request = app.http.get(app.url(&format!("/events{query}")));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = within("the SSE response", request.send()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let headers = response.headers().clone();
+        let mut reader = Self {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        };
+        assert_eq!(
+            reader.next_frame().await.as_deref(),
+            Some("retry: 2000"),
+            "the retry hint comes first"
+        );
+        (headers, reader)
+    }
+
+    /// The next frame (the lines before a blank line), or `None` at the end of the stream.
+    async fn next_frame(&mut self) -> Option<String> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame = self.buffer[..end].to_owned();
+                self.buffer.drain(..end + 2);
+                return Some(frame);
+            }
+            match within("an SSE frame", self.body.next()).await {
+                Some(chunk) => self
+                    .buffer
+                    .push_str(std::str::from_utf8(&chunk.unwrap()).unwrap()),
+                None => return None,
+            }
+        }
+    }
+
+    /// The next `(event, id, data)`, skipping comments.
+    async fn next_event(&mut self) -> (String, Option<String>, Value) {
+        loop {
+            let frame = self.next_frame().await.expect("the stream ended early");
+            let field = |name: &str| {
+                frame
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).map(str::to_owned))
+            };
+            if let Some(data) = field("data: ") {
+                let event = field("event: ").expect("a named event");
+                return (event, field("id: "), serde_json::from_str(&data).unwrap());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn curl_reads_each_event_as_a_frame_with_the_same_json_as_the_websocket() {
+    let app = spawn_app().await;
+    let mut ws = app.subscribe("/ws").await;
+    let mut curl = Command::new("curl")
+        .args(["-sN", "-i", &app.url("/events")])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run curl");
+    let mut lines = BufReader::new(curl.stdout.take().unwrap()).lines();
+    let mut headers = Vec::new();
+    within("curl to connect", async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("curl output");
+            if line.starts_with("retry: ") {
+                return;
+            }
+            headers.push(line.to_ascii_lowercase());
+        }
+    })
+    .await;
+    for expected in [
+        "content-type: text/event-stream",
+        "cache-control: no-cache",
+        "x-accel-buffering: no",
+    ] {
+        assert!(
+            headers.iter().any(|h| h.trim() == expected),
+            "{expected} in {headers:?}"
+        );
+    }
+    assert!(
+        !headers.iter().any(|h| h.starts_with("content-encoding")),
+        "the stream is not compressed"
+    );
+
+    let event = app.publish(18.06324, 59.334591, Some("bus-42")).await;
+    let frame = within("the event from curl", async {
+        let mut frame = Vec::new();
+        loop {
+            let line = lines.next_line().await.unwrap().expect("curl output");
+            if line.is_empty() && !frame.is_empty() {
+                return frame;
+            }
+            if !line.is_empty() {
+                frame.push(line);
+            }
+        }
+    })
+    .await;
+    assert_eq!(frame[0], format!("id: {}", event["id"].as_str().unwrap()));
+    assert_eq!(frame[1], "event: position");
+    let data: Value = serde_json::from_str(frame[2].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(data, event);
+    assert_eq!(ws.next_json().await, data, "the same JSON as /ws");
+}
+
+/// Drives `tests/js/sse-reconnect.mjs`: the npm EventSource behind a cuttable proxy.
+struct EventSourceClient {
+    child: tokio::process::Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl EventSourceClient {
+    async fn start(app: &TestApp, query: &str) -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/sse-reconnect.mjs");
+        let mut child = Command::new("node")
+            .args([script, &app.url(""), query])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run node (tests/run installs the npm packages)");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut client = Self { child, lines };
+        assert_eq!(client.next().await["open"], 1);
+        client
+    }
+
+    async fn next(&mut self) -> Value {
+        let line = within("the EventSource client", self.lines.next_line())
+            .await
+            .unwrap();
+        serde_json::from_str(&line.expect("the client exited")).unwrap()
+    }
+
+    async fn command(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_eventsource_cut_off_while_positions_keep_coming_reconnects_and_misses_nothing() {
+    const TOTAL: usize = 60;
+    let app = spawn_app_with(|c| c.sse_retry_ms = 50).await;
+    let mut client = EventSourceClient::start(&app, "").await;
+    let publisher = {
+        let http = app.http.clone();
+        let url = app.url("/longlat");
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..TOTAL {
+                let body = serde_json::json!({"longitude": i as f64, "latitude": 1.0});
+                let event: Value = http
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                ids.push(event["id"].as_str().unwrap().to_owned());
+            }
+            ids
+        })
+    };
+    let mut received = Vec::new();
+    let mut opens = 1;
+    while received.len() < TOTAL {
+        let line = client.next().await;
+        if line.get("open").is_some() {
+            opens += 1;
+        } else if line.get("event").is_some() {
+            assert_eq!(line["event"], "position", "no gap: {line}");
+            received.push(line["id"].as_str().unwrap().to_owned());
+            if received.len() == 10 {
+                client.command("cut").await;
+            }
+        }
+    }
+    let published = within("the publisher", publisher).await.unwrap();
+    assert_eq!(
+        received, published,
+        "every event exactly once, in order, across the reconnection"
+    );
+    assert!(opens >= 2, "the EventSource reconnected");
+    client.command("close").await;
+}
+
+#[tokio::test]
+async fn a_last_event_id_older_than_history_gets_a_gap_event_then_what_is_kept() {
+    let app = spawn_app_with(|c| c.history_size = 2).await;
+    let first = app.publish(0.0, 0.0, None).await;
+    app.publish(1.0, 0.0, None).await;
+    let kept = [
+        app.publish(2.0, 0.0, None).await,
+        app.publish(3.0, 0.0, None).await,
+    ];
+    let (_, mut reader) = SseReader::open(&app, "", first["id"].as_str()).await;
+    let (event, id, gap) = reader.next_event().await;
+    assert_eq!(
+        (event.as_str(), id),
+        ("gap", None),
+        "a gap carries no id, so Last-Event-ID stays put"
+    );
+    assert_eq!(gap["reason"], "cursor-too-old");
+    assert_eq!(gap["resumedFrom"], kept[0]["id"]);
+    for expected in &kept {
+        assert_eq!(&reader.next_event().await.2, expected);
+    }
+}
+
+#[tokio::test]
+async fn the_last_event_id_header_wins_over_the_query_and_resumes_exactly() {
+    let app = spawn_app().await;
+    let a = app.publish(0.0, 0.0, None).await;
+    let b = app.publish(1.0, 0.0, None).await;
+    let c = app.publish(2.0, 0.0, None).await;
+    let query = format!("?after={}", a["id"].as_str().unwrap());
+    let (_, mut reader) = SseReader::open(&app, &query, b["id"].as_str()).await;
+    assert_eq!(reader.next_event().await.2, c);
+    let (_, mut by_query) = SseReader::open(
+        &app,
+        &format!("?lastEventId={}", a["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(by_query.next_event().await.2, b);
+}
+
+#[tokio::test]
+async fn sse_filters_deliver_only_matching_events() {
+    let app = spawn_app().await;
+    let (_, mut bus) = SseReader::open(&app, "?tracker=bus-1", None).await;
+    let (_, mut sweden) = SseReader::open(&app, "?bbox=10.5,55,24.2,69.1", None).await;
+    let stockholm_bus = app.publish(18.06324, 59.334591, Some("bus-1")).await;
+    app.publish(2.2945, 48.8584, Some("bus-2")).await;
+    let paris_bus = app.publish(2.2945, 48.8584, Some("bus-1")).await;
+    let kiruna = app.publish(20.2253, 67.8558, Some("truck")).await;
+    assert_eq!(bus.next_event().await.2, stockholm_bus);
+    assert_eq!(bus.next_event().await.2, paris_bus);
+    assert_eq!(sweden.next_event().await.2, stockholm_bus);
+    assert_eq!(sweden.next_event().await.2, kiruna);
+}
+
+#[tokio::test]
+async fn a_bad_last_event_id_is_refused_with_a_problem() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(app.url("/events"))
+        .header("Last-Event-ID", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["field"], "Last-Event-ID");
+}
+
+#[tokio::test]
+async fn stopping_the_server_ends_open_event_streams() {
+    let app = spawn_app().await;
+    let (_, mut first) = SseReader::open(&app, "", None).await;
+    let (_, mut second) = SseReader::open(&app, "", None).await;
+    app.shutdown.trigger();
+    assert_eq!(first.next_frame().await, None);
+    assert_eq!(second.next_frame().await, None);
+}
