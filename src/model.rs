@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 pub const TRACKER_MAX_LEN: usize = 64;
 
 /// A position as a client sends it, before validation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, async_graphql::InputObject)]
 #[serde(deny_unknown_fields)]
 pub struct PositionInput {
     /// Degrees east of Greenwich, -180 to 180.
@@ -171,10 +171,12 @@ impl<'de> Deserialize<'de> for EventId {
 }
 
 /// A stored position: what `POST /longlat` answers and every subscriber receives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, async_graphql::SimpleObject)]
 #[serde(rename_all = "camelCase")]
+#[graphql(complex)]
 pub struct PositionEvent {
     /// Broker-assigned, ordered id; the resume cursor.
+    #[graphql(skip)]
     pub id: EventId,
     /// Degrees east, -180 to 180.
     pub longitude: f64,
@@ -186,6 +188,16 @@ pub struct PositionEvent {
     /// When the broker accepted it (RFC 3339, UTC).
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
+}
+
+#[async_graphql::ComplexObject]
+impl PositionEvent {
+    /// Broker-assigned, ordered id (`"<milliseconds>-<sequence>"`); pass it as
+    /// `after` to resume a subscription or page through history.
+    #[graphql(name = "id")]
+    async fn graphql_id(&self) -> async_graphql::ID {
+        self.id.into()
+    }
 }
 
 /// A published event: the typed position and its JSON, serialised once at
@@ -248,7 +260,7 @@ impl Filter {
 
 /// A longitude/latitude rectangle. A box whose west edge is east of its east
 /// edge crosses the antimeridian.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, async_graphql::InputObject)]
 pub struct BoundingBox {
     /// Western edge, degrees.
     pub min_longitude: f64,
