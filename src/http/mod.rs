@@ -1,6 +1,8 @@
 //! The HTTP surface: shared state, and one router assembled from each
 //! transport's own `router()`.
 
+mod graphql;
+mod graphql_ws;
 mod pages;
 mod params;
 mod rest;
@@ -15,6 +17,7 @@ use axum::http::Uri;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::error::Error;
+use crate::graphql::LonglatSchema;
 use crate::shutdown::Shutdown;
 
 pub use params::StreamParams;
@@ -28,6 +31,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Tripped when the server is stopping; streams close themselves on it.
     pub shutdown: Shutdown,
+    /// The GraphQL schema, built once over `broker`.
+    pub graphql: LonglatSchema,
 }
 
 /// The whole application.
@@ -37,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .merge(pages::router())
         .merge(rest::router())
         .merge(ws::router())
+        .merge(graphql::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(body_limit)
