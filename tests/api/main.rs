@@ -1,5 +1,8 @@
 //! Integration tests: the real server on 127.0.0.1:0, real clients over real sockets.
 
+mod graphql_protocol;
+mod graphql_subscriptions;
+mod node_client;
 mod publish;
 mod shutdown;
 mod test_app;

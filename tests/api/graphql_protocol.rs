@@ -1,0 +1,104 @@
+//! The WebSocket protocol on /graphql, broken on purpose with a raw `ws`
+//! socket (the reference client never misbehaves): each mistake gets the
+//! graphql-transport-ws close code. And the legacy `graphql-ws` subprotocol.
+
+use serde_json::json;
+
+use crate::test_app::{spawn_app, spawn_app_with};
+
+const INIT: &str = r#"{"type":"connection_init"}"#;
+const SUBSCRIBE: &str =
+    r#"{"type":"subscribe","id":"1","payload":{"query":"subscription { positions { id } }"}}"#;
+
+#[tokio::test]
+async fn a_client_that_never_sends_connection_init_is_closed_with_4408() {
+    let app = spawn_app_with(|c| c.graphql_init_timeout_ms = 200).await;
+    let mut client = app.graphql_raw("graphql-transport-ws", &[]);
+    assert_eq!(client.close_code().await, 4408);
+}
+
+#[tokio::test]
+async fn a_second_connection_init_is_closed_with_4429() {
+    let app = spawn_app().await;
+    let mut client = app.graphql_raw("graphql-transport-ws", &[INIT, "wait", INIT]);
+    assert_eq!(
+        client.next_with("message").await,
+        json!({ "type": "connection_ack" })
+    );
+    assert_eq!(client.close_code().await, 4429);
+}
+
+#[tokio::test]
+async fn a_subscribe_before_the_acknowledgement_is_closed_with_4401() {
+    let app = spawn_app().await;
+    let mut client = app.graphql_raw("graphql-transport-ws", &[SUBSCRIBE]);
+    assert_eq!(client.close_code().await, 4401);
+}
+
+#[tokio::test]
+async fn a_subscription_id_already_in_use_is_closed_with_4409() {
+    let app = spawn_app().await;
+    let mut client = app.graphql_raw(
+        "graphql-transport-ws",
+        &[INIT, "wait", SUBSCRIBE, SUBSCRIBE],
+    );
+    assert_eq!(
+        client.next_with("message").await,
+        json!({ "type": "connection_ack" })
+    );
+    assert_eq!(client.close_code().await, 4409);
+}
+
+#[tokio::test]
+async fn malformed_messages_are_closed_with_4400() {
+    let app = spawn_app().await;
+    let not_json = app.graphql_raw("graphql-transport-ws", &["{not json"]);
+    let unknown_type = app.graphql_raw("graphql-transport-ws", &[r#"{"type":"hello"}"#]);
+    let no_payload = app.graphql_raw(
+        "graphql-transport-ws",
+        &[INIT, "wait", r#"{"type":"subscribe","id":"1"}"#],
+    );
+    for mut client in [not_json, unknown_type, no_payload] {
+        assert_eq!(client.close_code().await, 4400);
+    }
+}
+
+#[tokio::test]
+async fn pings_are_answered_with_pongs() {
+    let app = spawn_app().await;
+    let mut client = app.graphql_raw("graphql-transport-ws", &[r#"{"type":"ping"}"#]);
+    assert_eq!(client.next_with("message").await, json!({ "type": "pong" }));
+}
+
+#[tokio::test]
+async fn the_legacy_graphql_ws_subprotocol_streams_positions_until_stopped() {
+    let app = spawn_app().await;
+    let marker = app.publish(0.0, 0.0, None).await;
+    let event = app.publish(1.0, 2.0, Some("legacy")).await;
+    let start = json!({
+        "type": "start",
+        "id": "a",
+        "payload": {
+            "query": "subscription($after: ID) { positions(after: $after) { id tracker } }",
+            "variables": { "after": marker["id"] },
+        },
+    })
+    .to_string();
+    let stop = r#"{"type":"stop","id":"a"}"#;
+    let mut client = app.graphql_raw("graphql-ws", &[INIT, "wait", &start, "wait", stop]);
+    assert_eq!(
+        client.next_with("message").await,
+        json!({ "type": "connection_ack" })
+    );
+    let data = client.next_with("message").await;
+    assert_eq!(data["type"], "data");
+    assert_eq!(data["id"], "a");
+    assert_eq!(
+        data["payload"]["data"]["positions"],
+        json!({ "id": event["id"], "tracker": "legacy" })
+    );
+    assert_eq!(
+        client.next_with("message").await,
+        json!({ "type": "complete", "id": "a" })
+    );
+}
