@@ -12,6 +12,7 @@ use crate::model::{PositionEvent, PositionInput};
 /// Operations that change state.
 pub struct Mutation;
 
+/// Operations that change state: publishing positions.
 #[Object]
 impl Mutation {
     /// Publishes a position to every subscriber, exactly like `POST /longlat`,

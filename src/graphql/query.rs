@@ -9,6 +9,9 @@ use crate::broker::Broker;
 use crate::error::Error;
 use crate::model::{BoundingBox, PositionEvent};
 
+/// Events one `history` call returns when it gives no `limit`.
+pub const DEFAULT_HISTORY_LIMIT: i32 = 100;
+
 /// Most events one `history` call returns.
 pub const MAX_HISTORY_LIMIT: i32 = 1000;
 
@@ -25,6 +28,7 @@ pub struct HistoryPage {
     cursor_too_old: bool,
 }
 
+/// Read-only operations: the latest event, one event by id, and recent history.
 #[Object]
 impl Query {
     /// The most recent event, optionally only from one tracker; null when
@@ -60,12 +64,13 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "Only events after this id; from the oldest kept when absent.")]
         after: Option<ID>,
-        #[graphql(desc = "Largest number of events returned, 1 to 1000.", default = 100)]
-        limit: i32,
+        #[graphql(desc = "Largest number of events returned, 1 to 1000 (100 when absent).")]
+        limit: Option<i32>,
         #[graphql(desc = "Only events from one of these trackers.")] tracker: Option<Vec<String>>,
         #[graphql(desc = "Only events inside this box.")] bbox: Option<BoundingBox>,
     ) -> async_graphql::Result<HistoryPage> {
         let broker = ctx.data::<Arc<dyn Broker>>()?;
+        let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
         if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
             return Err(Error::InvalidParameter {
                 param: "limit",

@@ -18,6 +18,7 @@ use crate::model::{BoundingBox, PositionEvent};
 /// Live streams.
 pub struct Subscription;
 
+/// Live streams of events.
 #[GraphQLSubscription]
 impl Subscription {
     /// Every published position, live and in order, optionally filtered.
