@@ -42,12 +42,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> s
         capacity: usize::try_from(config.history_size).unwrap_or(usize::MAX),
     }));
     let grace = config.shutdown_timeout();
-    let state = AppState {
-        graphql: graphql::build(broker.clone()),
-        broker,
-        config: Arc::new(config),
-        shutdown: shutdown.clone(),
-    };
+    let state = AppState::new(broker, config, shutdown.clone());
     let send_buffer = state.config.socket_send_buffer;
     let listener = listener.tap_io(move |tcp| {
         // Positions are small and latency matters more than packet count.

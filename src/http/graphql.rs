@@ -102,7 +102,13 @@ fn websocket(state: AppState, upgrade: WebSocketUpgrade) -> Response {
     upgrade
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| {
-            graphql_ws::serve(socket, protocol, state.graphql, state.shutdown, timing)
+            graphql_ws::serve(
+                socket,
+                protocol,
+                state.graphql_shared,
+                state.shutdown,
+                timing,
+            )
         })
 }
 

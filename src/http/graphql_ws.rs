@@ -11,14 +11,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::{Data, Response};
+use async_graphql::Data;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::stream::{BoxStream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_stream::StreamMap;
 
-use crate::graphql::{LonglatSchema, on_connection_init};
+use super::graphql_shared::{Outcome, SharedExecutions};
+use crate::graphql::on_connection_init;
 use crate::shutdown::Shutdown;
 
 /// The two GraphQL-over-WebSocket protocols, by subprotocol name.
@@ -83,13 +84,13 @@ fn close(code: u16, reason: impl Into<String>) -> End {
 struct Connection {
     socket: WebSocket,
     protocol: Protocol,
-    schema: LonglatSchema,
+    shared: Arc<SharedExecutions>,
     timing: Timing,
     /// Set by `connection_init`; present once acknowledged.
     data: Option<Arc<Data>>,
     init_received: bool,
-    /// Running operations by client id; each yields responses, then `None`.
-    operations: StreamMap<String, BoxStream<'static, Option<Response>>>,
+    /// Running operations by client id.
+    operations: StreamMap<String, BoxStream<'static, Outcome>>,
 }
 
 /// Serves one upgraded socket until the client leaves, breaks the protocol,
@@ -97,14 +98,14 @@ struct Connection {
 pub async fn serve(
     socket: WebSocket,
     protocol: Protocol,
-    schema: LonglatSchema,
+    shared: Arc<SharedExecutions>,
     shutdown: Shutdown,
     timing: Timing,
 ) {
     let mut connection = Connection {
         socket,
         protocol,
-        schema,
+        shared,
         timing,
         data: None,
         init_received: false,
@@ -200,40 +201,43 @@ impl Connection {
         if self.operations.contains_key(&id) {
             return Err(close(4409, format!("Subscriber for {id} already exists")));
         }
+        let key = payload.to_string();
         let Ok(request) = serde_json::from_value::<async_graphql::Request>(payload) else {
             return Err(close(4400, "Invalid message received"));
         };
-        let responses = self
-            .schema
-            .execute_stream_with_session_data(request, data)
-            .map(Some)
-            .chain(futures::stream::once(async { None }));
-        self.operations.insert(id, responses.boxed());
+        let outcomes = self.shared.join(key, request, data);
+        self.operations.insert(id, outcomes);
         Ok(())
     }
 
-    /// Sends one result of operation `id`, or its completion (`None`).
-    async fn on_result(&mut self, id: String, item: Option<Response>) -> Result<(), End> {
-        let message = match item {
-            None => {
+    /// Sends one outcome of operation `id`.
+    async fn on_result(&mut self, id: String, outcome: Outcome) -> Result<(), End> {
+        // Payloads are JSON text already, serialised once per result.
+        let id_json = Value::from(id.as_str());
+        let message = match outcome {
+            Outcome::Complete => {
                 self.operations.remove(&id);
-                json!({ "type": "complete", "id": id })
+                format!(r#"{{"type":"complete","id":{id_json}}}"#)
             }
             // Refused before it ran (syntax, validation, limits): the
             // protocol's terminal `error` message, with no `complete`.
-            Some(response) if refused_before_execution(&response) => {
+            Outcome::Refused(errors) => {
                 self.operations.remove(&id);
-                json!({ "type": "error", "id": id, "payload": response.errors })
+                format!(r#"{{"type":"error","id":{id_json},"payload":{errors}}}"#)
             }
-            Some(response) => {
-                json!({ "type": self.protocol.next_type(), "id": id, "payload": response })
+            Outcome::Next(payload) => {
+                let kind = self.protocol.next_type();
+                format!(r#"{{"type":"{kind}","id":{id_json},"payload":{payload}}}"#)
             }
         };
-        self.send(message).await
+        self.send_text(message).await
     }
 
     async fn send(&mut self, message: Value) -> Result<(), End> {
-        let text = message.to_string();
+        self.send_text(message.to_string()).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), End> {
         let send = self.socket.send(Message::Text(text.into()));
         match tokio::time::timeout(self.timing.send_timeout, send).await {
             Ok(Ok(())) => Ok(()),
@@ -241,12 +245,4 @@ impl Connection {
             Ok(Err(_)) | Err(_) => Err(End::Gone),
         }
     }
-}
-
-/// Whether `response` is a refusal of the whole operation rather than a
-/// result: errors that belong to no field, and no data.
-fn refused_before_execution(response: &Response) -> bool {
-    response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty())
 }

@@ -2,6 +2,7 @@
 //! transport's own `router()`.
 
 mod graphql;
+mod graphql_shared;
 mod graphql_ws;
 mod pages;
 mod params;
@@ -20,6 +21,7 @@ use crate::error::Error;
 use crate::graphql::LonglatSchema;
 use crate::shutdown::Shutdown;
 
+pub use graphql_shared::SharedExecutions;
 pub use params::StreamParams;
 
 /// What every handler can reach.
@@ -33,6 +35,22 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// The GraphQL schema, built once over `broker`.
     pub graphql: LonglatSchema,
+    /// Live GraphQL subscriptions shared by every socket that sent the same one.
+    pub graphql_shared: Arc<SharedExecutions>,
+}
+
+impl AppState {
+    /// The state for serving `broker`, with the GraphQL schema built over it.
+    pub fn new(broker: Arc<dyn Broker>, config: Config, shutdown: Shutdown) -> Self {
+        let graphql = crate::graphql::build(broker.clone());
+        Self {
+            graphql_shared: Arc::new(SharedExecutions::new(graphql.clone())),
+            graphql,
+            broker,
+            config: Arc::new(config),
+            shutdown,
+        }
+    }
 }
 
 /// The whole application.

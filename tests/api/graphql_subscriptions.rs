@@ -8,8 +8,10 @@
 
 use serde_json::{Value, json};
 
-use crate::node_client::POSITIONS;
-use crate::test_app::{TestApp, spawn_app, spawn_app_with};
+use std::time::Duration;
+
+use crate::node_client::{NodeClient, POSITIONS};
+use crate::test_app::{TestApp, spawn_app, spawn_app_with, within};
 
 /// Asserts that a GraphQL `positions` item is the event REST answered with.
 fn assert_same_event(graphql: &Value, rest: &Value) {
@@ -149,6 +151,66 @@ async fn an_invalid_subscription_is_refused_with_the_field_named() {
         errors[0]["message"].as_str().unwrap().contains("altitude"),
         "{errors}"
     );
+}
+
+/// Publishes until a live subscriber (no `after`) gets its first event: the
+/// protocol does not say when a subscription has started.
+async fn until_live(app: &TestApp, subscriber: &mut NodeClient) {
+    within("the subscription to go live", async {
+        loop {
+            app.publish(0.0, 0.0, Some("warm-up")).await;
+            if subscriber
+                .position_within(Duration::from_millis(100))
+                .await
+                .is_some()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads positions until the one with `id`, checking the order on the way.
+async fn read_until(subscriber: &mut NodeClient, id: &Value) {
+    let mut previous: Option<String> = None;
+    loop {
+        let position = subscriber.next_position().await;
+        let this = position["id"].as_str().expect("an id").to_owned();
+        if let Some(previous) = &previous {
+            assert!(
+                parse_id(&this) > parse_id(previous),
+                "{this} after {previous}"
+            );
+        }
+        if position["id"] == *id {
+            return;
+        }
+        previous = Some(this);
+    }
+}
+
+fn parse_id(id: &str) -> (u64, u64) {
+    let (millis, seq) = id.split_once('-').expect("<millis>-<seq>");
+    (millis.parse().unwrap(), seq.parse().unwrap())
+}
+
+#[tokio::test]
+async fn subscribers_sending_the_same_live_subscription_each_get_every_event() {
+    let app = spawn_app().await;
+    let query = "subscription { positions { id tracker } }";
+    let mut first = app.graphql_subscribe(query, json!({}));
+    until_live(&app, &mut first).await;
+    let mut second = app.graphql_subscribe(query, json!({}));
+    until_live(&app, &mut second).await;
+
+    let both = app.publish(1.0, 1.0, Some("both")).await;
+    read_until(&mut first, &both["id"]).await;
+    read_until(&mut second, &both["id"]).await;
+
+    drop(first);
+    let after_leaving = app.publish(2.0, 2.0, Some("still-here")).await;
+    read_until(&mut second, &after_leaving["id"]).await;
 }
 
 #[tokio::test]

@@ -64,6 +64,23 @@ impl NodeClient {
         payload["data"]["positions"].clone()
     }
 
+    /// The next `positions` item, if one arrives within `wait`.
+    pub async fn position_within(&mut self, wait: std::time::Duration) -> Option<Value> {
+        loop {
+            // `next_line` is cancel-safe: a line cut short is read next time.
+            let line = tokio::time::timeout(wait, self.lines.next_line())
+                .await
+                .ok()?;
+            let line = line
+                .expect("read the Node client")
+                .expect("the Node client exited");
+            let line: Value = serde_json::from_str(&line).expect("JSON lines");
+            if line.get("connected").is_none() {
+                return Some(line["next"]["data"]["positions"].clone());
+            }
+        }
+    }
+
     /// The close code the client finally saw.
     pub async fn close_code(&mut self) -> u64 {
         loop {
