@@ -99,8 +99,12 @@ fn websocket(state: AppState, upgrade: WebSocketUpgrade) -> Response {
         init_timeout: state.config.graphql_init_timeout(),
         send_timeout: state.config.send_timeout(),
     };
+    // Small buffers, as on /ws: an idle subscriber should cost a few KiB.
     upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .max_message_size(64 * 1024)
+        .max_frame_size(16 * 1024)
         .on_upgrade(move |socket| {
             graphql_ws::serve(
                 socket,
