@@ -1,6 +1,8 @@
 //! GraphQL over WebSocket on `/graphql`: the `graphql-transport-ws` protocol
 //! (npm `graphql-ws`, what GraphiQL speaks) and the legacy
-//! `subscriptions-transport-ws` (subprotocol `graphql-ws`).
+//! `subscriptions-transport-ws` (subprotocol `graphql-ws`). Operations run
+//! through [`SharedExecutions`], so identical live subscriptions on any
+//! number of sockets cost one execution.
 //!
 //! Close codes (`graphql-transport-ws`): 4400 malformed message, 4401
 //! subscribe before `connection_ack`, 4403 refused by
