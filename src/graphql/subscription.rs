@@ -52,3 +52,58 @@ impl Subscription {
             .boxed())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+
+    use crate::broker::memory::MemoryBroker;
+    use crate::broker::{Broker, HubSettings};
+    use crate::model::PositionInput;
+
+    async fn publish(broker: &Arc<dyn Broker>, longitude: f64) {
+        let input = PositionInput {
+            longitude,
+            latitude: 0.0,
+            tracker: None,
+        };
+        let valid = input.validate().expect("a valid position");
+        broker.publish(valid).await.expect("published");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_lagged_is_told_what_it_lost_and_the_stream_completes() {
+        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(HubSettings { capacity: 2 }));
+        let schema = crate::graphql::build(broker.clone());
+        let mut stream = schema.execute_stream("subscription { positions { longitude } }");
+        publish(&broker, 0.0).await;
+        // The first item creates the subscription, then waits for an event.
+        let first = tokio::select! {
+            response = stream.next() => response,
+            () = async {
+                loop {
+                    tokio::task::yield_now().await;
+                    publish(&broker, 1.0).await;
+                }
+            } => unreachable!(),
+        };
+        let first = first.expect("a first event");
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        for i in 0..5 {
+            publish(&broker, f64::from(i)).await;
+        }
+        let notice = stream.next().await.expect("a lost-events notice");
+        let extensions = notice.errors[0].extensions.as_ref().expect("extensions");
+        assert_eq!(
+            extensions.get("code"),
+            Some(&async_graphql::Value::from("events-lost"))
+        );
+        assert_eq!(
+            extensions.get("reason"),
+            Some(&async_graphql::Value::from("lagged"))
+        );
+        assert!(stream.next().await.is_none(), "the stream completes");
+    }
+}
