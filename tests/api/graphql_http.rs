@@ -222,3 +222,14 @@ async fn a_browser_gets_graphiql_with_every_asset_served_locally() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_graphiql_subscription_in_a_browser_shows_positions_as_they_are_posted() {
+    let app = spawn_app().await;
+    let base = app.url("");
+    let mut browser = NodeClient::start("graphiql-browser.mjs", &[&base]);
+    let line = browser.next_line().await;
+    let seen = line.get("seen").unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(seen["tracker"], "graphiql");
+    assert_eq!(seen["latitude"], 59.334591);
+}
