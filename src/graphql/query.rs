@@ -18,6 +18,15 @@ pub const MAX_HISTORY_LIMIT: i32 = 1000;
 /// Read-only operations.
 pub struct Query;
 
+/// A page costs its selection once per ten events asked for, so the
+/// complexity limit bounds the events one request can make the server copy.
+fn history_complexity(limit: Option<i32>, child_complexity: usize) -> usize {
+    let limit = limit
+        .unwrap_or(DEFAULT_HISTORY_LIMIT)
+        .clamp(1, MAX_HISTORY_LIMIT);
+    child_complexity * usize::try_from(limit / 10).unwrap_or(1).max(1)
+}
+
 /// One page of history, oldest event first.
 #[derive(SimpleObject)]
 pub struct HistoryPage {
@@ -59,6 +68,7 @@ impl Query {
 
     /// Recent events, oldest first, at most `limit` (1 to 1000) per page.
     /// The server keeps a bounded history (`--history-size`).
+    #[graphql(complexity = "history_complexity(limit, child_complexity)")]
     async fn history(
         &self,
         ctx: &Context<'_>,

@@ -135,6 +135,16 @@ async fn a_query_too_deep_or_too_complex_is_refused() {
     let message = answer["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("nested too deep"), "{answer}");
 
+    let page = "events { id longitude latitude tracker receivedAt }";
+    let one_big_page = format!("{{ history(limit: 1000) {{ {page} }} }}");
+    let answer = app.graphql(&one_big_page, json!({})).await;
+    assert!(answer.get("errors").is_none(), "{answer}");
+    let two_big_pages =
+        format!("{{ a: history(limit: 1000) {{ {page} }} b: history(limit: 1000) {{ {page} }} }}");
+    let answer = app.graphql(&two_big_pages, json!({})).await;
+    let message = answer["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("too complex"), "{answer}");
+
     let wide: String = (0..1100)
         .map(|i| format!("a{i}: latest {{ id }} "))
         .collect();
