@@ -4,12 +4,14 @@
 //! the binary, so it works with no internet.
 
 use async_graphql::http::parse_query_string;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLResponse;
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
@@ -56,8 +58,29 @@ pub fn router() -> Router<AppState> {
         .route("/graphiql/{file}", get(asset))
 }
 
-async fn post_graphql(State(state): State<AppState>, request: GraphQLRequest) -> GraphQLResponse {
-    state.graphql.execute(request.into_inner()).await.into()
+/// `POST /graphql`: one JSON request (no batches: each request is bounded
+/// by the limits, a batch would multiply them), within `--max-body-bytes`.
+async fn post_graphql(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<GraphQLResponse, Error> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge {
+            limit: state.config.max_body_bytes,
+        },
+        _ => Error::MalformedBody {
+            detail: format!("the body could not be read: {rejection}"),
+            field: None,
+        },
+    })?;
+    let request: async_graphql::Request =
+        serde_json::from_slice(&body).map_err(|err| Error::MalformedBody {
+            detail: format!(
+                "send one GraphQL request as JSON: {{\"query\": \"…\", \"variables\": {{…}}}} ({err})"
+            ),
+            field: None,
+        })?;
+    Ok(state.graphql.execute(request).await.into())
 }
 
 /// A WebSocket upgrade, a browser (GraphiQL), or a query in the query string.

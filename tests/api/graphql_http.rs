@@ -76,6 +76,26 @@ async fn an_invalid_position_is_an_error_naming_the_field_and_nothing_is_publish
 }
 
 #[tokio::test]
+async fn a_body_that_is_not_one_graphql_request_is_a_problem_document() {
+    let app = spawn_app().await;
+    let post = |body: String| {
+        app.http
+            .post(app.url("/graphql"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let not_json = post("{ latest { id } }".into()).await.unwrap();
+    assert_eq!(not_json.status(), 400);
+    let problem: Value = not_json.json().await.unwrap();
+    assert_eq!(problem["code"], "malformed-body");
+
+    let huge = json!({ "query": format!("{{ latest {{ id }} }} #{}", "x".repeat(20_000)) });
+    let too_large = post(huge.to_string()).await.unwrap();
+    assert_eq!(too_large.status(), 413);
+}
+
+#[tokio::test]
 async fn history_pages_through_recent_events_with_a_bounded_limit() {
     let app = spawn_app_with(|c| c.history_size = 4).await;
     let mut ids = Vec::new();
@@ -145,9 +165,8 @@ async fn a_query_too_deep_or_too_complex_is_refused() {
     let message = answer["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("too complex"), "{answer}");
 
-    let wide: String = (0..1100)
-        .map(|i| format!("a{i}: latest {{ id }} "))
-        .collect();
+    // Each alias costs 2 (`latest` and `id`): 510 of them cost 1,020.
+    let wide: String = (0..510).map(|i| format!("a{i}:latest{{id}} ")).collect();
     let answer = app.graphql(&format!("{{ {wide} }}"), json!({})).await;
     let message = answer["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("too complex"), "{answer}");
