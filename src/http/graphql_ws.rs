@@ -79,8 +79,21 @@ enum End {
 }
 
 fn close(code: u16, reason: impl Into<String>) -> End {
-    End::Close(code, reason.into())
+    // A close frame's reason is at most 123 bytes.
+    let mut reason = reason.into();
+    if reason.len() > 123 {
+        let cut = (0..=120)
+            .rev()
+            .find(|&i| reason.is_char_boundary(i))
+            .unwrap_or(0);
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    End::Close(code, reason)
 }
+
+/// Most operations one socket may run at once; each costs a broker cursor.
+pub const MAX_OPERATIONS: usize = 100;
 
 /// One connection's protocol state.
 struct Connection {
@@ -202,6 +215,14 @@ impl Connection {
         };
         if self.operations.contains_key(&id) {
             return Err(close(4409, format!("Subscriber for {id} already exists")));
+        }
+        if self.operations.len() >= MAX_OPERATIONS {
+            let refusal = format!(
+                r#"[{{"message":"at most {MAX_OPERATIONS} operations may run on one socket","extensions":{{"code":"too-many-operations"}}}}]"#
+            );
+            let outcomes = futures::stream::once(async move { Outcome::Refused(refusal.into()) });
+            self.operations.insert(id, outcomes.boxed());
+            return Ok(());
         }
         let key = payload.to_string();
         let Ok(request) = serde_json::from_value::<async_graphql::Request>(payload) else {

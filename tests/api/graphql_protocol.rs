@@ -102,3 +102,32 @@ async fn the_legacy_graphql_ws_subprotocol_streams_positions_until_stopped() {
         json!({ "type": "complete", "id": "a" })
     );
 }
+
+#[tokio::test]
+async fn a_socket_runs_at_most_a_hundred_operations_at_once() {
+    let app = spawn_app().await;
+    let subscribes: Vec<String> = (0..101)
+        .map(|i| {
+            json!({
+                "type": "subscribe",
+                "id": format!("op-{i}"),
+                "payload": { "query": "subscription { positions { id } }" },
+            })
+            .to_string()
+        })
+        .collect();
+    let mut script = vec![INIT, "wait"];
+    script.extend(subscribes.iter().map(String::as_str));
+    let mut client = app.graphql_raw("graphql-transport-ws", &script);
+    assert_eq!(
+        client.next_with("message").await,
+        json!({ "type": "connection_ack" })
+    );
+    let refused = client.next_with("message").await;
+    assert_eq!(refused["type"], "error");
+    assert_eq!(refused["id"], "op-100");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"],
+        "too-many-operations"
+    );
+}
