@@ -203,3 +203,67 @@ fn is_shareable(request: &async_graphql::Request) -> bool {
                 _ => false,
             })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(ring: &broadcast::Receiver<Outcome>) -> Arc<Group> {
+        Arc::new(Group {
+            origin: ring.resubscribe(),
+            task: tokio::spawn(std::future::pending()),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_sharer_that_falls_behind_the_ring_is_told_and_completes() {
+        let (sender, ring) = broadcast::channel(2);
+        let group = group(&ring);
+        for i in 0..5 {
+            sender
+                .send(Outcome::Next(format!("{{\"n\":{i}}}").into()))
+                .unwrap();
+        }
+        let seen: Vec<Outcome> = sharer(group, ring).collect().await;
+        let [Outcome::Next(notice), Outcome::Complete] = &seen[..] else {
+            panic!("expected a notice then Complete, got {seen:?}");
+        };
+        assert!(notice.contains(r#""code":"events-lost""#), "{notice}");
+        assert!(notice.contains(r#""reason":"lagged""#), "{notice}");
+        assert!(notice.contains(r#""missed":3"#), "{notice}");
+    }
+
+    #[tokio::test]
+    async fn a_sharer_gets_every_result_then_completes_when_the_execution_ends() {
+        let (sender, ring) = broadcast::channel(8);
+        let group = group(&ring);
+        sender.send(Outcome::Next("1".into())).unwrap();
+        sender.send(Outcome::Next("2".into())).unwrap();
+        drop(sender);
+        let seen: Vec<Outcome> = sharer(group, ring).collect().await;
+        assert!(
+            matches!(&seen[..], [Outcome::Next(a), Outcome::Next(b), Outcome::Complete] if &**a == "1" && &**b == "2"),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn only_live_subscriptions_are_shared() {
+        let shareable = |query: &str| is_shareable(&async_graphql::Request::new(query));
+        assert!(shareable("subscription { positions { id } }"));
+        assert!(shareable(
+            "subscription($t: [String!]) { positions(tracker: $t) { id } }"
+        ));
+        assert!(!shareable(
+            "subscription($a: ID) { positions(after: $a) { id } }"
+        ));
+        assert!(!shareable("{ latest { id } }"));
+        assert!(!shareable(
+            "mutation { publish(input: {longitude: 0, latitude: 0}) { id } }"
+        ));
+        assert!(!shareable(
+            "subscription { ...F } fragment F on Subscription { positions { id } }"
+        ));
+        assert!(!shareable("not graphql"));
+    }
+}
