@@ -131,3 +131,21 @@ async fn a_socket_runs_at_most_a_hundred_operations_at_once() {
         "too-many-operations"
     );
 }
+
+#[tokio::test]
+async fn a_completed_subscription_frees_its_id_for_the_next_one() {
+    let app = spawn_app().await;
+    let complete = r#"{"type":"complete","id":"1"}"#;
+    let ping = r#"{"type":"ping"}"#;
+    let mut client = app.graphql_raw(
+        "graphql-transport-ws",
+        &[INIT, "wait", SUBSCRIBE, complete, SUBSCRIBE, ping],
+    );
+    assert_eq!(
+        client.next_with("message").await,
+        json!({ "type": "connection_ack" })
+    );
+    // Had the id still been in use, the socket would have closed with 4409
+    // before answering the ping.
+    assert_eq!(client.next_with("message").await, json!({ "type": "pong" }));
+}
