@@ -57,6 +57,11 @@ pub struct Config {
     #[arg(long, env = "LONGLAT_SOCKET_SEND_BUFFER", default_value_t = 0)]
     pub socket_send_buffer: usize,
 
+    /// Milliseconds a GraphQL WebSocket client has to send `connection_init`
+    /// before it is closed with 4408.
+    #[arg(long, env = "LONGLAT_GRAPHQL_INIT_TIMEOUT_MS", default_value_t = 3000)]
+    pub graphql_init_timeout_ms: u64,
+
     /// Seconds to let requests and streams finish after Ctrl-C or SIGTERM.
     #[arg(long, env = "LONGLAT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 5)]
     pub shutdown_timeout_secs: u64,
@@ -81,6 +86,7 @@ impl Config {
             max_body_bytes: 16 * 1024,
             send_timeout_secs: 10,
             socket_send_buffer: 0,
+            graphql_init_timeout_ms: 3000,
             shutdown_timeout_secs: 5,
             log_format: "text".into(),
         }
@@ -94,6 +100,11 @@ impl Config {
     /// How long a subscriber may take to accept one frame.
     pub fn send_timeout(&self) -> Duration {
         Duration::from_secs(self.send_timeout_secs)
+    }
+
+    /// How long a GraphQL WebSocket client has to send `connection_init`.
+    pub fn graphql_init_timeout(&self) -> Duration {
+        Duration::from_millis(self.graphql_init_timeout_ms)
     }
 
     /// How long shutdown waits for requests and streams.

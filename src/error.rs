@@ -1,12 +1,13 @@
 //! One error type for everything a client can get wrong or the server can
 //! fail at, and the one place each becomes an HTTP answer
-//! (`application/problem+json`, RFC 9457).
+//! (`application/problem+json`, RFC 9457) or a GraphQL error (with the same
+//! `code` in `extensions`).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, Gap};
 use crate::model::InvalidPosition;
 
 /// Everything that can go wrong while answering a request.
@@ -60,6 +61,9 @@ pub enum Error {
     /// The broker cannot take the event right now.
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// Some events will never reach this subscriber; see [`Gap`].
+    #[error("events were lost ({}); resume with the last id received", .0.reason.as_str())]
+    EventsLost(Gap),
 }
 
 impl From<axum::extract::rejection::QueryRejection> for Error {
@@ -83,6 +87,7 @@ impl Error {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             Self::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::EventsLost(_) => StatusCode::GONE,
         }
     }
 
@@ -99,6 +104,7 @@ impl Error {
             Self::MethodNotAllowed(_) => "method-not-allowed",
             Self::UpgradeRequired(_) => "upgrade-required",
             Self::Broker(_) => "broker-unavailable",
+            Self::EventsLost(_) => "events-lost",
         }
     }
 
@@ -180,5 +186,26 @@ impl IntoResponse for Error {
             _ => {}
         }
         response
+    }
+}
+
+impl async_graphql::ErrorExtensions for Error {
+    /// The GraphQL error: the same message, and `extensions.code` (plus
+    /// `field`, or a lost-events notice's `reason`, `after`, `resumedFrom`
+    /// and `missed`) as in the problem document.
+    fn extend(&self) -> async_graphql::Error {
+        async_graphql::Error::new(shorten(self.to_string())).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            if let Some(field) = self.field() {
+                ext.set("field", field);
+            }
+            if let Self::EventsLost(gap) = self {
+                let id = |id: Option<crate::model::EventId>| id.map(|id| id.to_string());
+                ext.set("reason", gap.reason.as_str());
+                ext.set("after", id(gap.after));
+                ext.set("resumedFrom", id(gap.resumed_from));
+                ext.set("missed", gap.missed);
+            }
+        })
     }
 }

@@ -1,20 +1,23 @@
 //! longlat: a real-time location push server.
 //!
 //! A position goes in once, through `POST /longlat`, and comes out live to
-//! every subscriber: raw JSON frames on `GET /ws` (the tutorial's page).
+//! every subscriber: raw JSON frames on `GET /ws` (the tutorial's page) and
+//! GraphQL subscriptions on `/graphql`. The GraphQL mutation publishes too.
 //!
 //! # Layout
 //!
 //! - [`model`]: the typed event and its validation, used by every transport.
 //! - [`broker`]: orders, numbers, keeps and fans out events; [`broker::memory`]
 //!   is the embedded default.
+//! - [`graphql`]: the GraphQL schema over the same model and broker.
 //! - [`http`]: one file per transport or surface, assembled by [`http::app`].
-//! - [`error`]: the one error type and its HTTP answer.
+//! - [`error`]: the one error type, its HTTP answer and its GraphQL error.
 //! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
 
 pub mod broker;
 pub mod config;
 pub mod error;
+pub mod graphql;
 pub mod http;
 pub mod model;
 pub mod shutdown;
@@ -94,11 +97,7 @@ pub async fn run(
                 source,
             })?;
     let grace = config.shutdown_timeout();
-    let state = AppState {
-        broker,
-        config: Arc::new(config),
-        shutdown: shutdown.clone(),
-    };
+    let state = AppState::new(broker, config, shutdown.clone());
     let send_buffer = state.config.socket_send_buffer;
     let listener = listener.tap_io(move |tcp| {
         // Positions are small and latency matters more than packet count.

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 pub const TRACKER_MAX_LEN: usize = 64;
 
 /// A position as a client sends it, before validation.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema, async_graphql::InputObject)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"longitude": 18.06324, "latitude": 59.334591, "tracker": "bus-42"}))]
 pub struct PositionInput {
@@ -195,12 +195,16 @@ impl<'de> Deserialize<'de> for EventId {
 }
 
 /// A stored position: what `POST /longlat` answers and every subscriber receives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject,
+)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"id": "1795584285108-0", "longitude": 18.06324, "latitude": 59.334591,
     "tracker": "bus-42", "receivedAt": "2026-11-25T05:24:45.108992Z"}))]
+#[graphql(complex)]
 pub struct PositionEvent {
     /// Broker-assigned, ordered id; the resume cursor.
+    #[graphql(skip)]
     pub id: EventId,
     /// Degrees east, -180 to 180.
     #[schema(minimum = -180.0, maximum = 180.0)]
@@ -215,6 +219,16 @@ pub struct PositionEvent {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub received_at: OffsetDateTime,
+}
+
+#[async_graphql::ComplexObject]
+impl PositionEvent {
+    /// Broker-assigned, ordered id (`"<milliseconds>-<sequence>"`); pass it as
+    /// `after` to resume a subscription or page through history.
+    #[graphql(name = "id")]
+    async fn graphql_id(&self) -> async_graphql::ID {
+        self.id.into()
+    }
 }
 
 /// A published event: the typed position and its wire forms, built once at
@@ -284,7 +298,7 @@ impl Filter {
 
 /// A longitude/latitude rectangle. A box whose west edge is east of its east
 /// edge crosses the antimeridian.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, async_graphql::InputObject)]
 pub struct BoundingBox {
     /// Western edge, degrees.
     pub min_longitude: f64,

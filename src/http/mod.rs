@@ -2,6 +2,9 @@
 //! transport's own `router()`.
 
 mod docs;
+mod graphql;
+mod graphql_shared;
+mod graphql_ws;
 mod health;
 mod history;
 mod pages;
@@ -21,8 +24,10 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::error::Error;
+use crate::graphql::LonglatSchema;
 use crate::shutdown::Shutdown;
 
+pub use graphql_shared::SharedExecutions;
 pub use params::StreamParams;
 
 /// What every handler can reach.
@@ -34,6 +39,24 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Tripped when the server is stopping; streams close themselves on it.
     pub shutdown: Shutdown,
+    /// The GraphQL schema, built once over `broker`.
+    pub graphql: LonglatSchema,
+    /// Live GraphQL subscriptions shared by every socket that sent the same one.
+    pub graphql_shared: Arc<SharedExecutions>,
+}
+
+impl AppState {
+    /// The state for serving `broker`, with the GraphQL schema built over it.
+    pub fn new(broker: Arc<dyn Broker>, config: Config, shutdown: Shutdown) -> Self {
+        let graphql = crate::graphql::build(broker.clone());
+        Self {
+            graphql_shared: Arc::new(SharedExecutions::new(graphql.clone())),
+            graphql,
+            broker,
+            config: Arc::new(config),
+            shutdown,
+        }
+    }
 }
 
 /// The whole application.
@@ -42,6 +65,7 @@ pub fn app(state: AppState) -> Router {
     let (routes, api) = documented_routes().split_for_parts();
     routes
         .merge(docs::router(api))
+        .merge(graphql::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(body_limit)

@@ -42,3 +42,8 @@ async fn the_map_shows_markers_and_catches_up_after_a_cut_and_a_restart() {
 async fn swagger_ui_try_it_out_publishes_for_real() {
     scenario("swagger-ui").await;
 }
+
+#[tokio::test]
+async fn a_graphiql_subscription_shows_a_position_posted_with_curl() {
+    scenario("graphiql").await;
+}

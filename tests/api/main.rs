@@ -1,7 +1,12 @@
 //! Integration tests: the real server on 127.0.0.1:0, real clients over real sockets.
 
 mod browser;
+mod generated;
+mod graphql_http;
+mod graphql_protocol;
+mod graphql_subscriptions;
 mod history;
+mod node_client;
 mod openapi;
 mod publish;
 mod redis;

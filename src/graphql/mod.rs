@@ -1,0 +1,75 @@
+//! The GraphQL face of longlat: one schema over the same model types and the
+//! same broker as REST and the raw WebSocket.
+//!
+//! [`schema::build`] makes the schema once at start-up, with depth and
+//! complexity limits; the transports live in `crate::http::graphql`.
+//! Resolvers only translate arguments and call the broker: validation stays
+//! in [`crate::model`].
+
+mod mutation;
+mod query;
+pub mod schema;
+mod subscription;
+
+use async_graphql::ID;
+
+pub use mutation::Mutation;
+pub use query::Query;
+pub use schema::{LonglatSchema, MAX_COMPLEXITY, MAX_DEPTH, build, sdl};
+pub use subscription::Subscription;
+
+use crate::error::Error;
+use crate::model::{BoundingBox, EventId, Filter, is_valid_tracker};
+
+/// Called with the `connection_init` payload of every GraphQL WebSocket before
+/// it is acknowledged. Whatever it returns is available to every operation on
+/// that connection; an error closes the socket with 4403. This is where
+/// authentication plugs in; today every connection is accepted.
+pub async fn on_connection_init(
+    _payload: serde_json::Value,
+) -> async_graphql::Result<async_graphql::Data> {
+    Ok(async_graphql::Data::default())
+}
+
+/// The `after` argument as an event id.
+fn parse_after(after: Option<ID>) -> Result<Option<EventId>, Error> {
+    after
+        .map(|id| {
+            id.parse().map_err(
+                |err: crate::model::InvalidEventId| Error::InvalidParameter {
+                    param: "after",
+                    detail: err.to_string(),
+                },
+            )
+        })
+        .transpose()
+}
+
+/// The `tracker` and `bbox` arguments as a broker filter.
+fn parse_filter(tracker: Option<Vec<String>>, bbox: Option<BoundingBox>) -> Result<Filter, Error> {
+    if let Some(bad) = tracker.iter().flatten().find(|t| !is_valid_tracker(t)) {
+        let shown: String = bad.chars().take(80).collect();
+        return Err(Error::InvalidParameter {
+            param: "tracker",
+            detail: format!("{shown:?} is not a tracker name (1 to 64 of A-Z a-z 0-9 . _ : -)"),
+        });
+    }
+    let bbox = bbox
+        .map(|b| {
+            BoundingBox::new(
+                b.min_longitude,
+                b.min_latitude,
+                b.max_longitude,
+                b.max_latitude,
+            )
+        })
+        .transpose()
+        .map_err(|err| Error::InvalidParameter {
+            param: "bbox",
+            detail: err.to_string(),
+        })?;
+    Ok(Filter {
+        trackers: tracker,
+        bbox,
+    })
+}

@@ -1,0 +1,36 @@
+//! `Mutation`: publishing, through the same validation and broker as
+//! `POST /longlat`.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ErrorExtensions, Object};
+
+use crate::broker::Broker;
+use crate::error::Error;
+use crate::model::{PositionEvent, PositionInput};
+
+/// Operations that change state.
+pub struct Mutation;
+
+/// Operations that change state: publishing positions.
+#[Object]
+impl Mutation {
+    /// Publishes a position to every subscriber, exactly like `POST /longlat`,
+    /// and returns the stored event. A rejected input is an error with
+    /// `extensions.code` `invalid-position` and `extensions.field` naming the
+    /// field; nothing is published then.
+    async fn publish(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The position: longitude, latitude and optionally a tracker name.")]
+        input: PositionInput,
+    ) -> async_graphql::Result<PositionEvent> {
+        let broker = ctx.data::<Arc<dyn Broker>>()?;
+        let valid = input.validate().map_err(|e| Error::from(e).extend())?;
+        let event = broker
+            .publish(valid)
+            .await
+            .map_err(|e| Error::from(e).extend())?;
+        Ok(event.position.clone())
+    }
+}

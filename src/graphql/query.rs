@@ -1,0 +1,100 @@
+//! `Query`: reading back what the broker still keeps.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
+
+use super::{parse_after, parse_filter};
+use crate::broker::Broker;
+use crate::error::Error;
+use crate::model::{BoundingBox, PositionEvent};
+
+/// Events one `history` call returns when it gives no `limit`.
+pub const DEFAULT_HISTORY_LIMIT: i32 = 100;
+
+/// Most events one `history` call returns.
+pub const MAX_HISTORY_LIMIT: i32 = 1000;
+
+/// Read-only operations.
+pub struct Query;
+
+/// A page costs its selection once per ten events asked for, so the
+/// complexity limit bounds the events one request can make the server copy.
+fn history_complexity(limit: Option<i32>, child_complexity: usize) -> usize {
+    let limit = limit
+        .unwrap_or(DEFAULT_HISTORY_LIMIT)
+        .clamp(1, MAX_HISTORY_LIMIT);
+    child_complexity * usize::try_from(limit / 10).unwrap_or(1).max(1)
+}
+
+/// One page of history, oldest event first.
+#[derive(SimpleObject)]
+pub struct HistoryPage {
+    /// The events, oldest first. Pass the last one's `id` as `after` for the next page.
+    events: Vec<PositionEvent>,
+    /// True when `after` is older than the history the server keeps: events
+    /// between it and the first event returned are lost.
+    cursor_too_old: bool,
+}
+
+/// Read-only operations: the latest event, one event by id, and recent history.
+#[Object]
+impl Query {
+    /// The most recent event, optionally only from one tracker; null when
+    /// nothing (matching) is in history.
+    async fn latest(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only this tracker's latest event.")] tracker: Option<String>,
+    ) -> async_graphql::Result<Option<PositionEvent>> {
+        let broker = ctx.data::<Arc<dyn Broker>>()?;
+        Ok(broker
+            .latest(tracker.as_deref())
+            .map(|event| event.position.clone()))
+    }
+
+    /// The event with this id, while it is still in history.
+    async fn event(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "An event id, like `1764000000000-0`.")] id: ID,
+    ) -> async_graphql::Result<Option<PositionEvent>> {
+        let broker = ctx.data::<Arc<dyn Broker>>()?;
+        let id = parse_after(Some(id)).map_err(|e| e.extend())?;
+        Ok(id
+            .and_then(|id| broker.get(id))
+            .map(|event| event.position.clone()))
+    }
+
+    /// Recent events, oldest first, at most `limit` (1 to 1000) per page.
+    /// The server keeps a bounded history (`--history-size`).
+    #[graphql(complexity = "history_complexity(limit, child_complexity)")]
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only events after this id; from the oldest kept when absent.")]
+        after: Option<ID>,
+        #[graphql(desc = "Largest number of events returned, 1 to 1000 (100 when absent).")]
+        limit: Option<i32>,
+        #[graphql(desc = "Only events from one of these trackers.")] tracker: Option<Vec<String>>,
+        #[graphql(desc = "Only events inside this box.")] bbox: Option<BoundingBox>,
+    ) -> async_graphql::Result<HistoryPage> {
+        let broker = ctx.data::<Arc<dyn Broker>>()?;
+        let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+        if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
+            return Err(Error::InvalidParameter {
+                param: "limit",
+                detail: format!("must be from 1 to {MAX_HISTORY_LIMIT}, got {limit}"),
+            }
+            .extend());
+        }
+        let after = parse_after(after).map_err(|e| e.extend())?;
+        let filter = parse_filter(tracker, bbox).map_err(|e| e.extend())?;
+        let limit = usize::try_from(limit).unwrap_or(1);
+        let page = broker.history(after, limit, &filter);
+        Ok(HistoryPage {
+            events: page.events.iter().map(|e| e.position.clone()).collect(),
+            cursor_too_old: page.cursor_too_old,
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! `Subscription`: the live stream of positions, from the broker's hub.
+//!
+//! Lost events are reported in the stream as an error item with
+//! `extensions.code` `events-lost`: after `cursor-too-old` the stream goes on
+//! from the oldest event kept; after `lagged` the stream completes, and the
+//! client resubscribes with `after` set to the last id it received.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ErrorExtensions, ID, Subscription as GraphQLSubscription};
+use futures::{Stream, StreamExt};
+
+use super::{parse_after, parse_filter};
+use crate::broker::{Broker, Delivery, GapReason};
+use crate::error::Error;
+use crate::model::{BoundingBox, PositionEvent};
+
+/// Live streams.
+pub struct Subscription;
+
+/// Live streams of events.
+#[GraphQLSubscription]
+impl Subscription {
+    /// Every published position, live and in order, optionally filtered.
+    /// With `after`, first replays the events after that id that are still
+    /// in history, then continues live with no gap and no duplicate.
+    async fn positions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only events from one of these trackers.")] tracker: Option<Vec<String>>,
+        #[graphql(desc = "Only events inside this box.")] bbox: Option<BoundingBox>,
+        #[graphql(desc = "Resume after this event id (the last one received).")] after: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<PositionEvent>> + use<>>
+    {
+        let broker = ctx.data::<Arc<dyn Broker>>()?;
+        let after = parse_after(after).map_err(|e| e.extend())?;
+        let filter = parse_filter(tracker, bbox).map_err(|e| e.extend())?;
+        // Subscribed now, before the first item is polled: nothing published
+        // from here on can be missed.
+        let deliveries = broker.subscribe(after, filter).into_stream();
+        Ok(deliveries
+            .scan(false, |ended, delivery| {
+                let item = (!*ended).then(|| match delivery {
+                    Delivery::Event(event) => Ok(event.position.clone()),
+                    Delivery::Gap(gap) => {
+                        *ended = gap.reason == GapReason::Lagged;
+                        Err(Error::EventsLost(gap).extend())
+                    }
+                });
+                futures::future::ready(item)
+            })
+            .boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+
+    use crate::broker::memory::MemoryBroker;
+    use crate::broker::{Broker, HubSettings};
+    use crate::model::PositionInput;
+
+    async fn publish(broker: &Arc<dyn Broker>, longitude: f64) {
+        let input = PositionInput {
+            longitude,
+            latitude: 0.0,
+            tracker: None,
+        };
+        let valid = input.validate().expect("a valid position");
+        broker.publish(valid).await.expect("published");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_lagged_is_told_what_it_lost_and_the_stream_completes() {
+        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(HubSettings {
+            capacity: 2,
+            max_age: None,
+        }));
+        let schema = crate::graphql::build(broker.clone());
+        let mut stream = schema.execute_stream("subscription { positions { longitude } }");
+        publish(&broker, 0.0).await;
+        // The first item creates the subscription, then waits for an event.
+        let first = tokio::select! {
+            response = stream.next() => response,
+            () = async {
+                loop {
+                    tokio::task::yield_now().await;
+                    publish(&broker, 1.0).await;
+                }
+            } => unreachable!(),
+        };
+        let first = first.expect("a first event");
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        for i in 0..5 {
+            publish(&broker, f64::from(i)).await;
+        }
+        let notice = stream.next().await.expect("a lost-events notice");
+        let extensions = notice.errors[0].extensions.as_ref().expect("extensions");
+        assert_eq!(
+            extensions.get("code"),
+            Some(&async_graphql::Value::from("events-lost"))
+        );
+        assert_eq!(
+            extensions.get("reason"),
+            Some(&async_graphql::Value::from("lagged"))
+        );
+        assert!(stream.next().await.is_none(), "the stream completes");
+    }
+}

@@ -1,0 +1,171 @@
+//! `/graphql`: queries and mutations over `POST` and `GET`, subscriptions
+//! over a WebSocket on the same path (see [`super::graphql_ws`]), and the
+//! GraphiQL page for a browser, its assets served from `/graphiql/…` out of
+//! the binary, so it works with no internet.
+
+use async_graphql::http::parse_query_string;
+use async_graphql_axum::GraphQLResponse;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use super::AppState;
+use super::graphql_ws::{self, Protocol, Timing};
+use crate::error::Error;
+
+/// The GraphiQL page: loads the vendored assets and subscribes over `/graphql`.
+const GRAPHIQL_PAGE: &str = include_str!("../../static/graphiql.html");
+
+/// Vendored GraphiQL assets: (file name, content type, bytes).
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "graphiql.min.js",
+        "text/javascript",
+        include_bytes!("../../static/graphiql/graphiql.min.js"),
+    ),
+    (
+        "graphiql.min.css",
+        "text/css",
+        include_bytes!("../../static/graphiql/graphiql.min.css"),
+    ),
+    (
+        "react.production.min.js",
+        "text/javascript",
+        include_bytes!("../../static/graphiql/react.production.min.js"),
+    ),
+    (
+        "react-dom.production.min.js",
+        "text/javascript",
+        include_bytes!("../../static/graphiql/react-dom.production.min.js"),
+    ),
+    (
+        "graphql-ws.min.js",
+        "text/javascript",
+        include_bytes!("../../static/graphiql/graphql-ws.min.js"),
+    ),
+];
+
+/// The GraphQL routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/graphql", get(get_graphql).post(post_graphql))
+        .route("/graphiql/{file}", get(asset))
+}
+
+/// `POST /graphql`: one JSON request (no batches: each request is bounded
+/// by the limits, a batch would multiply them), within `--max-body-bytes`.
+async fn post_graphql(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<GraphQLResponse, Error> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge {
+            limit: state.config.max_body_bytes,
+        },
+        _ => Error::MalformedBody {
+            detail: format!("the body could not be read: {rejection}"),
+            field: None,
+        },
+    })?;
+    let request: async_graphql::Request =
+        serde_json::from_slice(&body).map_err(|err| Error::MalformedBody {
+            detail: format!(
+                "send one GraphQL request as JSON: {{\"query\": \"…\", \"variables\": {{…}}}} ({err})"
+            ),
+            field: None,
+        })?;
+    Ok(state.graphql.execute(request).await.into())
+}
+
+/// A WebSocket upgrade, a browser (GraphiQL), or a query in the query string.
+async fn get_graphql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Ok(upgrade) = upgrade {
+        return websocket(state, upgrade);
+    }
+    let query = uri.query().unwrap_or_default();
+    if query.is_empty() && accepts_html(&headers) {
+        return Html(GRAPHIQL_PAGE).into_response();
+    }
+    let request = match parse_query_string(query) {
+        Ok(request) => request,
+        Err(err) => {
+            return Error::InvalidParameter {
+                param: "query",
+                detail: err.to_string(),
+            }
+            .into_response();
+        }
+    };
+    if is_mutation(&request.query) {
+        return Error::MethodNotAllowed("mutations are sent with POST /graphql".into())
+            .into_response();
+    }
+    GraphQLResponse::from(state.graphql.execute(request).await).into_response()
+}
+
+fn websocket(state: AppState, upgrade: WebSocketUpgrade) -> Response {
+    let upgrade = upgrade.protocols(Protocol::NAMES);
+    let protocol =
+        Protocol::from_subprotocol(upgrade.selected_protocol().map(|name| name.as_bytes()));
+    let timing = Timing {
+        init_timeout: state.config.graphql_init_timeout(),
+        send_timeout: state.config.send_timeout(),
+    };
+    // Small buffers, as on /ws: an idle subscriber should cost a few KiB.
+    upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(64 * 1024)
+        .max_frame_size(16 * 1024)
+        .on_upgrade(move |socket| {
+            graphql_ws::serve(
+                socket,
+                protocol,
+                state.graphql_shared,
+                state.shutdown,
+                timing,
+            )
+        })
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// Whether the document holds a mutation (GET must not change state).
+fn is_mutation(query: &str) -> bool {
+    async_graphql::parser::parse_query(query).is_ok_and(|document| {
+        document
+            .operations
+            .iter()
+            .any(|(_, op)| op.node.ty == async_graphql::parser::types::OperationType::Mutation)
+    })
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match ASSETS.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "public, max-age=86400"),
+            ],
+            *bytes,
+        )
+            .into_response(),
+        None => Error::NotFound(format!("no asset {file}")).into_response(),
+    }
+}

@@ -1,0 +1,271 @@
+//! GraphQL over WebSocket on `/graphql`: the `graphql-transport-ws` protocol
+//! (npm `graphql-ws`, what GraphiQL speaks) and the legacy
+//! `subscriptions-transport-ws` (subprotocol `graphql-ws`). Operations run
+//! through [`SharedExecutions`], so identical live subscriptions on any
+//! number of sockets cost one execution.
+//!
+//! Close codes (`graphql-transport-ws`): 4400 malformed message, 4401
+//! subscribe before `connection_ack`, 4403 refused by
+//! [`crate::graphql::on_connection_init`], 4408 no `connection_init` in time,
+//! 4409 an operation id already in use, 4429 a second `connection_init`,
+//! 1001 server shutting down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::Data;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::stream::{BoxStream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_stream::StreamMap;
+
+use super::graphql_shared::{Outcome, SharedExecutions};
+use crate::graphql::on_connection_init;
+use crate::shutdown::Shutdown;
+
+/// The two GraphQL-over-WebSocket protocols, by subprotocol name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `graphql-transport-ws`: the graphql-ws protocol.
+    TransportWs,
+    /// `graphql-ws`: the legacy Apollo subscriptions-transport-ws protocol.
+    Legacy,
+}
+
+impl Protocol {
+    /// Subprotocol names, the preferred one first.
+    pub const NAMES: [&str; 2] = ["graphql-transport-ws", "graphql-ws"];
+
+    /// The protocol for the negotiated subprotocol; graphql-transport-ws
+    /// when the client named none.
+    pub fn from_subprotocol(name: Option<&[u8]>) -> Self {
+        match name {
+            Some(b"graphql-ws") => Self::Legacy,
+            _ => Self::TransportWs,
+        }
+    }
+
+    fn next_type(self) -> &'static str {
+        match self {
+            Self::TransportWs => "next",
+            Self::Legacy => "data",
+        }
+    }
+}
+
+/// Timing of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a client has to send `connection_init`.
+    pub init_timeout: Duration,
+    /// How long one frame may take to send before the client counts as gone.
+    pub send_timeout: Duration,
+}
+
+/// A message from the client; `payload` is read according to `type`.
+#[derive(Deserialize)]
+struct ClientMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    payload: Option<Value>,
+}
+
+/// How a connection ends: a close frame to send, or nothing (client gone).
+enum End {
+    Close(u16, String),
+    Gone,
+}
+
+fn close(code: u16, reason: impl Into<String>) -> End {
+    // A close frame's reason is at most 123 bytes.
+    let mut reason = reason.into();
+    if reason.len() > 123 {
+        let cut = (0..=120)
+            .rev()
+            .find(|&i| reason.is_char_boundary(i))
+            .unwrap_or(0);
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    End::Close(code, reason)
+}
+
+/// Most operations one socket may run at once; each costs a broker cursor.
+pub const MAX_OPERATIONS: usize = 100;
+
+/// One connection's protocol state.
+struct Connection {
+    socket: WebSocket,
+    protocol: Protocol,
+    shared: Arc<SharedExecutions>,
+    timing: Timing,
+    /// Set by `connection_init`; present once acknowledged.
+    data: Option<Arc<Data>>,
+    init_received: bool,
+    /// Running operations by client id.
+    operations: StreamMap<String, BoxStream<'static, Outcome>>,
+}
+
+/// Serves one upgraded socket until the client leaves, breaks the protocol,
+/// or the server shuts down.
+pub async fn serve(
+    socket: WebSocket,
+    protocol: Protocol,
+    shared: Arc<SharedExecutions>,
+    shutdown: Shutdown,
+    timing: Timing,
+) {
+    let mut connection = Connection {
+        socket,
+        protocol,
+        shared,
+        timing,
+        data: None,
+        init_received: false,
+        operations: StreamMap::new(),
+    };
+    let end = connection.run(&shutdown).await;
+    if let End::Close(code, reason) = end {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let send = connection.socket.send(Message::Close(Some(frame)));
+        let _ = tokio::time::timeout(timing.send_timeout, send).await;
+    }
+}
+
+impl Connection {
+    async fn run(&mut self, shutdown: &Shutdown) -> End {
+        let init_deadline = tokio::time::sleep(self.timing.init_timeout);
+        tokio::pin!(init_deadline);
+        loop {
+            let step = tokio::select! {
+                () = shutdown.wait() => Err(close(1001, "server shutting down")),
+                () = &mut init_deadline, if !self.init_received => {
+                    Err(close(4408, "Connection initialisation timeout"))
+                }
+                incoming = self.socket.recv() => match incoming {
+                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                    Some(Ok(Message::Binary(_))) => Err(close(4400, "Binary frames are not part of the protocol")),
+                    // Pings are answered by the WebSocket layer as they are read.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => Err(End::Gone),
+                },
+                Some((id, item)) = self.operations.next(), if !self.operations.is_empty() => {
+                    self.on_result(id, item).await
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        let Ok(message) = serde_json::from_str::<ClientMessage>(text) else {
+            return Err(close(4400, "Invalid message received"));
+        };
+        match (self.protocol, message.kind.as_str()) {
+            (_, "connection_init") => self.on_init(message.payload).await,
+            (Protocol::TransportWs, "ping") => self.send(json!({ "type": "pong" })).await,
+            (Protocol::TransportWs, "pong") => Ok(()),
+            (Protocol::TransportWs, "subscribe") | (Protocol::Legacy, "start") => {
+                self.on_subscribe(message.id, message.payload)
+            }
+            (Protocol::TransportWs, "complete") => {
+                self.operations
+                    .remove(message.id.as_deref().unwrap_or_default());
+                Ok(())
+            }
+            (Protocol::Legacy, "stop") => {
+                let id = message.id.unwrap_or_default();
+                match self.operations.remove(&id) {
+                    Some(_) => self.send(json!({ "type": "complete", "id": id })).await,
+                    None => Ok(()),
+                }
+            }
+            (Protocol::Legacy, "connection_terminate") => Err(close(1000, "terminated")),
+            _ => Err(close(4400, "Invalid message received")),
+        }
+    }
+
+    async fn on_init(&mut self, payload: Option<Value>) -> Result<(), End> {
+        if self.init_received {
+            return Err(close(4429, "Too many initialisation requests"));
+        }
+        self.init_received = true;
+        match on_connection_init(payload.unwrap_or_default()).await {
+            Ok(data) => {
+                self.data = Some(Arc::new(data));
+                self.send(json!({ "type": "connection_ack" })).await
+            }
+            Err(_) => Err(close(4403, "Forbidden")),
+        }
+    }
+
+    fn on_subscribe(&mut self, id: Option<String>, payload: Option<Value>) -> Result<(), End> {
+        let Some(data) = self.data.clone() else {
+            return Err(close(4401, "Unauthorized"));
+        };
+        let (Some(id), Some(payload)) = (id, payload) else {
+            return Err(close(4400, "Invalid message received"));
+        };
+        if self.operations.contains_key(&id) {
+            return Err(close(4409, format!("Subscriber for {id} already exists")));
+        }
+        if self.operations.len() >= MAX_OPERATIONS {
+            let refusal = format!(
+                r#"[{{"message":"at most {MAX_OPERATIONS} operations may run on one socket","extensions":{{"code":"too-many-operations"}}}}]"#
+            );
+            let outcomes = futures::stream::once(async move { Outcome::Refused(refusal.into()) });
+            self.operations.insert(id, outcomes.boxed());
+            return Ok(());
+        }
+        let key = payload.to_string();
+        let Ok(request) = serde_json::from_value::<async_graphql::Request>(payload) else {
+            return Err(close(4400, "Invalid message received"));
+        };
+        let outcomes = self.shared.join(key, request, data);
+        self.operations.insert(id, outcomes);
+        Ok(())
+    }
+
+    /// Sends one outcome of operation `id`.
+    async fn on_result(&mut self, id: String, outcome: Outcome) -> Result<(), End> {
+        // Payloads are JSON text already, serialised once per result.
+        let id_json = Value::from(id.as_str());
+        let message = match outcome {
+            Outcome::Complete => {
+                self.operations.remove(&id);
+                format!(r#"{{"type":"complete","id":{id_json}}}"#)
+            }
+            // Refused before it ran (syntax, validation, limits): the
+            // protocol's terminal `error` message, with no `complete`.
+            Outcome::Refused(errors) => {
+                self.operations.remove(&id);
+                format!(r#"{{"type":"error","id":{id_json},"payload":{errors}}}"#)
+            }
+            Outcome::Next(payload) => {
+                let kind = self.protocol.next_type();
+                format!(r#"{{"type":"{kind}","id":{id_json},"payload":{payload}}}"#)
+            }
+        };
+        self.send_text(message).await
+    }
+
+    async fn send(&mut self, message: Value) -> Result<(), End> {
+        self.send_text(message.to_string()).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), End> {
+        let send = self.socket.send(Message::Text(text.into()));
+        match tokio::time::timeout(self.timing.send_timeout, send).await {
+            Ok(Ok(())) => Ok(()),
+            // The client is gone, or so stalled it cannot take a frame.
+            Ok(Err(_)) | Err(_) => Err(End::Gone),
+        }
+    }
+}

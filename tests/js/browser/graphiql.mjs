@@ -1,0 +1,30 @@
+// GraphiQL, served offline by longlat, runs a `positions` subscription and
+// shows a position posted with curl.
+import { check, curl, freePort, launch, offlineOnly, run, screenshots, startServer } from "./harness.mjs";
+
+await run(async (cleanup) => {
+  const port = await freePort();
+  const server = await startServer(port);
+  cleanup.push(server.stop);
+  const browser = await launch();
+  cleanup.push(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await offlineOnly(context);
+  const page = await context.newPage();
+  await page.goto(`${server.url}/graphql`);
+  // Run the default subscription once the schema has loaded.
+  await page.locator(".graphiql-sidebar [aria-label='Show Documentation Explorer']:not([disabled])").waitFor();
+  await page.locator(".graphiql-execute-button").click();
+  // The protocol has no "subscribed" answer: post until the first position shows.
+  const pane = page.locator(".result-window");
+  let shown = false;
+  for (let attempt = 0; attempt < 30 && !shown; attempt++) {
+    await curl("-H", "Accept: application/json", "-XPOST", "-d",
+      '{"longitude": 18.063240, "latitude": 59.334591, "tracker": "graphiql"}', `localhost:${port}/longlat`);
+    shown = await pane.filter({ hasText: '"graphiql"' }).waitFor({ timeout: 500 }).then(() => true, () => false);
+  }
+  check(shown, "no position reached GraphiQL's result pane");
+  const result = JSON.parse((await pane.innerText()).replace(/\u00a0/g, " "));
+  check(result.data.positions.latitude === 59.334591, `unexpected result ${JSON.stringify(result)}`);
+  await screenshots(page, "graphiql");
+});
