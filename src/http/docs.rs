@@ -21,6 +21,7 @@ use super::AppState;
         (name = "positions", description = "Publish and read back positions"),
         (name = "streams", description = "Live streams of positions"),
         (name = "pages", description = "Pages for people"),
+        (name = "graphql", description = "The same positions as a GraphQL API; schema in schema/schema.graphql"),
         (name = "operations", description = "Health for operators and load balancers"),
     ),
 )]

@@ -5,7 +5,6 @@
 
 use async_graphql::http::parse_query_string;
 use async_graphql_axum::GraphQLResponse;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
@@ -14,10 +13,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use serde_json::{Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::graphql_ws::{self, Protocol, Timing};
-use crate::error::Error;
+use crate::error::{Error, Problem};
 
 /// The GraphiQL page: loads the vendored assets and subscribes over `/graphql`.
 const GRAPHIQL_PAGE: &str = include_str!("../../static/graphiql.html");
@@ -52,14 +54,59 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 ];
 
 /// The GraphQL routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/graphql", get(get_graphql).post(post_graphql))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_graphql, post_graphql))
         .route("/graphiql/{file}", get(asset))
 }
 
-/// `POST /graphql`: one JSON request (no batches: each request is bounded
-/// by the limits, a batch would multiply them), within `--max-body-bytes`.
+/// A GraphQL request, as `POST /graphql` takes it (the shape of
+/// `async_graphql::Request` on the wire).
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"query": "{ latest { id longitude latitude receivedAt } }"}))]
+#[allow(dead_code)]
+pub struct GraphQLRequest {
+    /// The GraphQL document; see `schema/schema.graphql` or GraphiQL's docs.
+    #[schema(min_length = 1)]
+    query: String,
+    /// Values for the document's variables.
+    variables: Option<Map<String, Value>>,
+    /// Which operation of the document to run.
+    #[schema(rename = "operationName")]
+    operation_name: Option<String>,
+}
+
+/// A GraphQL answer: `data`, and `errors` (each with `message` and
+/// `extensions.code`) when something was refused.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct GraphQLAnswer {
+    /// The result, shaped like the selection.
+    data: Option<Value>,
+    /// What went wrong; `extensions.code` is stable (e.g. `invalid-position`).
+    errors: Option<Vec<Value>>,
+}
+
+/// Run a GraphQL query or mutation.
+///
+/// One GraphQL request as JSON (no batches: each request is bounded by the
+/// depth and complexity limits, a batch would multiply them), within
+/// `--max-body-bytes`. GraphQL errors (validation, limits, refused input)
+/// come back as 200 with `errors`, as GraphQL clients expect.
+#[utoipa::path(
+    post,
+    path = "/graphql",
+    tag = "graphql",
+    request_body(content = GraphQLRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The GraphQL answer", body = GraphQLAnswer,
+            content_type = "application/graphql-response+json"),
+        (status = 400, description = "Not one GraphQL request as JSON (`malformed-body`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the size limit (`payload-too-large`)",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn post_graphql(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -80,10 +127,44 @@ async fn post_graphql(
             ),
             field: None,
         })?;
+    if request.query.is_empty() {
+        return Err(Error::MalformedBody {
+            detail: "the request has no \"query\": send {\"query\": \"…\"}".into(),
+            field: Some("query".into()),
+        });
+    }
     Ok(state.graphql.execute(request).await.into())
 }
 
-/// A WebSocket upgrade, a browser (GraphiQL), or a query in the query string.
+/// GraphiQL, a query in the URL, or subscriptions over a WebSocket.
+///
+/// A browser asking for HTML with no query gets GraphiQL. A WebSocket upgrade
+/// with subprotocol `graphql-transport-ws` (the graphql-ws protocol) or
+/// `graphql-ws` (the legacy subscriptions-transport-ws) carries
+/// subscriptions; close codes 4400 malformed message, 4401 subscribe before
+/// `connection_ack`, 4408 no `connection_init` in time, 4409 duplicate
+/// subscription id, 4429 second `connection_init`, 1001 server shutting
+/// down. Otherwise `query` (and `variables`, `operationName`) run a query;
+/// mutations need `POST`.
+#[utoipa::path(
+    get,
+    path = "/graphql",
+    tag = "graphql",
+    params(
+        ("query" = String, Query, min_length = 1,
+            description = "The GraphQL document (a query). `variables` (a JSON object) and \
+                           `operationName` may be added as in the GraphQL-over-HTTP convention.",
+            example = "{ latest { id longitude latitude } }"),
+    ),
+    responses(
+        (status = 200, description = "The GraphQL answer (or the GraphiQL page for a browser)",
+            body = GraphQLAnswer, content_type = "application/graphql-response+json"),
+        (status = 400, description = "The URL holds no usable request (`invalid-parameter`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 405, description = "A mutation sent with GET (`method-not-allowed`)",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn get_graphql(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -107,6 +188,13 @@ async fn get_graphql(
             .into_response();
         }
     };
+    if request.query.is_empty() {
+        return Error::InvalidParameter {
+            param: "query",
+            detail: "a GraphQL document is required: /graphql?query={ latest { id } }".into(),
+        }
+        .into_response();
+    }
     if is_mutation(&request.query) {
         return Error::MethodNotAllowed("mutations are sent with POST /graphql".into())
             .into_response();

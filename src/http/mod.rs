@@ -65,7 +65,6 @@ pub fn app(state: AppState) -> Router {
     let (routes, api) = documented_routes().split_for_parts();
     routes
         .merge(docs::router(api))
-        .merge(graphql::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(body_limit)
@@ -78,6 +77,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(pages::router())
         .merge(history::router())
         .merge(rest::router())
+        .merge(graphql::router())
         .merge(ws::router())
         .merge(sse::router())
         .merge(health::router())

@@ -43,7 +43,19 @@ async fn the_server_serves_its_openapi_document_and_swagger_ui_offline() {
         .unwrap();
     let generated: serde_json::Value = serde_json::from_str(&generated_spec()).unwrap();
     assert_eq!(served, generated);
-    for path in ["/longlat", "/longlat/{id}", "/ws", "/"] {
+    for path in [
+        "/longlat",
+        "/longlat/{id}",
+        "/longlat/history",
+        "/longlat/latest",
+        "/ws",
+        "/events",
+        "/graphql",
+        "/healthz",
+        "/readyz",
+        "/",
+        "/map",
+    ] {
         assert!(served["paths"].get(path).is_some(), "{path} is documented");
     }
     assert_eq!(
