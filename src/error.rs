@@ -76,6 +76,20 @@ impl From<axum::extract::rejection::QueryRejection> for Error {
 }
 
 impl Error {
+    /// The error for a request body that could not be read, given the limit in force.
+    pub fn from_body_rejection(
+        rejection: axum::extract::rejection::BytesRejection,
+        limit: usize,
+    ) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit },
+            _ => Error::MalformedBody {
+                detail: format!("the body could not be read: {rejection}"),
+                field: None,
+            },
+        }
+    }
+
     /// HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -10,7 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value};
@@ -111,15 +111,7 @@ async fn post_graphql(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<GraphQLResponse, Error> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge {
-            limit: state.config.max_body_bytes,
-        },
-        _ => Error::MalformedBody {
-            detail: format!("the body could not be read: {rejection}"),
-            field: None,
-        },
-    })?;
+    let body = body.map_err(|r| Error::from_body_rejection(r, state.config.max_body_bytes))?;
     let request: async_graphql::Request =
         serde_json::from_slice(&body).map_err(|err| Error::MalformedBody {
             detail: format!(

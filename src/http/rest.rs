@@ -63,15 +63,7 @@ async fn publish(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge {
-            limit: state.config.max_body_bytes,
-        },
-        _ => Error::MalformedBody {
-            detail: format!("the body could not be read: {rejection}"),
-            field: None,
-        },
-    })?;
+    let body = body.map_err(|r| Error::from_body_rejection(r, state.config.max_body_bytes))?;
     let input = parse_position(headers.get(header::CONTENT_TYPE), &body)?;
     let event = state.broker.publish(input.validate()?).await?;
     Ok(created(&event))

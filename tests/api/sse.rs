@@ -176,27 +176,7 @@ async fn an_eventsource_cut_off_while_positions_keep_coming_reconnects_and_misse
     const TOTAL: usize = 60;
     let app = spawn_app_with(|c| c.sse_retry_ms = 50).await;
     let mut client = EventSourceClient::start(&app, "").await;
-    let publisher = {
-        let http = app.http.clone();
-        let url = app.url("/longlat");
-        tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for i in 0..TOTAL {
-                let body = serde_json::json!({"longitude": i as f64, "latitude": 1.0});
-                let event: Value = http
-                    .post(&url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                ids.push(event["id"].as_str().unwrap().to_owned());
-            }
-            ids
-        })
-    };
+    let publisher = app.publish_in_background(TOTAL);
     let mut received = Vec::new();
     let mut opens = 1;
     while received.len() < TOTAL {

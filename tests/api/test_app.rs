@@ -85,6 +85,29 @@ impl TestApp {
         response.json().await.expect("event JSON")
     }
 
+    /// Publishes `total` positions one after another in a task of their own,
+    /// as fast as the server answers; the task returns their ids in order.
+    pub fn publish_in_background(&self, total: usize) -> tokio::task::JoinHandle<Vec<String>> {
+        let http = self.http.clone();
+        let url = self.url("/longlat");
+        tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(total);
+            for i in 0..total {
+                let body = serde_json::json!({"longitude": (i % 180) as f64, "latitude": 1.0});
+                let response = http
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("POST /longlat");
+                assert_eq!(response.status(), 201);
+                let event: Value = response.json().await.expect("event JSON");
+                ids.push(event["id"].as_str().expect("an id").to_owned());
+            }
+            ids
+        })
+    }
+
     /// Opens a WebSocket on `path` (with its query string).
     pub async fn subscribe(&self, path: &str) -> WsClient {
         let (socket, response) = within(

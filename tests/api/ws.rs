@@ -213,27 +213,7 @@ async fn a_websocket_client_reconnecting_while_positions_keep_coming_gets_each_e
     const TOTAL: usize = 60;
     let app = spawn_app().await;
     let mut client = app.subscribe("/ws").await;
-    let publisher = {
-        let http = app.http.clone();
-        let url = app.url("/longlat");
-        tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for i in 0..TOTAL {
-                let body = serde_json::json!({"longitude": i as f64, "latitude": 1.0});
-                let event: Value = http
-                    .post(&url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                ids.push(event["id"].as_str().unwrap().to_owned());
-            }
-            ids
-        })
-    };
+    let publisher = app.publish_in_background(TOTAL);
     let mut received: Vec<String> = Vec::new();
     for reconnect in [10, 25, 40] {
         while received.len() < reconnect {
