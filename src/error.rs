@@ -181,6 +181,7 @@ pub struct Problem {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
+        crate::stats::rejected(self.code());
         let problem = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status(), body).into_response();

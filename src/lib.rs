@@ -12,6 +12,7 @@
 //! - [`graphql`]: the GraphQL schema over the same model and broker.
 //! - [`http`]: one file per transport or surface, assembled by [`http::app`].
 //! - [`error`]: the one error type, its HTTP answer and its GraphQL error.
+//! - [`stats`]: Prometheus metrics for operators.
 //! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
 
 pub mod broker;
@@ -21,6 +22,7 @@ pub mod graphql;
 pub mod http;
 pub mod model;
 pub mod shutdown;
+pub mod stats;
 pub mod telemetry;
 
 use std::future::IntoFuture;
@@ -96,6 +98,7 @@ pub async fn run(
                 broker: config.broker.clone(),
                 source,
             })?;
+    stats::handle();
     let grace = config.shutdown_timeout();
     let state = AppState::new(broker, config, shutdown.clone());
     let send_buffer = state.config.socket_send_buffer;

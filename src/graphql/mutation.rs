@@ -26,11 +26,17 @@ impl Mutation {
         input: PositionInput,
     ) -> async_graphql::Result<PositionEvent> {
         let broker = ctx.data::<Arc<dyn Broker>>()?;
-        let valid = input.validate().map_err(|e| Error::from(e).extend())?;
-        let event = broker
-            .publish(valid)
-            .await
-            .map_err(|e| Error::from(e).extend())?;
+        let started = std::time::Instant::now();
+        let published = async {
+            let valid = input.validate()?;
+            Ok::<_, Error>(broker.publish(valid).await?)
+        }
+        .await;
+        crate::stats::publish("graphql", started, published.is_ok());
+        let event = published.map_err(|e| {
+            crate::stats::rejected(e.code());
+            e.extend()
+        })?;
         Ok(event.position.clone())
     }
 }

@@ -117,6 +117,7 @@ pub async fn serve(
     shutdown: Shutdown,
     timing: Timing,
 ) {
+    let _open = crate::stats::Connection::open("graphql");
     let mut connection = Connection {
         socket,
         protocol,

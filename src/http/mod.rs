@@ -7,6 +7,7 @@ mod graphql_shared;
 mod graphql_ws;
 mod health;
 mod history;
+mod metrics;
 mod pages;
 mod params;
 mod rest;
@@ -17,7 +18,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::Uri;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::http::{HeaderValue, Request, Uri};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -68,6 +75,9 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(body_limit)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(NextRequestId::default()))
         .with_state(state)
 }
 
@@ -81,11 +91,51 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(ws::router())
         .merge(sse::router())
         .merge(health::router())
+        .merge(metrics::router())
 }
 
 /// The OpenAPI document, as `GET /openapi.json` serves it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     documented_routes().split_for_parts().1
+}
+
+/// Request ids for requests that come without `x-request-id`: a random
+/// per-process prefix and a counter, cheaper than a UUID per request.
+#[derive(Clone)]
+struct NextRequestId {
+    prefix: u32,
+    counter: Arc<AtomicU64>,
+}
+
+impl Default for NextRequestId {
+    fn default() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Self {
+            prefix: nanos ^ std::process::id().rotate_left(16),
+            counter: Arc::default(),
+        }
+    }
+}
+
+impl MakeRequestId for NextRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:08x}-{n}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The span every log line of a request is in: method, path, request id.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
 }
 
 async fn not_found(uri: Uri) -> Error {

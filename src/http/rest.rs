@@ -14,9 +14,12 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use std::time::Instant;
+
 use super::AppState;
 use crate::error::{Error, Problem};
 use crate::model::{Event, EventId, PositionEvent, PositionInput};
+use crate::stats;
 
 /// The REST routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -64,8 +67,14 @@ async fn publish(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
     let body = body.map_err(|r| Error::from_body_rejection(r, state.config.max_body_bytes))?;
-    let input = parse_position(headers.get(header::CONTENT_TYPE), &body)?;
-    let event = state.broker.publish(input.validate()?).await?;
+    let started = Instant::now();
+    let published = async {
+        let input = parse_position(headers.get(header::CONTENT_TYPE), &body)?;
+        Ok::<_, Error>(state.broker.publish(input.validate()?).await?)
+    }
+    .await;
+    stats::publish("rest", started, published.is_ok());
+    let event = published?;
     Ok(created(&event))
 }
 

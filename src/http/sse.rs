@@ -27,6 +27,7 @@ use super::{AppState, StreamParams};
 use crate::broker::{Delivery, GapReason, Subscription};
 use crate::error::{Error, Problem};
 use crate::shutdown::Shutdown;
+use crate::stats;
 
 /// The Server-Sent Events route.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -113,6 +114,7 @@ pub struct SseEvent {
 }
 
 struct SseStream {
+    stats: stats::Connection,
     subscription: Subscription,
     shutdown: Shutdown,
     keepalive: Interval,
@@ -131,6 +133,7 @@ fn frames(
     let mut keepalive = interval_at(tokio::time::Instant::now() + period, period);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let state = SseStream {
+        stats: stats::Connection::open("sse"),
         subscription,
         shutdown,
         keepalive,
@@ -148,9 +151,15 @@ fn frames(
             biased;
             () = st.shutdown.wait() => return None,
             delivery = st.subscription.recv() => match delivery {
-                Delivery::Event(event) => event.sse.clone(),
+                Delivery::Event(event) => {
+                    st.stats.delivered.increment(1);
+                    event.sse.clone()
+                }
                 Delivery::Gap(gap) => {
                     st.ended = gap.reason == GapReason::Lagged;
+                    if st.ended {
+                        st.stats.lagged();
+                    }
                     let json = serde_json::to_string(&gap).expect("a gap notice always serialises");
                     Bytes::from(format!("event: gap\ndata: {json}\n\n"))
                 }

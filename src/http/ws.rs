@@ -21,6 +21,7 @@ use crate::broker::{Delivery, GapReason, Subscription};
 use crate::error::{Error, Problem};
 use crate::model::PositionEvent;
 use crate::shutdown::Shutdown;
+use crate::stats;
 
 /// Close code: the server is going away.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -91,6 +92,7 @@ async fn stream_events(
     shutdown: Shutdown,
     send_timeout: Duration,
 ) {
+    let stats = stats::Connection::open("ws");
     let end = loop {
         tokio::select! {
             () = shutdown.wait() => break End::Close(CLOSE_GOING_AWAY, "server shutting down"),
@@ -105,11 +107,16 @@ async fn stream_events(
             delivery = subscription.recv() => {
                 let (frame, then_close) = frame_for(delivery);
                 match tokio::time::timeout(send_timeout, socket.send(Message::Text(frame))).await {
-                    Ok(Ok(())) => {}
-                    // The client is gone, or so stalled it cannot take a frame.
-                    Ok(Err(_)) | Err(_) => break End::Gone,
+                    Ok(Ok(())) => stats.delivered.increment(1),
+                    Ok(Err(_)) => break End::Gone,
+                    // So stalled it cannot take one frame.
+                    Err(_) => {
+                        stats.dropped();
+                        break End::Gone;
+                    }
                 }
                 if then_close {
+                    stats.lagged();
                     break End::Close(CLOSE_LAGGED, "subscriber fell behind; resume with ?after=");
                 }
             }

@@ -8,6 +8,7 @@ mod graphql_subscriptions;
 mod history;
 mod node_client;
 mod openapi;
+mod operations;
 mod publish;
 mod redis;
 mod redis_server;

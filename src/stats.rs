@@ -1,0 +1,104 @@
+//! What an operator can see: Prometheus metrics, recorded through the
+//! `metrics` facade and rendered by `GET /metrics`.
+//!
+//! The recorder is process-global, so it is installed once; its upkeep runs
+//! on a plain thread that outlives any one runtime. Hot paths take their
+//! counter handles once per connection, so counting a delivery is one atomic
+//! add.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use metrics::{Counter, counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Open connections, by `transport` (`ws`, `sse`, `graphql`).
+pub const CONNECTIONS: &str = "longlat_connections";
+/// Events accepted, by `via` (`rest`, `graphql`).
+pub const PUBLISHED: &str = "longlat_events_published_total";
+/// Time to validate and publish one position, by `via`, in seconds.
+pub const PUBLISH_SECONDS: &str = "longlat_publish_duration_seconds";
+/// Events written to subscribers, by `transport`.
+pub const DELIVERED: &str = "longlat_events_delivered_total";
+/// Subscribers that fell behind history and were told, by `transport`.
+pub const LAGGED: &str = "longlat_subscribers_lagged_total";
+/// Subscribers disconnected because they stopped taking frames, by `transport`.
+pub const DROPPED: &str = "longlat_subscribers_dropped_total";
+/// Requests refused, by the problem `code`.
+pub const REJECTED: &str = "longlat_rejected_requests_total";
+
+/// The process's metrics handle, installing the recorder on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+            0.25, 0.5, 1.0,
+        ];
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(PUBLISH_SECONDS.into()), &buckets)
+            .expect("the bucket list is not empty");
+        let handle = builder
+            .install_recorder()
+            .expect("no other metrics recorder is installed in this process");
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            });
+        handle
+    })
+}
+
+/// Records one publish attempt that started at `started`.
+pub fn publish(via: &'static str, started: Instant, accepted: bool) {
+    if accepted {
+        counter!(PUBLISHED, "via" => via).increment(1);
+    }
+    histogram!(PUBLISH_SECONDS, "via" => via).record(started.elapsed().as_secs_f64());
+}
+
+/// Counts a refused request.
+pub fn rejected(code: &'static str) {
+    counter!(REJECTED, "code" => code).increment(1);
+}
+
+/// One open subscriber connection: counted while it lives, with its
+/// counters resolved once.
+#[derive(Debug)]
+pub struct Connection {
+    transport: &'static str,
+    /// Events written to this subscriber.
+    pub delivered: Counter,
+}
+
+impl Connection {
+    /// Counts a new connection on `transport`.
+    pub fn open(transport: &'static str) -> Self {
+        gauge!(CONNECTIONS, "transport" => transport).increment(1.0);
+        Self {
+            transport,
+            delivered: counter!(DELIVERED, "transport" => transport),
+        }
+    }
+
+    /// The subscriber fell behind history and was told.
+    pub fn lagged(&self) {
+        counter!(LAGGED, "transport" => self.transport).increment(1);
+    }
+
+    /// The subscriber stopped taking frames and was disconnected.
+    pub fn dropped(&self) {
+        counter!(DROPPED, "transport" => self.transport).increment(1);
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        gauge!(CONNECTIONS, "transport" => self.transport).decrement(1.0);
+    }
+}
