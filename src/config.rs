@@ -42,6 +42,17 @@ pub struct Config {
     #[arg(long, env = "LONGLAT_SSE_RETRY_MS", default_value_t = 2_000)]
     pub sse_retry_ms: u64,
 
+    /// Origins allowed to use the API from a browser (WebSockets, SSE,
+    /// publishing), comma-separated, e.g. `https://map.example.com,null`
+    /// (`null`: pages opened from disk). Empty: every origin.
+    #[arg(long, env = "LONGLAT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Origins that may read HTTP API answers cross-site (CORS),
+    /// comma-separated; `*` for any. Empty: no CORS headers.
+    #[arg(long, env = "LONGLAT_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "LONGLAT_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
@@ -83,6 +94,8 @@ impl Config {
             history_max_age_secs: 0,
             sse_keepalive_secs: 15,
             sse_retry_ms: 2_000,
+            allowed_origins: Vec::new(),
+            cors_origins: Vec::new(),
             max_body_bytes: 16 * 1024,
             send_timeout_secs: 10,
             socket_send_buffer: 0,

@@ -52,6 +52,9 @@ pub enum Error {
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
+    /// A browser page from an origin outside the allowlist.
+    #[error("pages from {0:?} may not use this server (see --allowed-origins)")]
+    OriginNotAllowed(String),
     /// The resource exists but not for this method.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -99,6 +102,7 @@ impl Error {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             Self::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::EventsLost(_) => StatusCode::GONE,
@@ -116,6 +120,7 @@ impl Error {
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed(_) => "method-not-allowed",
+            Self::OriginNotAllowed(_) => "origin-not-allowed",
             Self::UpgradeRequired(_) => "upgrade-required",
             Self::Broker(_) => "broker-unavailable",
             Self::EventsLost(_) => "events-lost",

@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use metrics::{Counter, counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Open connections, by `transport` (`ws`, `sse`, `graphql`).
@@ -54,12 +54,26 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Records one publish attempt that started at `started`.
+/// The publish counter and latency histogram of one path, resolved once.
+struct PublishStats {
+    accepted: Counter,
+    seconds: Histogram,
+}
+
+/// Records one publish attempt through `via` (`rest` or `graphql`) that
+/// started at `started`.
 pub fn publish(via: &'static str, started: Instant, accepted: bool) {
+    static REST: OnceLock<PublishStats> = OnceLock::new();
+    static GRAPHQL: OnceLock<PublishStats> = OnceLock::new();
+    let cell = if via == "rest" { &REST } else { &GRAPHQL };
+    let stats = cell.get_or_init(|| PublishStats {
+        accepted: counter!(PUBLISHED, "via" => via),
+        seconds: histogram!(PUBLISH_SECONDS, "via" => via),
+    });
     if accepted {
-        counter!(PUBLISHED, "via" => via).increment(1);
+        stats.accepted.increment(1);
     }
-    histogram!(PUBLISH_SECONDS, "via" => via).record(started.elapsed().as_secs_f64());
+    stats.seconds.record(started.elapsed().as_secs_f64());
 }
 
 /// Counts a refused request.

@@ -3,10 +3,14 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// The log levels when `RUST_LOG` is not set: longlat's own events at info,
+/// per-request spans and the HTTP library's events only when they warn.
+pub const DEFAULT_FILTER: &str = "longlat=info,longlat::request=warn,tower_http=warn";
+
 /// Installs the global subscriber; `json` selects JSON lines.
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("longlat=info,tower_http=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = if json {
         builder.json().try_init()

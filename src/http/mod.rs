@@ -8,6 +8,7 @@ mod graphql_ws;
 mod health;
 mod history;
 mod metrics;
+mod origin;
 mod pages;
 mod params;
 mod rest;
@@ -70,13 +71,30 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let body_limit = DefaultBodyLimit::max(state.config.max_body_bytes);
     let (routes, api) = documented_routes().split_for_parts();
-    routes
+    let cors = origin::cors(&state.config.cors_origins);
+    // Request spans cost a good share of publish throughput: only build
+    // them when the log filter would show them.
+    let tracing_requests = tracing::enabled!(target: "longlat::request", tracing::Level::INFO);
+    let routes = routes
         .merge(docs::router(api))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(body_limit)
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::check,
+        ));
+    let routes = match cors {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    let routes = routes.layer(PropagateRequestIdLayer::x_request_id());
+    let routes = if tracing_requests {
+        routes.layer(TraceLayer::new_for_http().make_span_with(request_span))
+    } else {
+        routes
+    };
+    routes
         .layer(SetRequestIdLayer::x_request_id(NextRequestId::default()))
         .with_state(state)
 }
@@ -129,13 +147,18 @@ impl MakeRequestId for NextRequestId {
 }
 
 /// The span every log line of a request is in: method, path, request id.
+/// Its target, `longlat::request`, is off by default, and the tracing layer
+/// is then left out (it costs several percent of publish throughput); turn
+/// it on with
+/// `RUST_LOG=longlat=info,longlat::request=info,tower_http=debug` to log
+/// every request with its id.
 fn request_span<B>(request: &Request<B>) -> tracing::Span {
     let id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+    tracing::info_span!(target: "longlat::request", "request", method = %request.method(), path = %request.uri().path(), request_id = %id)
 }
 
 async fn not_found(uri: Uri) -> Error {

@@ -9,6 +9,7 @@ mod history;
 mod node_client;
 mod openapi;
 mod operations;
+mod origins;
 mod publish;
 mod redis;
 mod redis_server;
