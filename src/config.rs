@@ -2,6 +2,7 @@
 //! `LONGLAT_…` environment variables, then passed down as values.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -53,6 +54,87 @@ pub struct Config {
     #[arg(long, env = "LONGLAT_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// Bearer tokens that may publish and subscribe, comma-separated
+    /// (prefer `--tokens-file` or the environment: command lines are visible
+    /// to other users).
+    #[arg(
+        long,
+        env = "LONGLAT_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub tokens: Vec<Secret>,
+
+    /// File of bearer tokens, one per line: `TOKEN [publish] [subscribe]
+    /// [trackers=a,b] [name=label]` (both rights when none is named; `#`
+    /// starts a comment).
+    #[arg(long, env = "LONGLAT_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Shared secret for JWTs signed with HS256 (HS384, HS512).
+    #[arg(long, env = "LONGLAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// PEM public key for JWTs signed with RS256 (RSA key) or ES256 (P-256 key).
+    #[arg(long, env = "LONGLAT_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Required `aud` claim of JWTs.
+    #[arg(long, env = "LONGLAT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` claim of JWTs.
+    #[arg(long, env = "LONGLAT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// What needs a credential once tokens or a JWT key are configured:
+    /// `publish`, `subscribe` (the streams, history and GraphQL reads), or
+    /// both, comma-separated.
+    #[arg(long, env = "LONGLAT_PROTECT", value_delimiter = ',', default_value = "publish",
+          value_parser = ["publish", "subscribe"])]
+    pub protect: Vec<String>,
+
+    /// Publishes per second allowed to one caller (per token subject, else
+    /// per client address); over it: 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "LONGLAT_PUBLISH_RATE", default_value_t = 0)]
+    pub publish_rate: u32,
+
+    /// Publishes one caller may send at once above `--publish-rate`
+    /// (0: as many as the rate).
+    #[arg(long, env = "LONGLAT_PUBLISH_BURST", default_value_t = 0)]
+    pub publish_burst: u32,
+
+    /// Most open streams (WebSocket, SSE, GraphQL WebSocket) in total; over
+    /// it SSE gets 503 and WebSockets close with 1013. 0: no limit.
+    #[arg(long, env = "LONGLAT_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Most open streams per client address. 0: no limit.
+    #[arg(long, env = "LONGLAT_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+
+    /// Header carrying the client's address, set by a trusted reverse proxy
+    /// (e.g. `X-Forwarded-For` or `X-Real-IP`; its last address is used).
+    /// Unset: the TCP peer's address.
+    #[arg(long, env = "LONGLAT_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// Seconds between pings on idle WebSockets; a peer that has not
+    /// answered by the next ping is closed (4000). 0: no pings.
+    #[arg(long, env = "LONGLAT_PING_INTERVAL_SECS", default_value_t = 30)]
+    pub ping_interval_secs: u64,
+
+    /// Seconds a client has to send a request's headers, and again its body
+    /// (slow clients are disconnected); also the longest an idle keep-alive
+    /// connection stays open.
+    #[arg(long, env = "LONGLAT_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_secs: u64,
+
+    /// Largest WebSocket message a client may send, in bytes.
+    #[arg(long, env = "LONGLAT_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "LONGLAT_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
@@ -96,6 +178,21 @@ impl Config {
             sse_retry_ms: 2_000,
             allowed_origins: Vec::new(),
             cors_origins: Vec::new(),
+            tokens: Vec::new(),
+            tokens_file: None,
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_audience: None,
+            jwt_issuer: None,
+            protect: vec!["publish".into()],
+            publish_rate: 0,
+            publish_burst: 0,
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            client_ip_header: None,
+            ping_interval_secs: 30,
+            header_read_timeout_secs: 10,
+            max_message_bytes: 64 * 1024,
             max_body_bytes: 16 * 1024,
             send_timeout_secs: 10,
             socket_send_buffer: 0,
@@ -120,8 +217,44 @@ impl Config {
         Duration::from_millis(self.graphql_init_timeout_ms)
     }
 
+    /// How often idle WebSockets are pinged, when they are.
+    pub fn ping_interval(&self) -> Option<Duration> {
+        (self.ping_interval_secs > 0).then(|| Duration::from_secs(self.ping_interval_secs))
+    }
+
     /// How long shutdown waits for requests and streams.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+/// A secret setting (a token, a JWT key): kept out of `Debug` output and logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for checking credentials against it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
     }
 }

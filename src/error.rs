@@ -55,6 +55,29 @@ pub enum Error {
     /// A browser page from an origin outside the allowlist.
     #[error("pages from {0:?} may not use this server (see --allowed-origins)")]
     OriginNotAllowed(String),
+    /// No valid credential for something that needs one.
+    #[error("{detail}")]
+    Unauthorized {
+        /// What is missing or wrong (never the credential itself).
+        detail: String,
+        /// A credential was presented and refused (rather than missing).
+        invalid_token: bool,
+    },
+    /// A valid credential that does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The caller publishes faster than `--publish-rate` allows.
+    #[error("too many publishes: wait {retry_after_secs} s (see Retry-After)")]
+    RateLimited {
+        /// Seconds until the next publish will be accepted.
+        retry_after_secs: u64,
+    },
+    /// The server, or the caller's address, holds as many streams as allowed.
+    #[error("{0}")]
+    TooManyConnections(String),
+    /// The client did not send its request body in time.
+    #[error("the request body did not arrive within {0} s")]
+    RequestTimeout(u64),
     /// The resource exists but not for this method.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -79,17 +102,17 @@ impl From<axum::extract::rejection::QueryRejection> for Error {
 }
 
 impl Error {
-    /// The error for a request body that could not be read, given the limit in force.
-    pub fn from_body_rejection(
-        rejection: axum::extract::rejection::BytesRejection,
-        limit: usize,
-    ) -> Self {
-        match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit },
-            _ => Error::MalformedBody {
-                detail: format!("the body could not be read: {rejection}"),
+    /// The error for a request body that could not be read within `limit` bytes.
+    pub fn from_body_error(err: &axum::Error, limit: usize) -> Self {
+        let too_large = std::error::Error::source(err)
+            .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            Error::PayloadTooLarge { limit }
+        } else {
+            Error::MalformedBody {
+                detail: format!("the body could not be read: {err}"),
                 field: None,
-            },
+            }
         }
     }
 
@@ -102,7 +125,11 @@ impl Error {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::OriginNotAllowed(_) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyConnections(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             Self::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::EventsLost(_) => StatusCode::GONE,
@@ -121,6 +148,11 @@ impl Error {
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed(_) => "method-not-allowed",
             Self::OriginNotAllowed(_) => "origin-not-allowed",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::RequestTimeout(_) => "request-timeout",
+            Self::Forbidden(_) => "forbidden",
+            Self::RateLimited { .. } => "rate-limited",
+            Self::TooManyConnections(_) => "too-many-connections",
             Self::UpgradeRequired(_) => "upgrade-required",
             Self::Broker(_) => "broker-unavailable",
             Self::EventsLost(_) => "events-lost",
@@ -196,8 +228,25 @@ impl IntoResponse for Error {
             HeaderValue::from_static("application/problem+json"),
         );
         match self {
-            Self::Broker(_) => {
+            Self::Broker(_) | Self::TooManyConnections(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            Self::Unauthorized { invalid_token, .. } => {
+                let challenge = if invalid_token {
+                    r#"Bearer realm="longlat", error="invalid_token""#
+                } else {
+                    r#"Bearer realm="longlat""#
+                };
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            Self::RequestTimeout(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             Self::UpgradeRequired(_) => {
                 headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -218,6 +267,9 @@ impl async_graphql::ErrorExtensions for Error {
             ext.set("code", self.code());
             if let Some(field) = self.field() {
                 ext.set("field", field);
+            }
+            if let Self::RateLimited { retry_after_secs } = self {
+                ext.set("retryAfter", *retry_after_secs);
             }
             if let Self::EventsLost(gap) = self {
                 let id = |id: Option<crate::model::EventId>| id.map(|id| id.to_string());

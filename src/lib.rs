@@ -15,20 +15,21 @@
 //! - [`stats`]: Prometheus metrics for operators.
 //! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
 
+pub mod access;
 pub mod broker;
 pub mod config;
 pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod model;
+pub mod server;
 pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
 
-use std::future::IntoFuture;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::broker::memory::MemoryBroker;
@@ -49,6 +50,9 @@ pub enum RunError {
         /// What went wrong.
         source: BrokerError,
     },
+    /// A credential file, key or access setting cannot be used.
+    #[error(transparent)]
+    Access(#[from] access::AccessConfigError),
     /// Serving failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -99,34 +103,31 @@ pub async fn run(
                 source,
             })?;
     stats::handle();
-    let grace = config.shutdown_timeout();
-    let state = AppState::new(broker, config, shutdown.clone());
-    let send_buffer = state.config.socket_send_buffer;
-    let listener = listener.tap_io(move |tcp| {
-        // Positions are small and latency matters more than packet count.
-        let _ = tcp.set_nodelay(true);
-        if send_buffer > 0 {
-            let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer);
-        }
-    });
-    let stopping = shutdown.clone();
-    let server = axum::serve(listener, http::app(state))
-        .with_graceful_shutdown(async move { stopping.wait().await })
-        .into_future();
-    let deadline = async {
-        shutdown.wait().await;
-        tokio::time::sleep(grace).await;
+    let access = Arc::new(access::Access::from_config(&config)?);
+    let options = server::ServeOptions {
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+        socket_send_buffer: config.socket_send_buffer,
+        grace: config.shutdown_timeout(),
     };
-    let result = tokio::select! {
-        result = server => result,
-        () = deadline => {
-            tracing::warn!(?grace, "connections still open after the shutdown timeout; closing them");
-            Ok(())
-        }
-    };
+    let state = AppState::new(broker, config, access.clone(), shutdown.clone());
+    let housekeeping = tokio::spawn(forget_idle_callers(access, shutdown.clone()));
+    let result = server::serve(listener, http::app(state), options, shutdown.clone()).await;
     shutdown.trigger();
+    let _ = housekeeping.await;
     if let Some(task) = broker_task {
         let _ = task.await;
     }
     Ok(result?)
+}
+
+/// Now and then, forgets rate-limit state of callers gone quiet, so memory
+/// follows the callers of the last minute rather than every caller ever.
+async fn forget_idle_callers(access: Arc<access::Access>, shutdown: Shutdown) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            _ = every.tick() => access.housekeeping(),
+        }
+    }
 }

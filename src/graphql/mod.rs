@@ -4,31 +4,46 @@
 //! [`schema::build`] makes the schema once at start-up, with depth and
 //! complexity limits; the transports live in `crate::http::graphql`.
 //! Resolvers only translate arguments and call the broker: validation stays
-//! in [`crate::model`].
+//! in [`crate::model`]. Each resolver first asks [`crate::access`] whether
+//! the operation's [`Caller`] (put in the request's data by the transport)
+//! may do it.
 
 mod mutation;
 mod query;
 pub mod schema;
 mod subscription;
 
-use async_graphql::ID;
+use std::sync::Arc;
+
+use async_graphql::{Context, ErrorExtensions, ID};
 
 pub use mutation::Mutation;
 pub use query::Query;
 pub use schema::{LonglatSchema, MAX_COMPLEXITY, MAX_DEPTH, build, sdl};
 pub use subscription::Subscription;
 
+use crate::access::{Access, Caller, Scope};
 use crate::error::Error;
 use crate::model::{BoundingBox, EventId, Filter, is_valid_tracker};
 
-/// Called with the `connection_init` payload of every GraphQL WebSocket before
-/// it is acknowledged. Whatever it returns is available to every operation on
-/// that connection; an error closes the socket with 4403. This is where
-/// authentication plugs in; today every connection is accepted.
-pub async fn on_connection_init(
-    _payload: serde_json::Value,
-) -> async_graphql::Result<async_graphql::Data> {
-    Ok(async_graphql::Data::default())
+/// Refuses the operation unless its caller may do `scope` (see
+/// [`crate::access`]): `extensions.code` `unauthorized` or `forbidden`.
+fn authorize(ctx: &Context<'_>, scope: Scope) -> async_graphql::Result<()> {
+    let access = ctx.data::<Arc<Access>>()?;
+    if !access.protects(scope) {
+        return Ok(());
+    }
+    let refused = match ctx.data_opt::<Caller>() {
+        Some(caller) => access.authorize(caller, scope),
+        None => Err(Error::Unauthorized {
+            detail: "no credential reached this operation".into(),
+            invalid_token: false,
+        }),
+    };
+    refused.map_err(|e| {
+        crate::stats::rejected(e.code());
+        e.extend()
+    })
 }
 
 /// The `after` argument as an event id.

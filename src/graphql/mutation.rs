@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, Object};
 
+use super::authorize;
+use crate::access::{Access, Caller, Scope};
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::model::{PositionEvent, PositionInput};
@@ -25,9 +27,16 @@ impl Mutation {
         #[graphql(desc = "The position: longitude, latitude and optionally a tracker name.")]
         input: PositionInput,
     ) -> async_graphql::Result<PositionEvent> {
+        authorize(ctx, Scope::Publish)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
+        let access = ctx.data::<Arc<Access>>()?;
+        let caller = ctx.data_opt::<Caller>();
         let started = std::time::Instant::now();
         let published = async {
+            if let Some(caller) = caller {
+                access.check_publish_rate(caller)?;
+                access.authorize_tracker(caller, input.tracker.as_deref())?;
+            }
             let valid = input.validate()?;
             Ok::<_, Error>(broker.publish(valid).await?)
         }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
 
-use super::{parse_after, parse_filter};
+use super::{authorize, parse_after, parse_filter};
+use crate::access::Scope;
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::model::{BoundingBox, PositionEvent};
@@ -47,6 +48,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "Only this tracker's latest event.")] tracker: Option<String>,
     ) -> async_graphql::Result<Option<PositionEvent>> {
+        authorize(ctx, Scope::Subscribe)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
         Ok(broker
             .latest(tracker.as_deref())
@@ -59,6 +61,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "An event id, like `1764000000000-0`.")] id: ID,
     ) -> async_graphql::Result<Option<PositionEvent>> {
+        authorize(ctx, Scope::Subscribe)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
         let id = parse_after(Some(id)).map_err(|e| e.extend())?;
         Ok(id
@@ -79,6 +82,7 @@ impl Query {
         #[graphql(desc = "Only events from one of these trackers.")] tracker: Option<Vec<String>>,
         #[graphql(desc = "Only events inside this box.")] bbox: Option<BoundingBox>,
     ) -> async_graphql::Result<HistoryPage> {
+        authorize(ctx, Scope::Subscribe)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
         let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
         if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_graphql::Schema;
 
 use super::{Mutation, Query, Subscription};
+use crate::access::Access;
 use crate::broker::Broker;
 
 /// The longlat GraphQL schema.
@@ -19,10 +20,11 @@ pub const MAX_DEPTH: usize = 16;
 /// cannot ask for unbounded work.
 pub const MAX_COMPLEXITY: usize = 1000;
 
-/// The schema, serving `broker`.
-pub fn build(broker: Arc<dyn Broker>) -> LonglatSchema {
+/// The schema, serving `broker` under the rules of `access`.
+pub fn build(broker: Arc<dyn Broker>, access: Arc<Access>) -> LonglatSchema {
     Schema::build(Query, Mutation, Subscription)
         .data(broker)
+        .data(access)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()

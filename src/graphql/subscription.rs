@@ -10,7 +10,8 @@ use std::sync::Arc;
 use async_graphql::{Context, ErrorExtensions, ID, Subscription as GraphQLSubscription};
 use futures::{Stream, StreamExt};
 
-use super::{parse_after, parse_filter};
+use super::{authorize, parse_after, parse_filter};
+use crate::access::Scope;
 use crate::broker::{Broker, Delivery, GapReason};
 use crate::error::Error;
 use crate::model::{BoundingBox, PositionEvent};
@@ -32,6 +33,7 @@ impl Subscription {
         #[graphql(desc = "Resume after this event id (the last one received).")] after: Option<ID>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<PositionEvent>> + use<>>
     {
+        authorize(ctx, Scope::Subscribe)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
         let after = parse_after(after).map_err(|e| e.extend())?;
         let filter = parse_filter(tracker, bbox).map_err(|e| e.extend())?;
@@ -79,7 +81,9 @@ mod tests {
             capacity: 2,
             max_age: None,
         }));
-        let schema = crate::graphql::build(broker.clone());
+        let access = crate::access::Access::from_config(&crate::config::Config::defaults())
+            .expect("the default access rules");
+        let schema = crate::graphql::build(broker.clone(), Arc::new(access));
         let mut stream = schema.execute_stream("subscription { positions { longitude } }");
         publish(&broker, 0.0).await;
         // The first item creates the subscription, then waits for an event.

@@ -3,7 +3,8 @@
 //! served from assets compiled into the binary (no CDN, no validator calls).
 
 use axum::Router;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::AppState;
@@ -24,8 +25,32 @@ use super::AppState;
         (name = "graphql", description = "The same positions as a GraphQL API; schema in schema/schema.graphql"),
         (name = "operations", description = "Health for operators and load balancers"),
     ),
+    modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
+
+/// The `bearer` security scheme: a static token or a JWT, needed when the
+/// server is started with credentials (`--tokens`, `--tokens-file`,
+/// `--jwt-secret`, `--jwt-public-key`) for what `--protect` names.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "A static token or a JWT (HS256, RS256, ES256), when the server requires one: \
+                 for publishing by default (`--protect publish`), for reading too with \
+                 `--protect publish,subscribe`. Browsers' WebSocket and EventSource may pass it \
+                 as `access_token` in the URL instead.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// `/openapi.json` and Swagger UI at `/docs`, describing `api`.
 pub fn router(api: utoipa::openapi::OpenApi) -> Router<AppState> {

@@ -5,8 +5,7 @@
 
 use async_graphql::http::parse_query_string;
 use async_graphql_axum::GraphQLResponse;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, State};
@@ -17,8 +16,9 @@ use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::graphql_ws::{self, Protocol, Timing};
+use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body, ws};
+use crate::access::Caller;
 use crate::error::{Error, Problem};
 
 /// The GraphiQL page: loads the vendored assets and subscribes over `/graphql`.
@@ -97,6 +97,7 @@ pub struct GraphQLAnswer {
     post,
     path = "/graphql",
     tag = "graphql",
+    security((), ("bearer" = [])),
     request_body(content = GraphQLRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The GraphQL answer", body = GraphQLAnswer,
@@ -109,9 +110,10 @@ pub struct GraphQLAnswer {
 )]
 async fn post_graphql(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    ApiCaller(caller): ApiCaller,
+    body: Body,
 ) -> Result<GraphQLResponse, Error> {
-    let body = body.map_err(|r| Error::from_body_rejection(r, state.config.max_body_bytes))?;
+    let body = read_body(&state, body).await?;
     let request: async_graphql::Request =
         serde_json::from_slice(&body).map_err(|err| Error::MalformedBody {
             detail: format!(
@@ -125,7 +127,7 @@ async fn post_graphql(
             field: Some("query".into()),
         });
     }
-    Ok(state.graphql.execute(request).await.into())
+    Ok(state.graphql.execute(request.data(caller)).await.into())
 }
 
 /// GraphiQL, a query in the URL, or subscriptions over a WebSocket.
@@ -134,9 +136,12 @@ async fn post_graphql(
 /// with subprotocol `graphql-transport-ws` (the graphql-ws protocol) or
 /// `graphql-ws` (the legacy subscriptions-transport-ws) carries
 /// subscriptions; close codes 4400 malformed message, 4401 subscribe before
-/// `connection_ack`, 4408 no `connection_init` in time, 4409 duplicate
-/// subscription id, 4429 second `connection_init`, 1001 server shutting
-/// down. Otherwise `query` (and `variables`, `operationName`) run a query;
+/// `connection_ack` or a `connection_init` without a valid token when one is
+/// needed, 4403 a token that may not subscribe, 4408 no `connection_init`
+/// in time, 4409 duplicate subscription id, 4429 second `connection_init`,
+/// 1013 at a connection limit, 4000 no answer to ping, 1001 server shutting
+/// down. The token goes in the `connection_init` payload
+/// (`{"authorization": "Bearer …"}`), the `Authorization` header or `access_token`. Otherwise `query` (and `variables`, `operationName`) run a query;
 /// mutations need `POST`.
 #[utoipa::path(
     get,
@@ -147,7 +152,9 @@ async fn post_graphql(
             description = "The GraphQL document (a query). `variables` (a JSON object) and \
                            `operationName` may be added as in the GraphQL-over-HTTP convention.",
             example = "{ latest { id longitude latitude } }"),
+        TokenParam,
     ),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The GraphQL answer (or the GraphiQL page for a browser)",
             body = GraphQLAnswer, content_type = "application/graphql-response+json"),
@@ -159,12 +166,13 @@ async fn post_graphql(
 )]
 async fn get_graphql(
     State(state): State<AppState>,
+    ReaderCaller(caller): ReaderCaller,
     headers: HeaderMap,
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Ok(upgrade) = upgrade {
-        return websocket(state, upgrade);
+        return websocket(state, caller, upgrade);
     }
     let query = uri.query().unwrap_or_default();
     if query.is_empty() && accepts_html(&headers) {
@@ -191,32 +199,33 @@ async fn get_graphql(
         return Error::MethodNotAllowed("mutations are sent with POST /graphql".into())
             .into_response();
     }
-    GraphQLResponse::from(state.graphql.execute(request).await).into_response()
+    GraphQLResponse::from(state.graphql.execute(request.data(caller)).await).into_response()
 }
 
-fn websocket(state: AppState, upgrade: WebSocketUpgrade) -> Response {
-    let upgrade = upgrade.protocols(Protocol::NAMES);
+fn websocket(state: AppState, caller: Caller, upgrade: WebSocketUpgrade) -> Response {
+    let upgrade = ws::configure(upgrade.protocols(Protocol::NAMES), &state.config);
     let protocol =
         Protocol::from_subprotocol(upgrade.selected_protocol().map(|name| name.as_bytes()));
+    let permit = match state.access.connect(&caller) {
+        Ok(permit) => permit,
+        Err(refused) => return ws::refuse(upgrade, &refused),
+    };
     let timing = Timing {
         init_timeout: state.config.graphql_init_timeout(),
         send_timeout: state.config.send_timeout(),
+        ping: state.config.ping_interval(),
     };
-    // Small buffers, as on /ws: an idle subscriber should cost a few KiB.
-    upgrade
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_message_size(64 * 1024)
-        .max_frame_size(16 * 1024)
-        .on_upgrade(move |socket| {
-            graphql_ws::serve(
-                socket,
-                protocol,
-                state.graphql_shared,
-                state.shutdown,
-                timing,
-            )
-        })
+    upgrade.on_upgrade(move |socket| async move {
+        let session = graphql_ws::Session {
+            protocol,
+            shared: state.graphql_shared,
+            access: state.access,
+            caller,
+            timing,
+        };
+        graphql_ws::serve(socket, session, state.shutdown).await;
+        drop(permit);
+    })
 }
 
 fn accepts_html(headers: &HeaderMap) -> bool {

@@ -11,8 +11,10 @@
 //! Results are sent from a bounded ring (`broadcast`): a sharer that falls
 //! more than [`RING`] results behind is told `events-lost` (`lagged`) and its
 //! subscription completes, as for any lagging subscriber. Connection data from
-//! `connection_init` is not part of the key: when it starts to change what a
-//! subscription returns (authorisation), it must join the key.
+//! `connection_init` is not part of the key: a connection may only run
+//! subscriptions once `connection_init` found it allowed to read, and what a
+//! subscription returns does not depend on who asked. If it ever does, the
+//! caller must join the key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -129,7 +131,10 @@ impl SharedExecutions {
         // it sees every result.
         let (sender, ring) = broadcast::channel(RING);
         let origin = ring.resubscribe();
-        let outcomes = run_alone(&self.schema, request, Arc::default());
+        // Every sharer's connection was checked at `connection_init`.
+        let mut data = async_graphql::Data::default();
+        data.insert(crate::access::Caller::connection_checked());
+        let outcomes = run_alone(&self.schema, request, Arc::new(data));
         let task = tokio::spawn(fan_out(outcomes, sender));
         let group = Arc::new(Group { origin, task });
         groups.retain(|_, group| group.strong_count() > 0);

@@ -5,15 +5,22 @@
 //! number of sockets cost one execution.
 //!
 //! Close codes (`graphql-transport-ws`): 4400 malformed message, 4401
-//! subscribe before `connection_ack`, 4403 refused by
-//! [`crate::graphql::on_connection_init`], 4408 no `connection_init` in time,
-//! 4409 an operation id already in use, 4429 a second `connection_init`,
-//! 1001 server shutting down.
+//! subscribe before `connection_ack`, or a `connection_init` without a valid
+//! token when reading needs one, 4403 a token that may not subscribe, 4408
+//! no `connection_init` in time, 4409 an operation id already in use, 4429 a
+//! second `connection_init`, 4000 no answer to a ping, 1009 a message over
+//! `--max-message-bytes`, 1013 at a connection limit, 1001 server shutting
+//! down.
+//!
+//! The connection's credential is the token in the `connection_init` payload
+//! (see [`crate::access::token_in_payload`]), else the one of the upgrade
+//! request; every operation on the socket runs as that caller.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::Data;
+use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::stream::{BoxStream, StreamExt};
 use serde::Deserialize;
@@ -21,7 +28,9 @@ use serde_json::{Value, json};
 use tokio_stream::StreamMap;
 
 use super::graphql_shared::{Outcome, SharedExecutions};
-use crate::graphql::on_connection_init;
+use super::ws::{CLOSE_PING_TIMEOUT, CLOSE_TOO_BIG, Heartbeat, close_reason, is_too_big};
+use crate::access::{Access, Caller, Scope, token_in_payload};
+use crate::error::Error;
 use crate::shutdown::Shutdown;
 
 /// The two GraphQL-over-WebSocket protocols, by subprotocol name.
@@ -61,6 +70,22 @@ pub struct Timing {
     pub init_timeout: Duration,
     /// How long one frame may take to send before the client counts as gone.
     pub send_timeout: Duration,
+    /// How often the socket is pinged, if at all.
+    pub ping: Option<Duration>,
+}
+
+/// What one connection serves, and for whom.
+pub struct Session {
+    /// The negotiated protocol.
+    pub protocol: Protocol,
+    /// Where operations run.
+    pub shared: Arc<SharedExecutions>,
+    /// The access rules.
+    pub access: Arc<Access>,
+    /// The upgrade request's caller (address, and credential if it had one).
+    pub caller: Caller,
+    /// Timing of the connection.
+    pub timing: Timing,
 }
 
 /// A message from the client; `payload` is read according to `type`.
@@ -79,17 +104,7 @@ enum End {
 }
 
 fn close(code: u16, reason: impl Into<String>) -> End {
-    // A close frame's reason is at most 123 bytes.
-    let mut reason = reason.into();
-    if reason.len() > 123 {
-        let cut = (0..=120)
-            .rev()
-            .find(|&i| reason.is_char_boundary(i))
-            .unwrap_or(0);
-        reason.truncate(cut);
-        reason.push('…');
-    }
-    End::Close(code, reason)
+    End::Close(code, close_reason(reason.into()))
 }
 
 /// Most operations one socket may run at once; each costs a broker cursor.
@@ -100,7 +115,10 @@ struct Connection {
     socket: WebSocket,
     protocol: Protocol,
     shared: Arc<SharedExecutions>,
+    access: Arc<Access>,
+    caller: Caller,
     timing: Timing,
+    heartbeat: Heartbeat,
     /// Set by `connection_init`; present once acknowledged.
     data: Option<Arc<Data>>,
     init_received: bool,
@@ -110,19 +128,17 @@ struct Connection {
 
 /// Serves one upgraded socket until the client leaves, breaks the protocol,
 /// or the server shuts down.
-pub async fn serve(
-    socket: WebSocket,
-    protocol: Protocol,
-    shared: Arc<SharedExecutions>,
-    shutdown: Shutdown,
-    timing: Timing,
-) {
+pub async fn serve(socket: WebSocket, session: Session, shutdown: Shutdown) {
     let _open = crate::stats::Connection::open("graphql");
+    let timing = session.timing;
     let mut connection = Connection {
         socket,
-        protocol,
-        shared,
+        protocol: session.protocol,
+        shared: session.shared,
+        access: session.access,
+        caller: session.caller,
         timing,
+        heartbeat: Heartbeat::new(timing.ping),
         data: None,
         init_received: false,
         operations: StreamMap::new(),
@@ -148,12 +164,23 @@ impl Connection {
                 () = &mut init_deadline, if !self.init_received => {
                     Err(close(4408, "Connection initialisation timeout"))
                 }
-                incoming = self.socket.recv() => match incoming {
-                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
-                    Some(Ok(Message::Binary(_))) => Err(close(4400, "Binary frames are not part of the protocol")),
-                    // Pings are answered by the WebSocket layer as they are read.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => Err(End::Gone),
+                alive = self.heartbeat.due() => {
+                    if alive {
+                        self.send_message(Message::Ping(Bytes::new())).await
+                    } else {
+                        Err(close(CLOSE_PING_TIMEOUT, "no answer to ping"))
+                    }
+                }
+                incoming = self.socket.recv() => {
+                    self.heartbeat.heard();
+                    match incoming {
+                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                        Some(Ok(Message::Binary(_))) => Err(close(4400, "Binary frames are not part of the protocol")),
+                        // Pings are answered by the WebSocket layer as they are read.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                        Some(Err(err)) if is_too_big(&err) => Err(close(CLOSE_TOO_BIG, "Message over the size limit")),
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => Err(End::Gone),
+                    }
                 },
                 Some((id, item)) = self.operations.next(), if !self.operations.is_empty() => {
                     self.on_result(id, item).await
@@ -198,12 +225,25 @@ impl Connection {
             return Err(close(4429, "Too many initialisation requests"));
         }
         self.init_received = true;
-        match on_connection_init(payload.unwrap_or_default()).await {
-            Ok(data) => {
+        let payload = payload.unwrap_or_default();
+        if let Some(token) = token_in_payload(&payload) {
+            self.caller.credential = self.access.verify(&token);
+        }
+        match self.access.authorize(&self.caller, Scope::Subscribe) {
+            Ok(()) => {
+                let mut data = Data::default();
+                data.insert(self.caller.clone());
                 self.data = Some(Arc::new(data));
                 self.send(json!({ "type": "connection_ack" })).await
             }
-            Err(_) => Err(close(4403, "Forbidden")),
+            Err(refused) => {
+                crate::stats::rejected(refused.code());
+                let code = match refused {
+                    Error::Forbidden(_) => 4403,
+                    _ => 4401,
+                };
+                Err(close(code, refused.to_string()))
+            }
         }
     }
 
@@ -262,7 +302,11 @@ impl Connection {
     }
 
     async fn send_text(&mut self, text: String) -> Result<(), End> {
-        let send = self.socket.send(Message::Text(text.into()));
+        self.send_message(Message::Text(text.into())).await
+    }
+
+    async fn send_message(&mut self, message: Message) -> Result<(), End> {
+        let send = self.socket.send(message);
         match tokio::time::timeout(self.timing.send_timeout, send).await {
             Ok(Ok(())) => Ok(()),
             // The client is gone, or so stalled it cannot take a frame.

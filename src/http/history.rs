@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, StreamParams};
+use super::{AppState, ReaderCaller, StreamParams, TokenParam};
+use crate::access::Scope;
 use crate::broker::{Gap, GapReason};
 use crate::error::{Error, Problem};
 use crate::model::{EventId, PositionEvent, is_valid_tracker};
@@ -55,18 +56,25 @@ pub struct HistoryParams {
     get,
     path = "/longlat/history",
     tag = "positions",
-    params(StreamParams, HistoryParams),
+    params(StreamParams, HistoryParams, TokenParam),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of events", body = HistoryPage),
         (status = 400, description = "A bad parameter (`invalid-parameter`); `field` names it",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Reading needs a bearer token (`unauthorized`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not read events (`forbidden`)",
             body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn history(
     State(state): State<AppState>,
+    ReaderCaller(caller): ReaderCaller,
     stream: Result<Query<StreamParams>, QueryRejection>,
     page: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Response, Error> {
+    state.access.authorize(&caller, Scope::Subscribe)?;
     let Query(stream) = stream.map_err(Error::from)?;
     let Query(page) = page.map_err(Error::from)?;
     let (after, filter) = stream.parse()?;
@@ -131,10 +139,15 @@ pub struct LatestParams {
     get,
     path = "/longlat/latest",
     tag = "positions",
-    params(LatestParams),
+    params(LatestParams, TokenParam),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The latest event", body = PositionEvent),
         (status = 400, description = "A bad tracker name (`invalid-parameter`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Reading needs a bearer token (`unauthorized`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not read events (`forbidden`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No event in history, or none for that tracker (`not-found`)",
             body = Problem, content_type = "application/problem+json"),
@@ -142,8 +155,10 @@ pub struct LatestParams {
 )]
 async fn latest(
     State(state): State<AppState>,
+    ReaderCaller(caller): ReaderCaller,
     params: Result<Query<LatestParams>, QueryRejection>,
 ) -> Result<Response, Error> {
+    state.access.authorize(&caller, Scope::Subscribe)?;
     let Query(params) = params.map_err(Error::from)?;
     let tracker = params.tracker.as_deref();
     if let Some(name) = tracker

@@ -18,7 +18,9 @@ mod ws;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::{HeaderValue, Request, Uri};
@@ -29,6 +31,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::access::{Access, Caller};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::error::Error;
@@ -36,7 +39,7 @@ use crate::graphql::LonglatSchema;
 use crate::shutdown::Shutdown;
 
 pub use graphql_shared::SharedExecutions;
-pub use params::StreamParams;
+pub use params::{StreamParams, TokenParam};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -45,6 +48,8 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     /// Settings read at start-up.
     pub config: Arc<Config>,
+    /// Who may do what, and what one client may cost.
+    pub access: Arc<Access>,
     /// Tripped when the server is stopping; streams close themselves on it.
     pub shutdown: Shutdown,
     /// The GraphQL schema, built once over `broker`.
@@ -55,15 +60,70 @@ pub struct AppState {
 
 impl AppState {
     /// The state for serving `broker`, with the GraphQL schema built over it.
-    pub fn new(broker: Arc<dyn Broker>, config: Config, shutdown: Shutdown) -> Self {
-        let graphql = crate::graphql::build(broker.clone());
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        config: Config,
+        access: Arc<Access>,
+        shutdown: Shutdown,
+    ) -> Self {
+        let graphql = crate::graphql::build(broker.clone(), access.clone());
         Self {
+            access,
             graphql_shared: Arc::new(SharedExecutions::new(graphql.clone())),
             graphql,
             broker,
             config: Arc::new(config),
             shutdown,
         }
+    }
+}
+
+/// The caller of an API request (see [`Access::caller`]): its credential
+/// from `Authorization` only.
+pub struct ApiCaller(pub Caller);
+
+/// The caller of a stream or a read: its credential from `Authorization`,
+/// or from the `access_token` query parameter, for the GET requests browsers
+/// open without custom headers (WebSocket, EventSource).
+pub struct ReaderCaller(pub Caller);
+
+impl FromRequestParts<AppState> for ApiCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(state.access.caller(parts, false)))
+    }
+}
+
+impl FromRequestParts<AppState> for ReaderCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(state.access.caller(parts, true)))
+    }
+}
+
+/// Reads a request body of at most `--max-body-bytes`, which must arrive
+/// within `--header-read-timeout-secs` (a client announcing a body it sends
+/// slowly, or never, is cut off rather than holding a connection forever).
+pub async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Error> {
+    let limit = state.config.max_body_bytes;
+    let secs = state.config.header_read_timeout_secs;
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(secs),
+        axum::body::to_bytes(body, limit),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(err)) => Err(Error::from_body_error(&err, limit)),
+        Err(_) => Err(Error::RequestTimeout(secs)),
     }
 }
 

@@ -80,3 +80,14 @@ impl StreamParams {
         Ok(Filter { trackers, bbox })
     }
 }
+
+/// A bearer token in the URL, for browsers' WebSocket and EventSource, which
+/// cannot send an `Authorization` header. Prefer the header elsewhere: URLs
+/// end up in proxies' logs.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct TokenParam {
+    /// The bearer token, when the server asks for one (as `Authorization: Bearer`).
+    access_token: Option<String>,
+}

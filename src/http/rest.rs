@@ -6,8 +6,7 @@
 //! `application/x-www-form-urlencoded`. A real form body
 //! (`longitude=18.06&latitude=59.33`) is read as a form.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +15,8 @@ use utoipa_axum::routes;
 
 use std::time::Instant;
 
-use super::AppState;
+use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body};
+use crate::access::Scope;
 use crate::error::{Error, Problem};
 use crate::model::{Event, EventId, PositionEvent, PositionInput};
 use crate::stats;
@@ -38,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     post,
     path = "/longlat",
     tag = "positions",
+    security((), ("bearer" = [])),
     request_body(
         description = "The position. Unknown fields are refused.",
         content(
@@ -50,12 +51,23 @@ pub fn router() -> OpenApiRouter<AppState> {
             headers(("Location" = String, description = "`/longlat/{id}`: the stored event"))),
         (status = 400, description = "Not JSON, empty, trailing data, or a number out of range (`malformed-body`)",
             body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Publishing needs a bearer token and none valid was sent (`unauthorized`)",
+            body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"longlat\"`"))),
+        (status = 403, description = "The token may not publish, or not for this tracker (`forbidden`); \
+            or a browser page from an origin outside the allowlist (`origin-not-allowed`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time (`request-timeout`)",
+            body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the size limit (`payload-too-large`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor a form (`unsupported-media-type`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Wrong shape (`invalid-body`) or a value breaking a rule (`invalid-position`); `field` names it",
             body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the publish rate for this token or address (`rate-limited`); retry after `Retry-After` seconds",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 503, description = "The broker cannot take events right now (`broker-unavailable`); retry after `Retry-After` seconds",
             body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
@@ -63,13 +75,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn publish(
     State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, Error> {
-    let body = body.map_err(|r| Error::from_body_rejection(r, state.config.max_body_bytes))?;
+    state.access.authorize(&caller, Scope::Publish)?;
+    state.access.check_publish_rate(&caller)?;
+    let body = read_body(&state, body).await?;
     let started = Instant::now();
     let published = async {
         let input = parse_position(headers.get(header::CONTENT_TYPE), &body)?;
+        state
+            .access
+            .authorize_tracker(&caller, input.tracker.as_deref())?;
         Ok::<_, Error>(state.broker.publish(input.validate()?).await?)
     }
     .await;
@@ -97,10 +115,15 @@ fn created(event: &Event) -> Response {
     get,
     path = "/longlat/{id}",
     tag = "positions",
-    params(("id" = EventId, Path, description = "The event's id, as `POST /longlat` answered")),
+    params(("id" = EventId, Path, description = "The event's id, as `POST /longlat` answered"), TokenParam),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The stored event", body = PositionEvent),
         (status = 400, description = "Not an event id (`invalid-parameter`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Reading needs a bearer token (`unauthorized`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not read events (`forbidden`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such event in history (`not-found`)",
             body = Problem, content_type = "application/problem+json"),
@@ -108,8 +131,10 @@ fn created(event: &Event) -> Response {
 )]
 async fn event_by_id(
     State(state): State<AppState>,
+    ReaderCaller(caller): ReaderCaller,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
+    state.access.authorize(&caller, Scope::Subscribe)?;
     let parsed: EventId =
         id.parse()
             .map_err(|e: crate::model::InvalidEventId| Error::InvalidParameter {

@@ -23,7 +23,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::params::parse_cursor;
-use super::{AppState, StreamParams};
+use super::{AppState, ReaderCaller, StreamParams, TokenParam};
+use crate::access::{ConnectionPermit, Scope};
 use crate::broker::{Delivery, GapReason, Subscription};
 use crate::error::{Error, Problem};
 use crate::shutdown::Shutdown;
@@ -47,32 +48,43 @@ pub fn router() -> OpenApiRouter<AppState> {
     get,
     path = "/events",
     tag = "streams",
-    params(StreamParams, ResumeHeader),
+    params(StreamParams, ResumeHeader, TokenParam),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "An endless stream of events",
             body = SseEvent, content_type = "text/event-stream",
             example = "retry: 2000\n\nid: 1795584285108-0\nevent: position\ndata: {\"id\":\"1795584285108-0\",\"longitude\":18.06324,\"latitude\":59.334591,\"receivedAt\":\"2026-11-25T05:24:45.10899209Z\"}\n\n"),
         (status = 400, description = "A bad stream parameter or Last-Event-ID (`invalid-parameter`); `field` names it",
             body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Reading needs a bearer token (`unauthorized`): in `Authorization` or `access_token`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not subscribe (`forbidden`), or a page from an origin outside the allowlist (`origin-not-allowed`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The server or this address holds as many streams as allowed (`too-many-connections`); retry after `Retry-After` seconds",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ),
 )]
 async fn events(
     State(state): State<AppState>,
+    ReaderCaller(caller): ReaderCaller,
     headers: HeaderMap,
     params: Result<Query<StreamParams>, QueryRejection>,
 ) -> Result<Response, Error> {
+    state.access.authorize(&caller, Scope::Subscribe)?;
     let Query(params) = params.map_err(Error::from)?;
     let (after, filter) = params.parse()?;
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("\u{fffd}"));
     let after = parse_cursor("Last-Event-ID", last_event_id)?.or(after);
+    let permit = state.access.connect(&caller)?;
     // Subscribe before the 200 goes out, so nothing published after the
     // client connected can be missed.
     let subscription = state.broker.subscribe(after, filter);
     let keepalive = Duration::from_secs(state.config.sse_keepalive_secs);
     let preamble = Bytes::from(format!("retry: {}\n\n", state.config.sse_retry_ms));
-    let stream = frames(subscription, state.shutdown, keepalive, preamble);
+    let stream = frames(subscription, state.shutdown, keepalive, preamble, permit);
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -115,6 +127,8 @@ pub struct SseEvent {
 
 struct SseStream {
     stats: stats::Connection,
+    /// The stream's place under the connection limits, freed with the stream.
+    _permit: ConnectionPermit,
     subscription: Subscription,
     shutdown: Shutdown,
     keepalive: Interval,
@@ -129,11 +143,13 @@ fn frames(
     shutdown: Shutdown,
     period: Duration,
     preamble: Bytes,
+    permit: ConnectionPermit,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     let mut keepalive = interval_at(tokio::time::Instant::now() + period, period);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let state = SseStream {
         stats: stats::Connection::open("sse"),
+        _permit: permit,
         subscription,
         shutdown,
         keepalive,

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -16,8 +17,10 @@ use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, StreamParams};
+use super::{AppState, ReaderCaller, StreamParams, TokenParam};
+use crate::access::Scope;
 use crate::broker::{Delivery, GapReason, Subscription};
+use crate::config::Config;
 use crate::error::{Error, Problem};
 use crate::model::PositionEvent;
 use crate::shutdown::Shutdown;
@@ -27,6 +30,12 @@ use crate::stats;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code: the client sent data on a read-only socket.
 pub const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
+/// Close code: the client sent a message over `--max-message-bytes`.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: the server is at a connection limit; try again later.
+pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+/// Close code: the peer did not answer a ping before the next one was due.
+pub const CLOSE_PING_TIMEOUT: u16 = 4000;
 /// Close code: the subscriber fell behind history and was told what it missed.
 pub const CLOSE_LAGGED: u16 = 4008;
 
@@ -43,16 +52,23 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// `Gap` (`{"type":"gap",…}`) when events were lost. The socket is read-only.
 /// Close codes: 1001 server shutting down, 1003 the client sent a data frame,
 /// 4008 the subscriber fell behind history (after a gap frame; reconnect with
-/// `?after=`). Pings are answered.
+/// `?after=`), 1013 the server or this address holds as many streams as
+/// allowed (the reason says which), 4000 no answer to the server's ping
+/// before the next one. Pings are answered.
 #[utoipa::path(
     get,
     path = "/ws",
     tag = "streams",
-    params(StreamParams),
+    params(StreamParams, TokenParam),
+    security((), ("bearer" = [])),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; then one JSON text frame per event",
             body = PositionEvent),
         (status = 400, description = "A bad stream parameter (`invalid-parameter`); `field` names it",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Reading needs a bearer token (`unauthorized`): in `Authorization` or `access_token`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not subscribe (`forbidden`), or a page from an origin outside the allowlist (`origin-not-allowed`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 426, description = "A plain HTTP request: connect with a WebSocket client (`upgrade-required`)",
             body = Problem, content_type = "application/problem+json"),
@@ -60,24 +76,134 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn upgrade(
     State(state): State<AppState>,
+    ReaderCaller(caller): ReaderCaller,
     params: Result<Query<StreamParams>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
+    state.access.authorize(&caller, Scope::Subscribe)?;
     let Query(params) = params.map_err(Error::from)?;
     let (after, filter) = params.parse()?;
     let upgrade = upgrade.map_err(|_| Error::UpgradeRequired("/ws"))?;
+    let upgrade = configure(upgrade, &state.config);
+    let permit = match state.access.connect(&caller) {
+        Ok(permit) => permit,
+        Err(refused) => return Ok(refuse(upgrade, &refused)),
+    };
     // Subscribe before answering 101, so nothing published after the client
     // connected can be missed.
     let subscription = state.broker.subscribe(after, filter);
-    let send_timeout = state.config.send_timeout();
-    Ok(upgrade
+    let timing = Timing::of(&state.config);
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        stream_events(socket, subscription, state.shutdown, timing).await;
+        drop(permit);
+    }))
+}
+
+/// The WebSocket settings every endpoint uses: small buffers (an idle
+/// subscriber should cost a few KiB) and the incoming message limit.
+pub fn configure(upgrade: WebSocketUpgrade, config: &Config) -> WebSocketUpgrade {
+    upgrade
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .max_message_size(64 * 1024)
-        .max_frame_size(16 * 1024)
-        .on_upgrade(move |socket| {
-            stream_events(socket, subscription, state.shutdown, send_timeout)
-        }))
+        .max_message_size(config.max_message_bytes)
+        .max_frame_size(config.max_message_bytes)
+}
+
+/// Completes the handshake only to close at once with 1013 and the reason:
+/// a browser's WebSocket cannot read an HTTP error's body, but it does get
+/// the close code and reason.
+pub fn refuse(upgrade: WebSocketUpgrade, refused: &Error) -> Response {
+    crate::stats::rejected(refused.code());
+    let reason = refused.to_string();
+    upgrade.on_upgrade(move |mut socket| async move {
+        let frame = CloseFrame {
+            code: CLOSE_TRY_AGAIN_LATER,
+            reason: close_reason(reason).into(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            socket.send(Message::Close(Some(frame))),
+        )
+        .await;
+    })
+}
+
+/// Whether a read failed because the client's message is over the limit.
+pub fn is_too_big(err: &axum::Error) -> bool {
+    std::error::Error::source(err)
+        .and_then(|e| e.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
+}
+
+/// A close frame's reason: at most 123 bytes, cut at a character boundary.
+pub fn close_reason(mut reason: String) -> String {
+    if reason.len() > 123 {
+        let cut = (0..=120)
+            .rev()
+            .find(|&i| reason.is_char_boundary(i))
+            .unwrap_or(0);
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    reason
+}
+
+/// The timing of one subscriber's socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long one frame may take to send before the subscriber is dropped.
+    pub send: Duration,
+    /// How often the socket is pinged, if at all.
+    pub ping: Option<Duration>,
+}
+
+impl Timing {
+    /// The timing `config` asks for.
+    pub fn of(config: &Config) -> Self {
+        Self {
+            send: config.send_timeout(),
+            ping: config.ping_interval(),
+        }
+    }
+}
+
+/// Pings a peer every period and tells when one went unanswered until the
+/// next was due. Any frame from the peer counts as an answer.
+pub struct Heartbeat {
+    interval: Option<tokio::time::Interval>,
+    answered: bool,
+}
+
+impl Heartbeat {
+    /// Pings every `period`, or never.
+    pub fn new(period: Option<Duration>) -> Self {
+        let interval = period.map(|period| {
+            let mut interval =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
+        Self {
+            interval,
+            answered: true,
+        }
+    }
+
+    /// The peer sent something: it is alive.
+    pub fn heard(&mut self) {
+        self.answered = true;
+    }
+
+    /// Waits until a ping is due; `false` when the last one went unanswered.
+    pub async fn due(&mut self) -> bool {
+        match &mut self.interval {
+            Some(interval) => {
+                interval.tick().await;
+                std::mem::replace(&mut self.answered, false)
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Why a stream ended, and what (if anything) the client is told.
@@ -90,17 +216,31 @@ async fn stream_events(
     mut socket: WebSocket,
     mut subscription: Subscription,
     shutdown: Shutdown,
-    send_timeout: Duration,
+    timing: Timing,
 ) {
     let stats = stats::Connection::open("ws");
+    let send_timeout = timing.send;
+    let mut heartbeat = Heartbeat::new(timing.ping);
     let end = loop {
         tokio::select! {
             () = shutdown.wait() => break End::Close(CLOSE_GOING_AWAY, "server shutting down"),
+            alive = heartbeat.due() => {
+                if !alive {
+                    break End::Close(CLOSE_PING_TIMEOUT, "no answer to ping");
+                }
+                match tokio::time::timeout(send_timeout, socket.send(Message::Ping(Bytes::new()))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => break End::Gone,
+                }
+            }
             incoming = socket.recv() => match incoming {
                 // Pings are answered by the protocol layer as they are read.
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => heartbeat.heard(),
                 Some(Ok(Message::Text(_) | Message::Binary(_))) => {
                     break End::Close(CLOSE_UNSUPPORTED_DATA, "this socket is read-only")
+                }
+                Some(Err(err)) if is_too_big(&err) => {
+                    break End::Close(CLOSE_TOO_BIG, "message over the size limit")
                 }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
             },

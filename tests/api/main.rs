@@ -1,11 +1,13 @@
 //! Integration tests: the real server on 127.0.0.1:0, real clients over real sockets.
 
+mod access;
 mod browser;
 mod generated;
 mod graphql_http;
 mod graphql_protocol;
 mod graphql_subscriptions;
 mod history;
+mod limits;
 mod node_client;
 mod openapi;
 mod operations;

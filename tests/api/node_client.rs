@@ -109,6 +109,26 @@ impl TestApp {
         )
     }
 
+    /// Subscribes with the graphql-ws reference client, sending
+    /// `connection_params` as the `connection_init` payload.
+    pub fn graphql_subscribe_with(
+        &self,
+        query: &str,
+        variables: Value,
+        connection_params: Value,
+    ) -> NodeClient {
+        let url = self.ws_url("/graphql");
+        NodeClient::start(
+            "graphql-subscribe.mjs",
+            &[
+                &url,
+                query,
+                &variables.to_string(),
+                &connection_params.to_string(),
+            ],
+        )
+    }
+
     /// Opens a raw WebSocket on /graphql with `subprotocol` ("-" for none)
     /// and sends `script` (messages, or "wait" for the next frame).
     pub fn graphql_raw(&self, subprotocol: &str, script: &[&str]) -> NodeClient {

@@ -1,13 +1,13 @@
 // Subscribes with the graphql-ws reference client and prints what it sees,
 // one JSON object per line, for the Rust tests to read:
-//   node graphql-subscribe.mjs <ws-url> <query> [variables-json]
+//   node graphql-subscribe.mjs <ws-url> <query> [variables-json] [connection-params-json]
 // Lines: {"connected":true}, {"next":<payload>}, {"error":<errors>},
 // {"complete":true}, {"closed":{"code":..,"reason":..}}. Exits after the
 // operation ends or the socket closes; stops when stdin closes.
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
-const [url, query, variables] = process.argv.slice(2);
+const [url, query, variables, connectionParams] = process.argv.slice(2);
 const print = (line) => process.stdout.write(JSON.stringify(line) + '\n');
 
 const client = createClient({
@@ -15,6 +15,7 @@ const client = createClient({
   webSocketImpl: WebSocket,
   retryAttempts: 0,
   lazy: false,
+  connectionParams: connectionParams ? JSON.parse(connectionParams) : undefined,
   on: {
     connected: () => print({ connected: true }),
     closed: (event) => {

@@ -1,0 +1,330 @@
+//! Who may publish and subscribe, and what one client may cost.
+//!
+//! Every request that publishes or reads events asks [`Access`] three
+//! things, in this order: who is calling ([`Access::caller`]: the client's
+//! address and what its bearer credential proves), whether that caller may do
+//! it ([`Access::authorize`]: 401 without a valid credential, 403 with one
+//! that does not allow it), and whether it may do it now
+//! ([`Access::check_publish_rate`], [`Access::connect`]: 429 and 503 / close
+//! 1013 with a reason).
+//!
+//! Everything is off by default, as the tutorial's page and curl command
+//! need: credentials are checked once tokens or a JWT key are configured
+//! (`--tokens`, `--tokens-file`, `--jwt-secret`, `--jwt-public-key`), and
+//! limits once they are set.
+
+mod credentials;
+mod limits;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, header};
+
+pub use credentials::{Credentials, Grant};
+pub use limits::ConnectionPermit;
+
+use crate::config::Config;
+use crate::error::Error;
+use limits::{ConnectionLimits, PublishRate};
+
+/// What a caller wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Publish positions (`POST /longlat`, the GraphQL mutation).
+    Publish,
+    /// Read events: the streams, history, GraphQL queries and subscriptions.
+    Subscribe,
+}
+
+impl Scope {
+    /// The scope's name in token files, JWT `scope` claims and `--protect`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Subscribe => "subscribe",
+        }
+    }
+}
+
+/// What a caller's credential proved.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// No credential was presented.
+    Missing,
+    /// A valid credential and what it allows.
+    Valid(Grant),
+    /// A credential was presented and refused; the reason, for the client
+    /// (never the credential itself).
+    Invalid(String),
+}
+
+/// Who is calling: the client's address and its credential.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The client's address (from `--client-ip-header` behind a proxy).
+    pub ip: IpAddr,
+    /// What the presented credential proved.
+    pub credential: Credential,
+}
+
+impl Caller {
+    /// A caller already checked by its connection (a GraphQL WebSocket after
+    /// `connection_init`), for work shared between connections.
+    pub fn connection_checked() -> Self {
+        Self {
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            credential: Credential::Valid(Grant::everything("connection")),
+        }
+    }
+}
+
+/// Configuration errors found at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessConfigError {
+    /// A credential file or key could not be read or understood.
+    #[error("{0}")]
+    Credentials(String),
+}
+
+/// The access rules in force, built once from the configuration.
+#[derive(Debug)]
+pub struct Access {
+    credentials: Option<Credentials>,
+    protect_publish: bool,
+    protect_subscribe: bool,
+    client_ip_header: Option<HeaderName>,
+    rate: Option<PublishRate>,
+    connections: Arc<ConnectionLimits>,
+}
+
+impl Access {
+    /// The rules `config` asks for; fails when a credential file or key
+    /// cannot be used.
+    pub fn from_config(config: &Config) -> Result<Self, AccessConfigError> {
+        let credentials = Credentials::from_config(config)?;
+        let protects = |scope: Scope| {
+            credentials.is_some() && config.protect.iter().any(|p| p == scope.as_str())
+        };
+        let client_ip_header = match config.client_ip_header.as_deref() {
+            None | Some("") => None,
+            Some(name) => Some(HeaderName::try_from(name).map_err(|_| {
+                AccessConfigError::Credentials(format!(
+                    "--client-ip-header {name:?} is not a header name"
+                ))
+            })?),
+        };
+        Ok(Self {
+            protect_publish: protects(Scope::Publish),
+            protect_subscribe: protects(Scope::Subscribe),
+            credentials,
+            client_ip_header,
+            rate: PublishRate::new(config.publish_rate, config.publish_burst),
+            connections: Arc::new(ConnectionLimits::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+            )),
+        })
+    }
+
+    /// Whether `scope` needs a credential.
+    pub fn protects(&self, scope: Scope) -> bool {
+        match scope {
+            Scope::Publish => self.protect_publish,
+            Scope::Subscribe => self.protect_subscribe,
+        }
+    }
+
+    /// The caller of a request: its address, and its bearer credential from
+    /// `Authorization: Bearer …` or, where browsers cannot set headers
+    /// (`allow_query_token`: WebSocket and EventSource requests), the
+    /// `access_token` query parameter.
+    pub fn caller(&self, parts: &Parts, allow_query_token: bool) -> Caller {
+        let remote = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        let ip = self.client_ip(&parts.headers, remote);
+        let token = match parts.headers.get(header::AUTHORIZATION) {
+            Some(value) => Some(bearer(value.to_str().unwrap_or(""))),
+            None if allow_query_token => query_token(parts.uri.query()).map(Ok),
+            None => None,
+        };
+        let credential = match token {
+            None => Credential::Missing,
+            Some(Err(why)) => Credential::Invalid(why),
+            Some(Ok(token)) => self.verify(&token),
+        };
+        Caller { ip, credential }
+    }
+
+    /// What `token` proves, as from a GraphQL `connection_init` payload.
+    pub fn verify(&self, token: &str) -> Credential {
+        match &self.credentials {
+            // Nothing to check against: a credential neither helps nor hurts.
+            None => Credential::Missing,
+            Some(credentials) => match credentials.verify(token) {
+                Ok(grant) => Credential::Valid(grant),
+                Err(why) => Credential::Invalid(why),
+            },
+        }
+    }
+
+    fn client_ip(&self, headers: &HeaderMap, remote: Option<IpAddr>) -> IpAddr {
+        let forwarded = self.client_ip_header.as_ref().and_then(|name| {
+            // The last address is the one the nearest proxy added.
+            let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+            value.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
+        });
+        forwarded
+            .or(remote)
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    /// Refuses `caller` unless it may do `scope`: 401 without a valid
+    /// credential, 403 with one that does not allow it.
+    pub fn authorize(&self, caller: &Caller, scope: Scope) -> Result<(), Error> {
+        if !self.protects(scope) {
+            return Ok(());
+        }
+        match &caller.credential {
+            Credential::Missing => Err(Error::Unauthorized {
+                detail: format!(
+                    "a bearer token is required to {}: send Authorization: Bearer <token>",
+                    scope.as_str()
+                ),
+                invalid_token: false,
+            }),
+            Credential::Invalid(why) => Err(Error::Unauthorized {
+                detail: format!("the bearer token was refused: {why}"),
+                invalid_token: true,
+            }),
+            Credential::Valid(grant) if !grant.allows(scope) => Err(Error::Forbidden(format!(
+                "this token may not {}",
+                scope.as_str()
+            ))),
+            Credential::Valid(_) => Ok(()),
+        }
+    }
+
+    /// Refuses a publish for `tracker` that `caller`'s credential does not
+    /// cover (a token or JWT restricted to some trackers).
+    pub fn authorize_tracker(&self, caller: &Caller, tracker: Option<&str>) -> Result<(), Error> {
+        if !self.protect_publish {
+            return Ok(());
+        }
+        match &caller.credential {
+            Credential::Valid(grant) if !grant.allows_tracker(tracker) => {
+                Err(Error::Forbidden(match tracker {
+                    Some(t) => format!("this token may not publish for tracker {t:?}"),
+                    None => "this token may only publish with a tracker it names".into(),
+                }))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one publish by `caller` against `--publish-rate`: 429 with the
+    /// seconds to wait when over it. Callers are told apart by credential
+    /// subject, else by address.
+    pub fn check_publish_rate(&self, caller: &Caller) -> Result<(), Error> {
+        match &self.rate {
+            None => Ok(()),
+            Some(rate) => rate.check(caller),
+        }
+    }
+
+    /// Takes a place for one long-lived connection (a stream) of `caller`,
+    /// held until the permit is dropped; refused when the server or this
+    /// address is at its `--max-connections` / `--max-connections-per-ip`.
+    pub fn connect(&self, caller: &Caller) -> Result<ConnectionPermit, Error> {
+        ConnectionLimits::acquire(&self.connections, caller.ip)
+    }
+
+    /// Forgets rate-limit state of callers not seen for a while.
+    pub fn housekeeping(&self) {
+        if let Some(rate) = &self.rate {
+            rate.forget_idle();
+        }
+    }
+}
+
+/// The token of an `Authorization` header value, or why it is not one.
+fn bearer(value: &str) -> Result<String, String> {
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err("use the Bearer scheme: Authorization: Bearer <token>".into());
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err("the Bearer token is empty".into());
+    }
+    Ok(token.to_owned())
+}
+
+/// The `access_token` query parameter, if any.
+fn query_token(query: Option<&str>) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query?).ok()?;
+    pairs
+        .into_iter()
+        .find(|(name, _)| name == "access_token")
+        .map(|(_, value)| value)
+}
+
+/// The token in a GraphQL `connection_init` payload: `{"authorization":
+/// "Bearer …"}` (any case of the key, with or without the scheme) or
+/// `{"token": "…"}`.
+pub fn token_in_payload(payload: &serde_json::Value) -> Option<String> {
+    let object = payload.as_object()?;
+    object.iter().find_map(|(key, value)| {
+        let value = value.as_str()?;
+        if key.eq_ignore_ascii_case("authorization") {
+            Some(bearer(value).unwrap_or_else(|_| value.trim().to_owned()))
+        } else if key == "token" || key == "access_token" {
+            Some(value.to_owned())
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_header_value() {
+        assert_eq!(bearer("Bearer abc"), Ok("abc".into()));
+        assert_eq!(bearer("bearer   abc "), Ok("abc".into()));
+        assert!(bearer("Basic abc").is_err());
+        assert!(bearer("Bearer ").is_err());
+    }
+
+    #[test]
+    fn connection_init_payloads_carry_tokens_in_several_shapes() {
+        let token = |v: serde_json::Value| token_in_payload(&v);
+        assert_eq!(
+            token(serde_json::json!({"Authorization": "Bearer t1"})),
+            Some("t1".into())
+        );
+        assert_eq!(
+            token(serde_json::json!({"authorization": "t2"})),
+            Some("t2".into())
+        );
+        assert_eq!(token(serde_json::json!({"token": "t3"})), Some("t3".into()));
+        assert_eq!(token(serde_json::json!({"other": "x"})), None);
+        assert_eq!(token(serde_json::json!(null)), None);
+    }
+
+    #[test]
+    fn access_token_is_found_among_other_parameters() {
+        assert_eq!(
+            query_token(Some("after=1-0&access_token=a%2Bb")),
+            Some("a+b".into())
+        );
+        assert_eq!(query_token(Some("after=1-0")), None);
+        assert_eq!(query_token(None), None);
+    }
+}

@@ -1,0 +1,110 @@
+//! The accept loop: HTTP/1.1 with upgrades, each request knowing its
+//! client's address, slow clients cut off, and a graceful stop.
+//!
+//! `axum::serve` has no header read timeout, so a client that opens
+//! connections and sends headers one byte at a time (slow loris) would keep
+//! them forever. Here hyper's own timer closes a connection whose request
+//! headers do not arrive within `--header-read-timeout-secs`, idle
+//! keep-alive connections included. Upgraded WebSockets are out of hyper's
+//! hands from then on; they close themselves on shutdown and on a missing pong.
+
+use std::io;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+
+use crate::shutdown::Shutdown;
+
+/// How connections are served.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Time a client has to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// Kernel send buffer per connection (0: the kernel's autotuning).
+    pub socket_send_buffer: usize,
+    /// How long to let open requests finish once `shutdown` is triggered.
+    pub grace: Duration,
+}
+
+/// Serves `app` on `listener` until `shutdown`, then waits up to
+/// `options.grace` for requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    options: ServeOptions,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, remote) = tokio::select! {
+            () = shutdown.wait() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    on_accept_error(&err).await;
+                    continue;
+                }
+            },
+        };
+        tune(&tcp, options.socket_send_buffer);
+        let service = app
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(remote));
+                request
+            });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::trace!(%remote, %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(options.grace) => {
+            tracing::warn!(grace = ?options.grace, "requests still open after the shutdown timeout; closing them");
+        }
+    }
+    Ok(())
+}
+
+fn tune(tcp: &TcpStream, send_buffer: usize) {
+    // Positions are small and latency matters more than packet count.
+    let _ = tcp.set_nodelay(true);
+    if send_buffer > 0 {
+        let _ = socket2::SockRef::from(tcp).set_send_buffer_size(send_buffer);
+    }
+}
+
+/// A failed accept: the client gave up (nothing to do), or the process is
+/// out of file descriptors (wait a little rather than spin).
+async fn on_accept_error(err: &io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%err, "accepting a connection failed; retrying");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
