@@ -204,7 +204,7 @@ fn websocket(state: AppState, upgrade: WebSocketUpgrade) -> Response {
     };
     // Small buffers, as on /ws: an idle subscriber should cost a few KiB.
     upgrade
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(64 * 1024)
         .max_frame_size(16 * 1024)

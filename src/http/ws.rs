@@ -70,8 +70,11 @@ async fn upgrade(
     // connected can be missed.
     let subscription = state.broker.subscribe(after, filter);
     let send_timeout = state.config.send_timeout();
+    // A read-only socket only ever reads control frames: a small read
+    // buffer keeps an idle subscriber cheap, and tungstenite zero-fills its
+    // free capacity on every read attempt.
     Ok(upgrade
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(256)
         .write_buffer_size(0)
         .max_message_size(64 * 1024)
         .max_frame_size(16 * 1024)
