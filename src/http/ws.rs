@@ -6,6 +6,7 @@
 //! Close codes: 1001 server shutting down, 1003 the client sent a data frame,
 //! 4008 the subscriber fell further behind than history reaches.
 
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
@@ -13,6 +14,8 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
+use futures::SinkExt;
+use tokio::time::error::Elapsed;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -75,7 +78,8 @@ async fn upgrade(
     // free capacity on every read attempt.
     Ok(upgrade
         .read_buffer_size(256)
-        .write_buffer_size(0)
+        // Frames ready together are written together (see `send_ready`).
+        .write_buffer_size(MAX_BATCH_BYTES)
         .max_message_size(64 * 1024)
         .max_frame_size(16 * 1024)
         .on_upgrade(move |socket| {
@@ -96,9 +100,12 @@ async fn stream_events(
     send_timeout: Duration,
 ) {
     let stats = stats::Connection::open("ws");
+    let stopping = shutdown.wait();
+    tokio::pin!(stopping);
     let end = loop {
         tokio::select! {
-            () = shutdown.wait() => break End::Close(CLOSE_GOING_AWAY, "server shutting down"),
+            biased;
+            () = &mut stopping => break End::Close(CLOSE_GOING_AWAY, "server shutting down"),
             incoming = socket.recv() => match incoming {
                 // Pings are answered by the protocol layer as they are read.
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -108,17 +115,19 @@ async fn stream_events(
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
             },
             delivery = subscription.recv() => {
-                let (frame, then_close) = frame_for(delivery);
-                match tokio::time::timeout(send_timeout, socket.send(Message::Text(frame))).await {
-                    Ok(Ok(())) => stats.delivered.increment(1),
+                // Boxed: an idle connection's state holds none of the send's.
+                let sent = send_ready(&mut socket, &mut subscription, delivery);
+                let sent = match Box::pin(within(send_timeout, sent)).await {
+                    Ok(Ok(sent)) => sent,
                     Ok(Err(_)) => break End::Gone,
-                    // So stalled it cannot take one frame.
+                    // So stalled it cannot take the frames.
                     Err(_) => {
                         stats.dropped();
                         break End::Gone;
                     }
-                }
-                if then_close {
+                };
+                stats.delivered.increment(sent.frames);
+                if sent.lagged {
                     stats.lagged();
                     break End::Close(CLOSE_LAGGED, "subscriber fell behind; resume with ?after=");
                 }
@@ -130,8 +139,57 @@ async fn stream_events(
             code,
             reason: reason.into(),
         };
-        let _ = tokio::time::timeout(send_timeout, socket.send(Message::Close(Some(frame)))).await;
+        let close = socket.send(Message::Close(Some(frame)));
+        let _ = Box::pin(tokio::time::timeout(send_timeout, close)).await;
     }
+}
+
+/// Runs `future` for at most `limit`. A write that completes at its first
+/// poll, the usual case, sets no timer.
+async fn within<F: Future>(limit: Duration, future: F) -> Result<F::Output, Elapsed> {
+    let mut future = std::pin::pin!(future);
+    if let Poll::Ready(output) = futures::poll!(future.as_mut()) {
+        return Ok(output);
+    }
+    tokio::time::timeout(limit, future).await
+}
+
+/// Most frames written before one flush.
+const MAX_BATCH: u64 = 32;
+/// Bytes buffered before tungstenite writes without waiting for a flush.
+const MAX_BATCH_BYTES: usize = 16 * 1024;
+
+/// What one [`send_ready`] wrote.
+struct Sent {
+    frames: u64,
+    /// The last frame was a `lagged` gap notice: the stream ends.
+    lagged: bool,
+}
+
+/// Writes `first` and every delivery already waiting behind it, then
+/// flushes once: a subscriber woken late (or by a burst) takes all its
+/// events in one write to the socket instead of one each.
+async fn send_ready(
+    socket: &mut WebSocket,
+    subscription: &mut Subscription,
+    first: Delivery,
+) -> Result<Sent, axum::Error> {
+    let mut sent = Sent {
+        frames: 0,
+        lagged: false,
+    };
+    let mut next = Some(first);
+    while let Some(delivery) = next.take() {
+        let (frame, then_close) = frame_for(delivery);
+        socket.feed(Message::Text(frame)).await?;
+        sent.frames += 1;
+        sent.lagged = then_close;
+        if !then_close && sent.frames < MAX_BATCH {
+            next = subscription.try_recv();
+        }
+    }
+    socket.flush().await?;
+    Ok(sent)
 }
 
 /// The text frame for a delivery, and whether the stream ends after it.
