@@ -9,6 +9,7 @@
 //! delivered twice.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ pub struct HubSettings {
 #[derive(Debug)]
 pub struct Hub {
     ring: RwLock<Ring>,
+    /// The ring's next sequence number, readable without the lock: a
+    /// subscriber that has read everything finds out without locking.
+    head: AtomicU64,
     published: watch::Sender<u64>,
     capacity: usize,
     max_age: Option<Duration>,
@@ -90,6 +94,7 @@ impl Hub {
                 horizon,
                 last_id: horizon,
             }),
+            head: AtomicU64::new(0),
             published,
             capacity: settings.capacity.max(1),
             max_age: settings.max_age,
@@ -152,6 +157,7 @@ impl Hub {
         }
         ring.events.push_back(event.clone());
         let next = ring.next_seq();
+        self.head.store(next, Ordering::Release);
         drop(ring);
         self.published.send_replace(next);
         Some(event)
@@ -273,13 +279,31 @@ impl Subscription {
     /// Waits for the next delivery. Cancel-safe: dropping the future loses
     /// nothing.
     pub async fn recv(&mut self) -> Delivery {
+        loop {
+            if let Some(delivery) = self.try_recv() {
+                return delivery;
+            }
+            if self.changed.changed().await.is_err() {
+                // The sender lives in the hub, which we hold: unreachable.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The next delivery if one is ready now, without waiting. Lets a
+    /// transport that was woken for one event write every event already
+    /// published in one go.
+    pub fn try_recv(&mut self) -> Option<Delivery> {
         if let Some(gap) = self.pending_gap.take() {
-            return Delivery::Gap(gap);
+            return Some(Delivery::Gap(gap));
         }
         loop {
             // Mark the signal seen before reading, so a publish that lands
-            // after this read still wakes the wait below.
-            self.changed.borrow_and_update();
+            // after this read still wakes the next wait.
+            self.changed.mark_unchanged();
+            if self.cursor >= self.hub.head.load(Ordering::Acquire) {
+                return None;
+            }
             match self.hub.read(self.cursor) {
                 Read::Event(event) => {
                     self.cursor += 1;
@@ -290,7 +314,7 @@ impl Subscription {
                     }
                     self.last_id = Some(event.id());
                     if self.filter.matches(&event.position) {
-                        return Delivery::Event(event);
+                        return Some(Delivery::Event(event));
                     }
                 }
                 Read::Behind {
@@ -304,14 +328,9 @@ impl Subscription {
                         missed: Some(first_seq - self.cursor),
                     };
                     self.cursor = first_seq;
-                    return Delivery::Gap(gap);
+                    return Some(Delivery::Gap(gap));
                 }
-                Read::Pending => {
-                    if self.changed.changed().await.is_err() {
-                        // The sender lives in the hub, which we hold: unreachable.
-                        std::future::pending::<()>().await;
-                    }
-                }
+                Read::Pending => return None,
             }
         }
     }
@@ -372,6 +391,23 @@ mod tests {
         for id in &ids[2..] {
             assert_eq!(next_event(&mut sub).await, *id);
         }
+        let live = append(&hub, "a");
+        assert_eq!(next_event(&mut sub).await, live);
+    }
+
+    #[tokio::test]
+    async fn a_woken_subscriber_takes_every_event_already_published_without_waiting() {
+        let hub = hub(10);
+        let mut sub = Hub::subscribe(&hub, None, Filter::default());
+        assert!(sub.try_recv().is_none());
+        let ids: Vec<_> = (0..3).map(|_| append(&hub, "a")).collect();
+        for id in &ids {
+            match sub.try_recv() {
+                Some(Delivery::Event(e)) => assert_eq!(e.id(), *id),
+                other => panic!("expected event {id}, got {other:?}"),
+            }
+        }
+        assert!(sub.try_recv().is_none());
         let live = append(&hub, "a");
         assert_eq!(next_event(&mut sub).await, live);
     }

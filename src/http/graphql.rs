@@ -203,7 +203,8 @@ async fn get_graphql(
 }
 
 fn websocket(state: AppState, caller: Caller, upgrade: WebSocketUpgrade) -> Response {
-    let upgrade = ws::configure(upgrade.protocols(Protocol::NAMES), &state.config);
+    // Operations arrive as small JSON messages: a 1 KiB read buffer.
+    let upgrade = ws::configure(upgrade.protocols(Protocol::NAMES), 1024, &state.config);
     let protocol =
         Protocol::from_subprotocol(upgrade.selected_protocol().map(|name| name.as_bytes()));
     let permit = match state.access.connect(&caller) {

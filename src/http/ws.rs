@@ -6,6 +6,7 @@
 //! Close codes: 1001 server shutting down, 1003 the client sent a data frame,
 //! 4008 the subscriber fell further behind than history reaches.
 
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -14,6 +15,8 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
+use futures::SinkExt;
+use tokio::time::error::Elapsed;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -84,7 +87,9 @@ async fn upgrade(
     let Query(params) = params.map_err(Error::from)?;
     let (after, filter) = params.parse()?;
     let upgrade = upgrade.map_err(|_| Error::UpgradeRequired("/ws"))?;
-    let upgrade = configure(upgrade, &state.config);
+    // A read-only socket only ever reads control frames: 256 bytes will do.
+    // Frames ready together are written together (see `send_ready`).
+    let upgrade = configure(upgrade, 256, &state.config).write_buffer_size(MAX_BATCH_BYTES);
     let permit = match state.access.connect(&caller) {
         Ok(permit) => permit,
         Err(refused) => return Ok(refuse(upgrade, &refused)),
@@ -99,11 +104,17 @@ async fn upgrade(
     }))
 }
 
-/// The WebSocket settings every endpoint uses: small buffers (an idle
-/// subscriber should cost a few KiB) and the incoming message limit.
-pub fn configure(upgrade: WebSocketUpgrade, config: &Config) -> WebSocketUpgrade {
+/// The WebSocket settings every endpoint uses: a small read buffer (an idle
+/// subscriber should cost a few KiB; tungstenite zero-fills its free
+/// capacity on every read attempt), no write buffer, and the incoming
+/// message limit.
+pub fn configure(
+    upgrade: WebSocketUpgrade,
+    read_buffer: usize,
+    config: &Config,
+) -> WebSocketUpgrade {
     upgrade
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(read_buffer)
         .write_buffer_size(0)
         .max_message_size(config.max_message_bytes)
         .max_frame_size(config.max_message_bytes)
@@ -221,9 +232,12 @@ async fn stream_events(
     let stats = stats::Connection::open("ws");
     let send_timeout = timing.send;
     let mut heartbeat = Heartbeat::new(timing.ping);
+    let stopping = shutdown.wait();
+    tokio::pin!(stopping);
     let end = loop {
         tokio::select! {
-            () = shutdown.wait() => break End::Close(CLOSE_GOING_AWAY, "server shutting down"),
+            biased;
+            () = &mut stopping => break End::Close(CLOSE_GOING_AWAY, "server shutting down"),
             alive = heartbeat.due() => {
                 if !alive {
                     break End::Close(CLOSE_PING_TIMEOUT, "no answer to ping");
@@ -245,17 +259,19 @@ async fn stream_events(
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
             },
             delivery = subscription.recv() => {
-                let (frame, then_close) = frame_for(delivery);
-                match tokio::time::timeout(send_timeout, socket.send(Message::Text(frame))).await {
-                    Ok(Ok(())) => stats.delivered.increment(1),
+                // Boxed: an idle connection's state holds none of the send's.
+                let sent = send_ready(&mut socket, &mut subscription, delivery);
+                let sent = match Box::pin(within(send_timeout, sent)).await {
+                    Ok(Ok(sent)) => sent,
                     Ok(Err(_)) => break End::Gone,
-                    // So stalled it cannot take one frame.
+                    // So stalled it cannot take the frames.
                     Err(_) => {
                         stats.dropped();
                         break End::Gone;
                     }
-                }
-                if then_close {
+                };
+                stats.delivered.increment(sent.frames);
+                if sent.lagged {
                     stats.lagged();
                     break End::Close(CLOSE_LAGGED, "subscriber fell behind; resume with ?after=");
                 }
@@ -267,8 +283,57 @@ async fn stream_events(
             code,
             reason: reason.into(),
         };
-        let _ = tokio::time::timeout(send_timeout, socket.send(Message::Close(Some(frame)))).await;
+        let close = socket.send(Message::Close(Some(frame)));
+        let _ = Box::pin(tokio::time::timeout(send_timeout, close)).await;
     }
+}
+
+/// Runs `future` for at most `limit`. A write that completes at its first
+/// poll, the usual case, sets no timer.
+async fn within<F: Future>(limit: Duration, future: F) -> Result<F::Output, Elapsed> {
+    let mut future = std::pin::pin!(future);
+    if let Poll::Ready(output) = futures::poll!(future.as_mut()) {
+        return Ok(output);
+    }
+    tokio::time::timeout(limit, future).await
+}
+
+/// Most frames written before one flush.
+const MAX_BATCH: u64 = 32;
+/// Bytes buffered before tungstenite writes without waiting for a flush.
+const MAX_BATCH_BYTES: usize = 16 * 1024;
+
+/// What one [`send_ready`] wrote.
+struct Sent {
+    frames: u64,
+    /// The last frame was a `lagged` gap notice: the stream ends.
+    lagged: bool,
+}
+
+/// Writes `first` and every delivery already waiting behind it, then
+/// flushes once: a subscriber woken late (or by a burst) takes all its
+/// events in one write to the socket instead of one each.
+async fn send_ready(
+    socket: &mut WebSocket,
+    subscription: &mut Subscription,
+    first: Delivery,
+) -> Result<Sent, axum::Error> {
+    let mut sent = Sent {
+        frames: 0,
+        lagged: false,
+    };
+    let mut next = Some(first);
+    while let Some(delivery) = next.take() {
+        let (frame, then_close) = frame_for(delivery);
+        socket.feed(Message::Text(frame)).await?;
+        sent.frames += 1;
+        sent.lagged = then_close;
+        if !then_close && sent.frames < MAX_BATCH {
+            next = subscription.try_recv();
+        }
+    }
+    socket.flush().await?;
+    Ok(sent)
 }
 
 /// The text frame for a delivery, and whether the stream ends after it.
