@@ -14,8 +14,10 @@
 //! - [`error`]: the one error type, its HTTP answer and its GraphQL error.
 //! - [`stats`]: Prometheus metrics for operators.
 //! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
+//! - [`cli`]: the command line, and the `publish` and `watch` clients.
 
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod graphql;

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, real clients over real sockets.
 
 mod browser;
+mod cli;
 mod generated;
 mod graphql_http;
 mod graphql_protocol;
