@@ -14,7 +14,7 @@
 //! - [`error`]: the one error type, its HTTP answer and its GraphQL error.
 //! - [`stats`]: Prometheus metrics for operators.
 //! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
-//! - [`cli`]: the command line, and the `publish` and `watch` clients.
+//! - [`cli`]: the command line, and the `publish`, `watch` and `bench` clients.
 
 pub mod broker;
 pub mod cli;

@@ -6,6 +6,7 @@ use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// A client WebSocket.
 pub type WebSocket =
@@ -129,7 +130,10 @@ impl Endpoint {
         subprotocol: Option<&'static str>,
     ) -> Result<WebSocket, ClientError> {
         let request = self.ws_request(url, subprotocol)?;
-        match tokio_tungstenite::connect_async(request).await {
+        // Frames are small; tungstenite's 128 KiB default read buffer would
+        // cost a benchmark with thousands of subscribers gigabytes.
+        let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+        match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
             Ok((socket, _)) => Ok(socket),
             Err(tungstenite::Error::Http(response)) => {
                 let body = response.body().as_deref().unwrap_or_default();

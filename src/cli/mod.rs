@@ -1,9 +1,11 @@
-//! The command line: `longlat` alone runs the server; `longlat publish` and
-//! `longlat watch` are clients of a running server.
+//! The command line: `longlat` alone runs the server; `longlat publish`,
+//! `longlat watch` and `longlat bench` are clients of a running server.
 //!
 //! The clients speak only the public HTTP, WebSocket, Server-Sent Events and
-//! GraphQL protocols, so they work against any longlat instance.
+//! GraphQL protocols, so they work against any longlat instance, and the load
+//! tool also against other servers with the tutorial's contract.
 
+pub mod bench;
 pub mod endpoint;
 pub mod feed;
 pub mod publish;
@@ -35,6 +37,8 @@ pub enum Command {
     Publish(publish::PublishArgs),
     /// Subscribe and print every event as a JSON line, reconnecting as needed.
     Watch(watch::WatchArgs),
+    /// Measure delivery: many subscribers, a fixed publish rate, a report.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a client command to its end and says how it went.
@@ -42,6 +46,7 @@ pub async fn run(command: Command) -> ExitCode {
     let result = match command {
         Command::Publish(args) => publish::run(args).await,
         Command::Watch(args) => watch::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

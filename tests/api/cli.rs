@@ -234,3 +234,104 @@ async fn watch_with_a_bad_cursor_fails_with_the_problems_detail() {
         );
     }
 }
+
+/// Runs a small `longlat bench --json` and returns its report.
+async fn bench(app: &TestApp, transport: &str) -> Value {
+    let run = output(longlat(
+        app,
+        "bench",
+        &[
+            "--transport",
+            transport,
+            "--subs",
+            "20",
+            "--rate",
+            "50",
+            "--duration",
+            "1",
+            "--json",
+            "--pid",
+            &std::process::id().to_string(),
+        ],
+    ))
+    .await;
+    assert!(run.status.success(), "{run:?}");
+    let stdout = String::from_utf8(run.stdout).expect("utf-8");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout:?} is one JSON object"))
+}
+
+/// Checks a bench report says every position reached every subscriber once.
+fn assert_nothing_lost(report: &Value) {
+    let count = |field: &str| {
+        report[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field} is a count in {report}"))
+    };
+    assert_eq!(count("subscribers"), 20, "{report}");
+    assert_eq!(count("connect_failed"), 0, "{report}");
+    assert_eq!(count("published"), 50, "{report}");
+    assert_eq!(count("publish_errors"), 0, "{report}");
+    assert_eq!(count("expected"), 1000, "{report}");
+    assert_eq!(count("received"), 1000, "{report}");
+    assert_eq!(report["loss_pct"], 0.0, "{report}");
+    assert_eq!(count("duplicates"), 0, "{report}");
+    assert_eq!(count("out_of_order"), 0, "{report}");
+    for field in [
+        "publish_per_s",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "p999_ms",
+        "max_ms",
+        "kib_per_conn",
+        "cpu_us_per_delivery",
+    ] {
+        assert!(report[field].is_f64(), "{field} is a number in {report}");
+    }
+    for field in ["rss_before_kib", "rss_idle_kib", "server_cpu_ticks"] {
+        assert!(report[field].is_u64(), "{field} is a count in {report}");
+    }
+}
+
+#[tokio::test]
+async fn bench_over_websockets_reports_every_delivery_and_its_latency() {
+    let app = spawn_app().await;
+    let report = bench(&app, "ws").await;
+    assert_nothing_lost(&report);
+    assert_eq!(report["transport"], "ws");
+}
+
+#[tokio::test]
+async fn bench_over_server_sent_events_reports_every_delivery_and_its_latency() {
+    let app = spawn_app().await;
+    assert_nothing_lost(&bench(&app, "sse").await);
+}
+
+#[tokio::test]
+async fn bench_over_graphql_reports_every_delivery_and_its_latency() {
+    let app = spawn_app().await;
+    assert_nothing_lost(&bench(&app, "graphql").await);
+}
+
+#[tokio::test]
+async fn bench_prints_a_readable_table_without_json() {
+    let app = spawn_app().await;
+    let run = output(longlat(
+        &app,
+        "bench",
+        &["--subs", "2", "--rate", "20", "--duration", "0.5"],
+    ))
+    .await;
+    assert!(run.status.success(), "{run:?}");
+    let table = String::from_utf8(run.stdout).expect("utf-8");
+    for row in ["subscribers", "published", "deliveries", "latency (ms)"] {
+        assert!(
+            table.lines().any(|line| line.starts_with(row)),
+            "{row} in {table}"
+        );
+    }
+    assert!(
+        table.contains("20 expected, 20 received, loss 0.000 %"),
+        "{table}"
+    );
+}
