@@ -1,11 +1,17 @@
 //! The command-line client, the real binary against a real server: what a
 //! user typing `longlat publish`, `longlat watch` or `longlat bench` sees.
 
+use std::net::SocketAddr;
 use std::process::{ExitStatus, Output, Stdio};
+
+use longlat::config::Config;
+use longlat::shutdown::Shutdown;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use tokio::task::JoinHandle;
 
 use crate::test_app::{TestApp, spawn_app, within};
 
@@ -204,6 +210,44 @@ async fn watch_after_an_id_replays_what_followed_it_then_goes_on_live() {
         assert_eq!(watcher.next_event().await, third, "over {transport}");
         let live = app.publish(4.0, 4.0, None).await;
         assert_eq!(watcher.next_event().await, live, "over {transport}");
+    }
+}
+
+/// Starts a server on `addr` (port 0: a free one). The handle resolves
+/// once the server has stopped, after the app is dropped.
+async fn start_server_on(addr: SocketAddr) -> (TestApp, JoinHandle<()>) {
+    let listener = TcpListener::bind(addr).await.expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let shutdown = Shutdown::new();
+    let running = longlat::run(listener, Config::defaults(), shutdown.clone());
+    let stopped = tokio::spawn(async move {
+        running.await.expect("the server ran");
+    });
+    let app = TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        shutdown,
+    };
+    (app, stopped)
+}
+
+#[tokio::test]
+async fn watch_reconnects_after_a_server_restart_and_goes_on_printing() {
+    for transport in ["ws", "sse", "graphql"] {
+        let (first, stopped) = start_server_on(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+        let mut watcher = Watcher::start(&first, &["--transport", transport]).await;
+        let before = first.publish(1.0, 1.0, None).await;
+        assert_eq!(watcher.next_event().await, before, "over {transport}");
+        let addr = first.addr;
+        drop(first);
+        within("the first server to stop", stopped).await.unwrap();
+
+        let (second, _stopped) = start_server_on(addr).await;
+        while !watcher.next_notice().await.starts_with("watching ") {}
+        // Resumed after an id the new server never issued: whatever it
+        // publishes comes through, even before a GraphQL subscription is live.
+        let after = second.publish(2.0, 2.0, None).await;
+        assert_eq!(watcher.next_event().await, after, "over {transport}");
     }
 }
 
