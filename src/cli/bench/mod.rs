@@ -146,13 +146,33 @@ struct Readings {
     hwm: Option<u64>,
 }
 
+impl Readings {
+    /// Before connecting.
+    fn before(server: Option<ServerProcess>) -> Self {
+        Self {
+            rss_before: server.and_then(|s| s.rss_kib()),
+            ..Self::default()
+        }
+    }
+
+    /// Once every subscriber is connected, before publishing.
+    fn connected(&mut self, server: Option<ServerProcess>) {
+        self.rss_idle = server.and_then(|s| s.rss_kib());
+        self.cpu_before = server.and_then(|s| s.cpu_ticks());
+    }
+
+    /// After settling.
+    fn end(&mut self, server: Option<ServerProcess>) {
+        self.cpu_after = server.and_then(|s| s.cpu_ticks());
+        self.rss_end = server.and_then(|s| s.rss_kib());
+        self.hwm = server.and_then(|s| s.peak_rss_kib());
+    }
+}
+
 async fn bench(args: &BenchArgs, total: u64) -> Result<Report, ClientError> {
     raise_open_file_limit(args.subs + args.publishers);
     let server = args.pid.map(ServerProcess::new);
-    let mut readings = Readings {
-        rss_before: server.and_then(|s| s.rss_kib()),
-        ..Readings::default()
-    };
+    let mut readings = Readings::before(server);
     let shared = Arc::new(Shared::new(Codec::new(run_tag()), total));
     let progress = Arc::new(Progress::new(shared.clone(), args.subs));
     let stop = CancellationToken::new();
@@ -173,13 +193,33 @@ async fn bench(args: &BenchArgs, total: u64) -> Result<Report, ClientError> {
     )
     .await;
     let connected = progress.subscribers.connected.load(Ordering::Relaxed);
-
     progress.enter(Phase::Probing);
     probe(&args.endpoint, &shared, connected, secs(args.warmup)).await?;
-    readings.rss_idle = server.and_then(|s| s.rss_kib());
-    readings.cpu_before = server.and_then(|s| s.cpu_ticks());
+    readings.connected(server);
 
+    let run = publish_and_settle(args, &progress, connected).await?;
+    readings.end(server);
+    stop.cancel();
+    let _ = ticker.await;
+    let mut tasks = subscribers.tasks;
+    let mut tallies = Vec::new();
+    while let Some(tally) = tasks.join_next().await {
+        tallies.push(tally.map_err(|e| ClientError::Local(format!("a subscriber failed: {e}")))?);
+    }
+    let first_error = subscribers
+        .first_error
+        .or(run.published.first_error.clone());
+    Ok(run.report(&Totals::sum(tallies), &readings, first_error))
+}
+
+/// Publishes at the fixed rate, then waits for the deliveries.
+async fn publish_and_settle<'a>(
+    args: &'a BenchArgs,
+    progress: &'a Progress,
+    connected: u64,
+) -> Result<Run<'a>, ClientError> {
     progress.enter(Phase::Publishing);
+    let shared = progress.shared.clone();
     let published = publish_all(
         &args.endpoint,
         args.publishers,
@@ -188,7 +228,6 @@ async fn bench(args: &BenchArgs, total: u64) -> Result<Report, ClientError> {
         progress.publishing.clone(),
     )
     .await?;
-
     progress.enter(Phase::Settling);
     let expected = published.ok * connected;
     progress.expected.store(expected, Ordering::Relaxed);
@@ -198,30 +237,14 @@ async fn bench(args: &BenchArgs, total: u64) -> Result<Report, ClientError> {
         secs(args.settle),
     )
     .await;
-    let settle_s = settling.elapsed().as_secs_f64();
-    readings.cpu_after = server.and_then(|s| s.cpu_ticks());
-    readings.rss_end = server.and_then(|s| s.rss_kib());
-    readings.hwm = server.and_then(|s| s.peak_rss_kib());
-
-    stop.cancel();
-    let _ = ticker.await;
-    let mut tasks = subscribers.tasks;
-    let mut tallies = Vec::new();
-    while let Some(tally) = tasks.join_next().await {
-        tallies.push(tally.map_err(|e| ClientError::Local(format!("a subscriber failed: {e}")))?);
-    }
-    let totals = Totals::sum(tallies);
-    let first_error = subscribers.first_error.or(published.first_error.clone());
-    let run = Run {
+    Ok(Run {
         args,
-        progress: &progress,
+        progress,
         published,
         expected,
         settled,
-        settle_s,
-        first_error,
-    };
-    Ok(run.report(&totals, &readings))
+        settle_s: settling.elapsed().as_secs_f64(),
+    })
 }
 
 /// Publishes the probe and waits until `connected` subscribers have it, or
@@ -295,11 +318,10 @@ struct Run<'a> {
     expected: u64,
     settled: bool,
     settle_s: f64,
-    first_error: Option<String>,
 }
 
 impl Run<'_> {
-    fn report(self, totals: &Totals, readings: &Readings) -> Report {
+    fn report(self, totals: &Totals, readings: &Readings, first_error: Option<String>) -> Report {
         let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
         let subscribers = load(&self.progress.subscribers.connected);
         let publish_s = self.published.elapsed.as_secs_f64();
@@ -318,7 +340,7 @@ impl Run<'_> {
             subscribers,
             connect_failed: load(&self.progress.subscribers.failed),
             disconnected: load(&self.progress.subscribers.disconnected),
-            first_error: self.first_error,
+            first_error,
             probed: load(&self.progress.shared.probed),
             published: self.published.ok,
             publish_errors: self.published.errors,
