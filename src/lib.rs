@@ -14,9 +14,11 @@
 //! - [`error`]: the one error type, its HTTP answer and its GraphQL error.
 //! - [`stats`]: Prometheus metrics for operators.
 //! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
+//! - [`cli`]: the command line, and the `publish`, `watch` and `bench` clients.
 
 pub mod access;
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod graphql;

@@ -1,15 +1,24 @@
-//! The `longlat` binary: read configuration, set up logging, run the library.
+//! The `longlat` binary: read the command line, then either run the server
+//! (set up logging, call the library) or run one of the client commands.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use longlat::cli::Cli;
 use longlat::config::Config;
 use longlat::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(command) => longlat::cli::run(command).await,
+        None => serve(cli.server).await,
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
     longlat::telemetry::init(config.log_format == "json");
     let listener = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,

@@ -2,6 +2,7 @@
 
 mod access;
 mod browser;
+mod cli;
 mod generated;
 mod graphql_http;
 mod graphql_protocol;

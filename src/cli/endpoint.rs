@@ -1,0 +1,208 @@
+//! Where the server is and how to authenticate to it: the options every
+//! client command shares, the URLs built from them, and the one error type
+//! of the clients.
+
+use reqwest::Url;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// A client WebSocket.
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The server to talk to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Endpoint {
+    /// The server's base URL.
+    #[arg(long, env = "LONGLAT_URL", default_value = "http://127.0.0.1:8844")]
+    pub url: Url,
+
+    /// Bearer token sent as `Authorization: Bearer <token>`.
+    #[arg(long, env = "LONGLAT_TOKEN")]
+    pub token: Option<String>,
+}
+
+/// Why a client command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error; `detail` is the problem's detail
+    /// when it sent `application/problem+json`, or the body.
+    #[error("{detail} (HTTP {status})")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// What the server said.
+        detail: String,
+    },
+    /// An HTTP request could not be made or its answer read.
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    /// A WebSocket could not be opened or broke.
+    #[error("WebSocket: {0}")]
+    WebSocket(#[from] Box<tungstenite::Error>),
+    /// A GraphQL operation failed; the message of its first error.
+    #[error("GraphQL: {0}")]
+    Graphql(String),
+    /// The server sent something the client does not understand.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    /// A local problem (an option, a file, the terminal).
+    #[error("{0}")]
+    Local(String),
+}
+
+impl From<tungstenite::Error> for ClientError {
+    fn from(err: tungstenite::Error) -> Self {
+        Self::WebSocket(Box::new(err))
+    }
+}
+
+impl Endpoint {
+    /// The HTTP URL of `path` on the server.
+    pub fn http(&self, path: &str) -> Url {
+        let mut url = self.url.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}{path}"));
+        url.set_query(None);
+        url
+    }
+
+    /// The WebSocket URL of `path`: `ws://` for `http://`, `wss://` for `https://`.
+    pub fn ws(&self, path: &str) -> Url {
+        let mut url = self.http(path);
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        // Both schemes are "special" in the URL standard, so this cannot fail.
+        let _ = url.set_scheme(scheme);
+        url
+    }
+
+    /// The `Authorization` header value, when a token is set.
+    pub fn authorization(&self) -> Result<Option<HeaderValue>, ClientError> {
+        self.token
+            .as_deref()
+            .map(|token| {
+                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                    ClientError::Local("the token has characters a header cannot carry".into())
+                })
+            })
+            .transpose()
+    }
+
+    /// A request with the token attached.
+    pub fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        url: Url,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        let request = client.request(method, url);
+        Ok(match self.authorization()? {
+            Some(value) => request.header(AUTHORIZATION, value),
+            None => request,
+        })
+    }
+
+    /// A WebSocket handshake request for `url`, with the token and, when
+    /// given, the subprotocol.
+    pub fn ws_request(
+        &self,
+        url: &Url,
+        subprotocol: Option<&'static str>,
+    ) -> Result<tungstenite::handshake::client::Request, ClientError> {
+        let mut request = url.as_str().into_client_request()?;
+        let headers = request.headers_mut();
+        if let Some(value) = self.authorization()? {
+            headers.insert(AUTHORIZATION, value);
+        }
+        if let Some(protocol) = subprotocol {
+            headers.insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+        }
+        Ok(request)
+    }
+
+    /// Opens a WebSocket; a refused handshake becomes [`ClientError::Refused`]
+    /// with the problem's detail.
+    pub async fn connect_ws(
+        &self,
+        url: &Url,
+        subprotocol: Option<&'static str>,
+    ) -> Result<WebSocket, ClientError> {
+        let request = self.ws_request(url, subprotocol)?;
+        // Frames are small; tungstenite's 128 KiB default read buffer would
+        // cost a benchmark with thousands of subscribers gigabytes.
+        let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+        match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
+            Ok((socket, _)) => Ok(socket),
+            Err(tungstenite::Error::Http(response)) => {
+                let body = response.body().as_deref().unwrap_or_default();
+                Err(ClientError::Refused {
+                    status: response.status().as_u16(),
+                    detail: problem_detail(&String::from_utf8_lossy(body)),
+                })
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// Turns an error answer into [`ClientError::Refused`], taking the detail
+/// from an `application/problem+json` body when there is one.
+pub async fn refused(response: reqwest::Response) -> ClientError {
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    ClientError::Refused {
+        status,
+        detail: problem_detail(&body),
+    }
+}
+
+/// The `detail` (or else `title`) of a problem document; otherwise the text itself.
+pub fn problem_detail(body: &str) -> String {
+    let problem: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let field = |name: &str| {
+        problem
+            .as_ref()
+            .and_then(|p| p.get(name))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    field("detail")
+        .or_else(|| field("title"))
+        .unwrap_or_else(|| body.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(url: &str) -> Endpoint {
+        Endpoint {
+            url: url.parse().unwrap(),
+            token: None,
+        }
+    }
+
+    #[test]
+    fn urls_keep_a_base_path_and_switch_scheme_for_websockets() {
+        let plain = endpoint("http://127.0.0.1:8844");
+        assert_eq!(
+            plain.http("/longlat").as_str(),
+            "http://127.0.0.1:8844/longlat"
+        );
+        assert_eq!(plain.ws("/ws").as_str(), "ws://127.0.0.1:8844/ws");
+        let proxied = endpoint("https://example.com/longlat/");
+        assert_eq!(proxied.ws("/ws").as_str(), "wss://example.com/longlat/ws");
+    }
+
+    #[test]
+    fn a_problem_is_reduced_to_its_detail() {
+        let body = r#"{"title":"Unprocessable Entity","detail":"latitude must be a number from -90 to 90, got 91"}"#;
+        assert_eq!(
+            problem_detail(body),
+            "latitude must be a number from -90 to 90, got 91"
+        );
+        assert_eq!(problem_detail("bad request\n"), "bad request");
+    }
+}

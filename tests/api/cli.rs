@@ -1,0 +1,381 @@
+//! The command-line client, the real binary against a real server: what a
+//! user typing `longlat publish`, `longlat watch` or `longlat bench` sees.
+
+use std::net::SocketAddr;
+use std::process::{ExitStatus, Output, Stdio};
+
+use longlat::config::Config;
+use longlat::shutdown::Shutdown;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::net::TcpListener;
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use tokio::task::JoinHandle;
+
+use crate::test_app::{TestApp, spawn_app, within};
+
+/// `longlat <command> <args> --url <the test server>`.
+fn longlat(app: &TestApp, command: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_longlat"));
+    cmd.arg(command)
+        .args(args)
+        .args(["--url", &app.url("")])
+        .env_remove("LONGLAT_URL")
+        .env_remove("LONGLAT_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs a command to its end.
+async fn output(mut cmd: Command) -> Output {
+    within("the command to finish", cmd.output())
+        .await
+        .expect("run longlat")
+}
+
+/// A `longlat watch` running in the background, read line by line.
+struct Watcher {
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+    stderr: Lines<BufReader<ChildStderr>>,
+}
+
+impl Watcher {
+    /// Starts `longlat watch <args>` and waits until it says it is watching.
+    async fn start(app: &TestApp, args: &[&str]) -> Watcher {
+        let mut child = longlat(app, "watch", args).spawn().expect("start watch");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut watcher = Watcher {
+            child,
+            stdout,
+            stderr,
+        };
+        let said = watcher.next_notice().await;
+        assert!(said.starts_with("watching "), "watch said {said:?}");
+        watcher
+    }
+
+    /// The next event printed on stdout, as JSON.
+    async fn next_event(&mut self) -> Value {
+        let line = within("a line from watch", self.stdout.next_line())
+            .await
+            .expect("read stdout")
+            .expect("watch ended early");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?} is not JSON"))
+    }
+
+    /// The next line on stderr.
+    async fn next_notice(&mut self) -> String {
+        within("a line from watch on stderr", self.stderr.next_line())
+            .await
+            .expect("read stderr")
+            .expect("watch ended early")
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the exit.
+    async fn interrupt(mut self) -> ExitStatus {
+        let pid = self.child.id().expect("watch is running").to_string();
+        let kill = Command::new("kill").args(["-INT", &pid]).status();
+        assert!(within("kill", kill).await.expect("run kill").success());
+        within("watch to exit", self.child.wait())
+            .await
+            .expect("wait for watch")
+    }
+}
+
+#[tokio::test]
+async fn publish_prints_the_stored_event_and_the_server_keeps_it() {
+    let app = spawn_app().await;
+    let run = output(longlat(
+        &app,
+        "publish",
+        &["--lat", "59.33", "--lon", "-18.06", "--tracker", "bus-42"],
+    ))
+    .await;
+    assert!(run.status.success(), "{run:?}");
+    let stdout = String::from_utf8(run.stdout).expect("utf-8");
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout:?}");
+    let event: Value = serde_json::from_str(&stdout).expect("a JSON event");
+    assert_eq!(
+        (&event["latitude"], &event["longitude"], &event["tracker"]),
+        (
+            &Value::from(59.33),
+            &Value::from(-18.06),
+            &Value::from("bus-42")
+        )
+    );
+    let id = event["id"].as_str().expect("an id");
+    let stored: Value = app
+        .http
+        .get(app.url(&format!("/longlat/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored, event);
+}
+
+#[tokio::test]
+async fn publish_of_a_latitude_out_of_range_fails_with_the_problems_detail() {
+    let app = spawn_app().await;
+    let run = output(longlat(&app, "publish", &["--lat", "91", "--lon", "18"])).await;
+    assert!(!run.status.success(), "{run:?}");
+    assert!(run.stdout.is_empty(), "nothing on stdout: {run:?}");
+    let stderr = String::from_utf8(run.stderr).expect("utf-8");
+    assert!(
+        stderr.contains("latitude must be a number from -90 to 90, got 91"),
+        "{stderr}"
+    );
+    let history: Value = app
+        .http
+        .get(app.url("/longlat/history"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        history["events"],
+        serde_json::json!([]),
+        "nothing published"
+    );
+}
+
+/// Publishes two positions while `watcher` runs and checks it printed them.
+async fn prints_what_is_published(app: &TestApp, watcher: &mut Watcher) {
+    let first = app.publish(18.06324, 59.334591, Some("bus-1")).await;
+    let second = app.publish(-74.0445, 40.6892, None).await;
+    assert_eq!(watcher.next_event().await, first);
+    assert_eq!(watcher.next_event().await, second);
+}
+
+#[tokio::test]
+async fn watch_over_a_websocket_prints_every_position_published_while_it_runs() {
+    let app = spawn_app().await;
+    // /ws subscribes before answering the handshake: once watch says it is
+    // watching, nothing published can be missed.
+    let mut watcher = Watcher::start(&app, &["--transport", "ws"]).await;
+    prints_what_is_published(&app, &mut watcher).await;
+    assert!(
+        watcher.interrupt().await.success(),
+        "Ctrl-C ends it cleanly"
+    );
+}
+
+#[tokio::test]
+async fn watch_over_server_sent_events_prints_every_position_published_while_it_runs() {
+    let app = spawn_app().await;
+    let mut watcher = Watcher::start(&app, &["--transport", "sse"]).await;
+    prints_what_is_published(&app, &mut watcher).await;
+    assert!(
+        watcher.interrupt().await.success(),
+        "Ctrl-C ends it cleanly"
+    );
+}
+
+#[tokio::test]
+async fn watch_over_graphql_prints_every_position_published_while_it_runs() {
+    let app = spawn_app().await;
+    // graphql-transport-ws does not acknowledge a subscription, so watch
+    // starts after a marker event: whatever follows it is delivered, even
+    // if published before the subscription is live.
+    let marker = app.publish(0.0, 0.0, None).await;
+    let after = marker["id"].as_str().expect("an id");
+    let mut watcher = Watcher::start(&app, &["--transport", "graphql", "--after", after]).await;
+    prints_what_is_published(&app, &mut watcher).await;
+    assert!(
+        watcher.interrupt().await.success(),
+        "Ctrl-C ends it cleanly"
+    );
+}
+
+#[tokio::test]
+async fn watch_after_an_id_replays_what_followed_it_then_goes_on_live() {
+    for transport in ["ws", "sse", "graphql"] {
+        let app = spawn_app().await;
+        let first = app.publish(1.0, 1.0, None).await;
+        let second = app.publish(2.0, 2.0, None).await;
+        let third = app.publish(3.0, 3.0, None).await;
+        let after = first["id"].as_str().expect("an id");
+        let mut watcher = Watcher::start(&app, &["--transport", transport, "--after", after]).await;
+        assert_eq!(watcher.next_event().await, second, "over {transport}");
+        assert_eq!(watcher.next_event().await, third, "over {transport}");
+        let live = app.publish(4.0, 4.0, None).await;
+        assert_eq!(watcher.next_event().await, live, "over {transport}");
+    }
+}
+
+/// Starts a server on `addr` (port 0: a free one). The handle resolves
+/// once the server has stopped, after the app is dropped.
+async fn start_server_on(addr: SocketAddr) -> (TestApp, JoinHandle<()>) {
+    let listener = TcpListener::bind(addr).await.expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let shutdown = Shutdown::new();
+    let running = longlat::run(listener, Config::defaults(), shutdown.clone());
+    let stopped = tokio::spawn(async move {
+        running.await.expect("the server ran");
+    });
+    let app = TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        shutdown,
+    };
+    (app, stopped)
+}
+
+#[tokio::test]
+async fn watch_reconnects_after_a_server_restart_and_goes_on_printing() {
+    for transport in ["ws", "sse", "graphql"] {
+        let (first, stopped) = start_server_on(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+        let mut watcher = Watcher::start(&first, &["--transport", transport]).await;
+        let before = first.publish(1.0, 1.0, None).await;
+        assert_eq!(watcher.next_event().await, before, "over {transport}");
+        let addr = first.addr;
+        drop(first);
+        within("the first server to stop", stopped).await.unwrap();
+
+        let (second, _stopped) = start_server_on(addr).await;
+        while !watcher.next_notice().await.starts_with("watching ") {}
+        // Resumed after an id the new server never issued: whatever it
+        // publishes comes through, even before a GraphQL subscription is live.
+        let after = second.publish(2.0, 2.0, None).await;
+        assert_eq!(watcher.next_event().await, after, "over {transport}");
+    }
+}
+
+#[tokio::test]
+async fn watch_only_prints_the_trackers_asked_for() {
+    let app = spawn_app().await;
+    let mut watcher = Watcher::start(&app, &["--tracker", "bus-1", "--tracker", "bus-2"]).await;
+    app.publish(1.0, 1.0, Some("tram-7")).await;
+    let wanted = app.publish(2.0, 2.0, Some("bus-2")).await;
+    assert_eq!(watcher.next_event().await, wanted);
+}
+
+#[tokio::test]
+async fn watch_with_a_bad_cursor_fails_with_the_problems_detail() {
+    let app = spawn_app().await;
+    for transport in ["ws", "sse", "graphql"] {
+        let run = output(longlat(
+            &app,
+            "watch",
+            &["--transport", transport, "--after", "yesterday"],
+        ))
+        .await;
+        assert!(!run.status.success(), "over {transport}: {run:?}");
+        let stderr = String::from_utf8(run.stderr).expect("utf-8");
+        assert!(
+            stderr.contains("an event id looks like"),
+            "over {transport}: {stderr}"
+        );
+    }
+}
+
+/// Runs a small `longlat bench --json` and returns its report.
+async fn bench(app: &TestApp, transport: &str) -> Value {
+    let run = output(longlat(
+        app,
+        "bench",
+        &[
+            "--transport",
+            transport,
+            "--subs",
+            "20",
+            "--rate",
+            "50",
+            "--duration",
+            "1",
+            "--json",
+            "--pid",
+            &std::process::id().to_string(),
+        ],
+    ))
+    .await;
+    assert!(run.status.success(), "{run:?}");
+    let stdout = String::from_utf8(run.stdout).expect("utf-8");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout:?} is one JSON object"))
+}
+
+/// Checks a bench report says every position reached every subscriber once.
+fn assert_nothing_lost(report: &Value) {
+    let count = |field: &str| {
+        report[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field} is a count in {report}"))
+    };
+    assert_eq!(count("subscribers"), 20, "{report}");
+    assert_eq!(count("connect_failed"), 0, "{report}");
+    assert_eq!(count("published"), 50, "{report}");
+    assert_eq!(count("publish_errors"), 0, "{report}");
+    assert_eq!(count("expected"), 1000, "{report}");
+    assert_eq!(count("received"), 1000, "{report}");
+    assert_eq!(report["loss_pct"], 0.0, "{report}");
+    assert_eq!(count("duplicates"), 0, "{report}");
+    assert_eq!(count("out_of_order"), 0, "{report}");
+    for field in [
+        "publish_per_s",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "p999_ms",
+        "max_ms",
+        "kib_per_conn",
+        "cpu_us_per_delivery",
+    ] {
+        assert!(report[field].is_f64(), "{field} is a number in {report}");
+    }
+    for field in ["rss_before_kib", "rss_idle_kib", "server_cpu_ticks"] {
+        assert!(report[field].is_u64(), "{field} is a count in {report}");
+    }
+}
+
+#[tokio::test]
+async fn bench_over_websockets_reports_every_delivery_and_its_latency() {
+    let app = spawn_app().await;
+    let report = bench(&app, "ws").await;
+    assert_nothing_lost(&report);
+    assert_eq!(report["transport"], "ws");
+}
+
+#[tokio::test]
+async fn bench_over_server_sent_events_reports_every_delivery_and_its_latency() {
+    let app = spawn_app().await;
+    assert_nothing_lost(&bench(&app, "sse").await);
+}
+
+#[tokio::test]
+async fn bench_over_graphql_reports_every_delivery_and_its_latency() {
+    let app = spawn_app().await;
+    assert_nothing_lost(&bench(&app, "graphql").await);
+}
+
+#[tokio::test]
+async fn bench_prints_a_readable_table_without_json() {
+    let app = spawn_app().await;
+    let run = output(longlat(
+        &app,
+        "bench",
+        &["--subs", "2", "--rate", "20", "--duration", "0.5"],
+    ))
+    .await;
+    assert!(run.status.success(), "{run:?}");
+    let table = String::from_utf8(run.stdout).expect("utf-8");
+    for row in ["subscribers", "published", "deliveries", "latency (ms)"] {
+        assert!(
+            table.lines().any(|line| line.starts_with(row)),
+            "{row} in {table}"
+        );
+    }
+    assert!(
+        table.contains("20 expected, 20 received, loss 0.000 %"),
+        "{table}"
+    );
+}
