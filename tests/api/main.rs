@@ -3,6 +3,7 @@
 mod access;
 mod browser;
 mod cli;
+mod fuzz;
 mod generated;
 mod graphql_http;
 mod graphql_protocol;
