@@ -10,6 +10,7 @@ mod graphql_protocol;
 mod graphql_subscriptions;
 mod history;
 mod limits;
+mod nginx;
 mod node_client;
 mod openapi;
 mod operations;
