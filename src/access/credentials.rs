@@ -110,13 +110,13 @@ impl Credentials {
         }
         if let Some(path) = &config.tokens_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                AccessConfigError::Credentials(format!(
+                AccessConfigError::Invalid(format!(
                     "cannot read --tokens-file {}: {e}",
                     path.display()
                 ))
             })?;
             tokens.extend(parse_token_file(&text).map_err(|e| {
-                AccessConfigError::Credentials(format!("--tokens-file {}: {e}", path.display()))
+                AccessConfigError::Invalid(format!("--tokens-file {}: {e}", path.display()))
             })?);
         }
         let jwt = Jwt::from_config(config)?;
@@ -223,7 +223,7 @@ impl Jwt {
             None => None,
             Some(path) => {
                 let pem = std::fs::read(path).map_err(|e| {
-                    AccessConfigError::Credentials(format!(
+                    AccessConfigError::Invalid(format!(
                         "cannot read --jwt-public-key {}: {e}",
                         path.display()
                     ))
@@ -231,7 +231,7 @@ impl Jwt {
                 let key = DecodingKey::from_rsa_pem(&pem)
                     .or_else(|_| DecodingKey::from_ec_pem(&pem))
                     .map_err(|e| {
-                        AccessConfigError::Credentials(format!(
+                        AccessConfigError::Invalid(format!(
                             "--jwt-public-key {}: not a PEM RSA or EC public key ({e})",
                             path.display()
                         ))

@@ -84,9 +84,9 @@ impl Caller {
 /// Configuration errors found at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessConfigError {
-    /// A credential file or key could not be read or understood.
+    /// A credential file or key, or an access setting, cannot be used.
     #[error("{0}")]
-    Credentials(String),
+    Invalid(String),
 }
 
 /// The access rules in force, built once from the configuration.
@@ -111,7 +111,7 @@ impl Access {
         let client_ip_header = match config.client_ip_header.as_deref() {
             None | Some("") => None,
             Some(name) => Some(HeaderName::try_from(name).map_err(|_| {
-                AccessConfigError::Credentials(format!(
+                AccessConfigError::Invalid(format!(
                     "--client-ip-header {name:?} is not a header name"
                 ))
             })?),
@@ -147,6 +147,13 @@ impl Access {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
         let ip = self.client_ip(&parts.headers, remote);
+        if self.credentials.is_none() {
+            // Nothing to check a credential against: it neither helps nor hurts.
+            return Caller {
+                ip,
+                credential: Credential::Missing,
+            };
+        }
         let token = match parts.headers.get(header::AUTHORIZATION) {
             Some(value) => Some(bearer(value.to_str().unwrap_or(""))),
             None if allow_query_token => query_token(parts.uri.query()).map(Ok),

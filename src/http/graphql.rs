@@ -213,8 +213,7 @@ fn websocket(state: AppState, caller: Caller, upgrade: WebSocketUpgrade) -> Resp
     };
     let timing = Timing {
         init_timeout: state.config.graphql_init_timeout(),
-        send_timeout: state.config.send_timeout(),
-        ping: state.config.ping_interval(),
+        socket: ws::Timing::of(&state.config),
     };
     upgrade.on_upgrade(move |socket| async move {
         let session = graphql_ws::Session {

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tokio_stream::StreamMap;
 
 use super::graphql_shared::{Outcome, SharedExecutions};
-use super::ws::{CLOSE_PING_TIMEOUT, CLOSE_TOO_BIG, Heartbeat, close_reason, is_too_big};
+use super::ws::{self, CLOSE_PING_TIMEOUT, CLOSE_TOO_BIG, Heartbeat, close_reason, is_too_big};
 use crate::access::{Access, Caller, Scope, token_in_payload};
 use crate::error::Error;
 use crate::shutdown::Shutdown;
@@ -63,15 +63,13 @@ impl Protocol {
     }
 }
 
-/// Timing of one connection.
+/// Timing of one connection: the socket's, as on `/ws`, and the protocol's.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     /// How long a client has to send `connection_init`.
     pub init_timeout: Duration,
-    /// How long one frame may take to send before the client counts as gone.
-    pub send_timeout: Duration,
-    /// How often the socket is pinged, if at all.
-    pub ping: Option<Duration>,
+    /// Send timeout and ping period.
+    pub socket: ws::Timing,
 }
 
 /// What one connection serves, and for whom.
@@ -138,7 +136,7 @@ pub async fn serve(socket: WebSocket, session: Session, shutdown: Shutdown) {
         access: session.access,
         caller: session.caller,
         timing,
-        heartbeat: Heartbeat::new(timing.ping),
+        heartbeat: Heartbeat::new(timing.socket.ping),
         data: None,
         init_received: false,
         operations: StreamMap::new(),
@@ -150,7 +148,7 @@ pub async fn serve(socket: WebSocket, session: Session, shutdown: Shutdown) {
             reason: reason.into(),
         };
         let send = connection.socket.send(Message::Close(Some(frame)));
-        let _ = tokio::time::timeout(timing.send_timeout, send).await;
+        let _ = tokio::time::timeout(timing.socket.send, send).await;
     }
 }
 
@@ -307,7 +305,7 @@ impl Connection {
 
     async fn send_message(&mut self, message: Message) -> Result<(), End> {
         let send = self.socket.send(message);
-        match tokio::time::timeout(self.timing.send_timeout, send).await {
+        match tokio::time::timeout(self.timing.socket.send, send).await {
             Ok(Ok(())) => Ok(()),
             // The client is gone, or so stalled it cannot take a frame.
             Ok(Err(_)) | Err(_) => Err(End::Gone),

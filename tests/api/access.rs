@@ -104,15 +104,7 @@ async fn publishing_without_a_valid_token_is_401_with_a_challenge_and_stores_not
     problem(basic, StatusCode::UNAUTHORIZED, "unauthorized").await;
 
     // Reading is open (only publishing is protected), and nothing was stored.
-    let page: Value = app
-        .http
-        .get(app.url("/longlat/history"))
-        .send()
-        .await
-        .expect("history")
-        .json()
-        .await
-        .expect("a page");
+    let page = app.get_json("/longlat/history").await;
     assert_eq!(page["events"], json!([]));
 
     let ok = post(&app, Some("pub-all"), STOCKHOLM()).await;

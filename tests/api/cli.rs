@@ -110,15 +110,7 @@ async fn publish_prints_the_stored_event_and_the_server_keeps_it() {
         )
     );
     let id = event["id"].as_str().expect("an id");
-    let stored: Value = app
-        .http
-        .get(app.url(&format!("/longlat/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = app.get_json(&format!("/longlat/{id}")).await;
     assert_eq!(stored, event);
 }
 
@@ -133,15 +125,7 @@ async fn publish_of_a_latitude_out_of_range_fails_with_the_problems_detail() {
         stderr.contains("latitude must be a number from -90 to 90, got 91"),
         "{stderr}"
     );
-    let history: Value = app
-        .http
-        .get(app.url("/longlat/history"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = app.get_json("/longlat/history").await;
     assert_eq!(
         history["events"],
         serde_json::json!([]),
@@ -157,13 +141,11 @@ async fn prints_what_is_published(app: &TestApp, watcher: &mut Watcher) {
     assert_eq!(watcher.next_event().await, second);
 }
 
-#[tokio::test]
-async fn watch_over_a_websocket_prints_every_position_published_while_it_runs() {
-    let app = spawn_app().await;
-    // /ws subscribes before answering the handshake: once watch says it is
-    // watching, nothing published can be missed.
-    let mut watcher = Watcher::start(&app, &["--transport", "ws"]).await;
-    prints_what_is_published(&app, &mut watcher).await;
+/// Watches over `transport`, checks it prints what is published, and that
+/// Ctrl-C ends it cleanly.
+async fn watch_prints_what_is_published_until_interrupted(app: &TestApp, transport: &str) {
+    let mut watcher = Watcher::start(app, &["--transport", transport]).await;
+    prints_what_is_published(app, &mut watcher).await;
     assert!(
         watcher.interrupt().await.success(),
         "Ctrl-C ends it cleanly"
@@ -171,14 +153,17 @@ async fn watch_over_a_websocket_prints_every_position_published_while_it_runs() 
 }
 
 #[tokio::test]
+async fn watch_over_a_websocket_prints_every_position_published_while_it_runs() {
+    let app = spawn_app().await;
+    // /ws subscribes before answering the handshake: once watch says it is
+    // watching, nothing published can be missed.
+    watch_prints_what_is_published_until_interrupted(&app, "ws").await;
+}
+
+#[tokio::test]
 async fn watch_over_server_sent_events_prints_every_position_published_while_it_runs() {
     let app = spawn_app().await;
-    let mut watcher = Watcher::start(&app, &["--transport", "sse"]).await;
-    prints_what_is_published(&app, &mut watcher).await;
-    assert!(
-        watcher.interrupt().await.success(),
-        "Ctrl-C ends it cleanly"
-    );
+    watch_prints_what_is_published_until_interrupted(&app, "sse").await;
 }
 
 #[tokio::test]

@@ -187,19 +187,11 @@ fn generated_publish_bodies_get_documented_answers_and_only_valid_ones_are_store
         let mut count = 0;
         let mut after: Option<String> = None;
         loop {
-            let url = match &after {
-                Some(id) => app.url(&format!("/longlat/history?limit=1000&after={id}")),
-                None => app.url("/longlat/history?limit=1000"),
+            let path = match &after {
+                Some(id) => format!("/longlat/history?limit=1000&after={id}"),
+                None => "/longlat/history?limit=1000".to_owned(),
             };
-            let page: Value = app
-                .http
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let page = app.get_json(&path).await;
             let events = page["events"].as_array().unwrap().len();
             if events == 0 {
                 return count;

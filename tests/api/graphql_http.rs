@@ -27,14 +27,8 @@ async fn a_position_published_by_the_mutation_is_stored_like_one_posted_with_cur
     let event = &answer["data"]["publish"];
     assert_eq!(event["tracker"], "bus-1");
     let stored: Value = app
-        .http
-        .get(app.url(&format!("/longlat/{}", event["id"].as_str().unwrap())))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/longlat/{}", event["id"].as_str().unwrap()))
+        .await;
     assert_eq!(stored["receivedAt"], event["receivedAt"]);
     assert_eq!(stored["latitude"], 59.334591);
 

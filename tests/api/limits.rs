@@ -72,15 +72,7 @@ async fn a_publisher_over_its_rate_gets_429_with_retry_after_and_others_are_not_
     assert_eq!(answer["errors"][0]["extensions"]["code"], "rate-limited");
     assert!(answer["errors"][0]["extensions"]["retryAfter"].as_u64() >= Some(1));
 
-    let page: Value = app
-        .http
-        .get(app.url("/longlat/history"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json("/longlat/history").await;
     assert_eq!(page["events"].as_array().unwrap().len(), 3, "{page}");
 }
 
@@ -111,8 +103,8 @@ async fn open_events(app: &TestApp) -> reqwest::Response {
 async fn streams_beyond_the_per_address_limit_get_1013_or_503_until_one_closes() {
     let app = spawn_app_with(|c| c.max_connections_per_ip = 2).await;
     let first = app.subscribe("/ws").await;
-    let _second = open_events(&app).await;
-    assert_eq!(_second.status(), 200);
+    let events = open_events(&app).await;
+    assert_eq!(events.status(), 200);
 
     let mut third = app.subscribe("/ws").await;
     match third.next_seen().await {

@@ -32,15 +32,7 @@ fn the_checked_in_openapi_document_is_current() {
 #[tokio::test]
 async fn the_server_serves_its_openapi_document_and_swagger_ui_offline() {
     let app = spawn_app().await;
-    let served: serde_json::Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served: serde_json::Value = app.get_json("/openapi.json").await;
     let generated: serde_json::Value = serde_json::from_str(&generated_spec()).unwrap();
     assert_eq!(served, generated);
     for path in [

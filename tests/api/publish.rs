@@ -30,15 +30,7 @@ async fn a_published_position_is_answered_201_with_the_stored_event_and_its_loca
     time::OffsetDateTime::parse(received_at, &time::format_description::well_known::Rfc3339)
         .expect("receivedAt is RFC 3339");
 
-    let fetched: Value = app
-        .http
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value = app.get_json(&location).await;
     assert_eq!(fetched, event, "the Location serves the same event");
 }
 

@@ -59,15 +59,7 @@ async fn a_client_resumes_on_another_instance_after_its_own_stops() {
     for expected in &missed {
         assert_eq!(&resumed.next_json().await, expected);
     }
-    let history: Value = b
-        .http
-        .get(b.url(&format!("/longlat/{}", id(&first))))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = b.get_json(&format!("/longlat/{}", id(&first))).await;
     assert_eq!(
         history, first,
         "instance B knows events published through A"

@@ -68,6 +68,18 @@ impl TestApp {
         format!("ws://{}{}", self.addr, path)
     }
 
+    /// GETs `path` and returns its JSON body, whatever the status.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
+    }
+
     /// Posts a position as JSON and returns the stored event; fails unless 201.
     pub async fn publish(&self, longitude: f64, latitude: f64, tracker: Option<&str>) -> Value {
         let mut body = serde_json::json!({ "longitude": longitude, "latitude": latitude });

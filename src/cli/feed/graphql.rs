@@ -2,13 +2,13 @@
 //! (subprotocol `graphql-transport-ws`): `connection_init`, wait for
 //! `connection_ack`, `subscribe`, then `next` items until `complete`.
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Item, Wanted};
+use super::{Item, Wanted, next_text};
 use crate::cli::endpoint::{ClientError, Endpoint, WebSocket};
 
 /// The fields of a whole event, in the order `/ws` sends them.
@@ -110,17 +110,12 @@ impl GraphqlFeed {
 
     /// The next protocol message; `None` when the socket closed.
     async fn receive(&mut self) -> Result<Option<Incoming>, ClientError> {
-        loop {
-            let text = match self.socket.next().await {
-                None | Some(Ok(Message::Close(_))) => return Ok(None),
-                Some(Err(err)) => return Err(err.into()),
-                Some(Ok(Message::Text(text))) => text,
-                Some(Ok(_)) => continue,
-            };
-            return serde_json::from_str(text.as_str())
-                .map(Some)
-                .map_err(|e| ClientError::Protocol(format!("{e}: {}", text.as_str())));
-        }
+        let Some(text) = next_text(&mut self.socket).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(text.as_str())
+            .map(Some)
+            .map_err(|e| ClientError::Protocol(format!("{e}: {}", text.as_str())))
     }
 }
 

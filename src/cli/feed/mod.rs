@@ -9,7 +9,10 @@ mod ws;
 
 use std::fmt;
 
-use super::endpoint::{ClientError, Endpoint};
+use futures::StreamExt;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::endpoint::{ClientError, Endpoint, WebSocket};
 use crate::model::BoundingBox;
 
 pub use sse::{SseMessage, SseParser};
@@ -124,6 +127,19 @@ impl Feed {
             Feed::Ws(feed) => feed.next().await,
             Feed::Sse(feed) => feed.next().await,
             Feed::Graphql(feed) => feed.next().await,
+        }
+    }
+}
+
+/// The next text frame on `socket`; `None` when it closed. Pings are
+/// answered by the protocol layer as they are read.
+async fn next_text(socket: &mut WebSocket) -> Result<Option<Utf8Bytes>, ClientError> {
+    loop {
+        match socket.next().await {
+            None | Some(Ok(Message::Close(_))) => return Ok(None),
+            Some(Err(err)) => return Err(err.into()),
+            Some(Ok(Message::Text(text))) => return Ok(Some(text)),
+            Some(Ok(_)) => {}
         }
     }
 }

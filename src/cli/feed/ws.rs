@@ -1,10 +1,7 @@
 //! The raw WebSocket feed: every text frame is an event, except JSON objects
 //! with a `"type"` field, which are notices (`{"type":"gap",…}`).
 
-use futures::StreamExt;
-use tokio_tungstenite::tungstenite::Message;
-
-use super::{Item, Wanted};
+use super::{Item, Wanted, next_text};
 use crate::cli::endpoint::{ClientError, Endpoint, WebSocket};
 
 /// An open `/ws` connection.
@@ -25,16 +22,9 @@ impl WsFeed {
 
     /// The next event or notice; `None` when the socket closed.
     pub async fn next(&mut self) -> Result<Option<Item>, ClientError> {
-        loop {
-            let text = match self.socket.next().await {
-                None | Some(Ok(Message::Close(_))) => return Ok(None),
-                Some(Err(err)) => return Err(err.into()),
-                Some(Ok(Message::Text(text))) => text,
-                // Pings are answered by the protocol layer as they are read.
-                Some(Ok(_)) => continue,
-            };
-            return Ok(Some(classify(text.as_str())));
-        }
+        Ok(next_text(&mut self.socket)
+            .await?
+            .map(|text| classify(text.as_str())))
     }
 }
 
