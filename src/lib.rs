@@ -24,6 +24,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod model;
+pub mod net;
 pub mod server;
 pub mod shutdown;
 pub mod stats;

@@ -10,6 +10,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
 use utoipa::ToSchema;
 
 /// Longest allowed `tracker` name, in bytes (every allowed byte is ASCII).
@@ -241,6 +243,8 @@ pub struct Event {
     pub json: bytes::Bytes,
     /// The Server-Sent Events frame: `id:`, `event: position`, `data:` the JSON.
     pub sse: bytes::Bytes,
+    /// The WebSocket text frame (from the server: unmasked) carrying `json`.
+    pub ws: bytes::Bytes,
 }
 
 impl Event {
@@ -251,10 +255,16 @@ impl Event {
         sse.extend_from_slice(format!("id: {}\nevent: position\ndata: ", position.id).as_bytes());
         sse.extend_from_slice(&json);
         sse.extend_from_slice(b"\n\n");
+        let json = bytes::Bytes::from(json);
+        let mut ws = Vec::with_capacity(json.len() + 4);
+        Frame::message(json.clone(), OpCode::Data(Data::Text), true)
+            .format(&mut ws)
+            .expect("writing to a Vec cannot fail");
         Self {
             position,
-            json: json.into(),
+            json,
             sse: sse.into(),
+            ws: ws.into(),
         }
     }
 

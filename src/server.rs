@@ -9,11 +9,13 @@
 //! hands from then on; they close themselves on shutdown and on a missing pong.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
+use axum::http::header::UPGRADE;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -22,6 +24,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
+use crate::net::Socket;
 use crate::shutdown::Shutdown;
 
 /// How connections are served.
@@ -48,6 +51,7 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     loop {
         let (tcp, remote) = tokio::select! {
@@ -60,19 +64,30 @@ pub async fn serve(
                 }
             },
         };
-        tune(&tcp, options.socket_send_buffer);
-        let service = app
-            .clone()
-            .map_request(move |mut request: Request<Incoming>| {
+        let builder = builder.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        // Set up in the connection's own task: what lives as long as the
+        // connection is allocated on a worker thread, beside the rest of
+        // the connection's state, not wedged between short-lived
+        // allocations of the accept loop.
+        tokio::spawn(async move {
+            tune(&tcp, options.socket_send_buffer);
+            let socket = Socket::new(tcp);
+            let handle = socket.clone();
+            let service = app.map_request(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(remote));
+                // Only an upgrade can take the socket over.
+                if request.headers().contains_key(UPGRADE) {
+                    request.extensions_mut().insert(handle.clone());
+                }
                 request
             });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let connection = builder.serve_connection_with_upgrades(
+                TokioIo::new(socket),
+                TowerToHyperService::new(service),
+            );
+            if let Err(err) = watcher.watch(connection).await {
                 tracing::trace!(%remote, %err, "connection ended with an error");
             }
         });

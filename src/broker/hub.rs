@@ -335,6 +335,34 @@ impl Subscription {
         }
     }
 
+    /// The sequence number of the next event this subscription reads.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The cursor, when this subscription has read everything published
+    /// so far and has nothing of its own left to deliver (no pending gap
+    /// notice, no id to skip up to): from here a fan-out that follows the
+    /// hub can serve it. `None` otherwise.
+    pub fn caught_up(&self) -> Option<u64> {
+        if self.pending_gap.is_some() || self.cursor < self.hub.head.load(Ordering::Acquire) {
+            return None;
+        }
+        let ahead = self
+            .last_id
+            .is_some_and(|last| last > self.hub.read_ring().last_id);
+        (!ahead).then_some(self.cursor)
+    }
+
+    /// Goes on from `cursor`, having had everything up to `last_id`: where
+    /// a fan-out that served this subscriber stopped.
+    pub fn resume_at(&mut self, cursor: u64, last_id: Option<EventId>) {
+        self.cursor = cursor;
+        if last_id.is_some() {
+            self.last_id = last_id;
+        }
+    }
+
     /// The subscription as a stream of deliveries.
     pub fn into_stream(self) -> impl futures::Stream<Item = Delivery> + Send {
         futures::stream::unfold(self, |mut sub| async move {

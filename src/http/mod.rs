@@ -2,6 +2,7 @@
 //! transport's own `router()`.
 
 mod docs;
+pub mod fanout;
 mod graphql;
 mod graphql_shared;
 mod graphql_ws;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub graphql: LonglatSchema,
     /// Live GraphQL subscriptions shared by every socket that sent the same one.
     pub graphql_shared: Arc<SharedExecutions>,
+    /// Writes live events to caught-up `/ws` sockets.
+    pub fanout: fanout::Fanout,
 }
 
 impl AppState {
@@ -67,7 +70,9 @@ impl AppState {
         shutdown: Shutdown,
     ) -> Self {
         let graphql = crate::graphql::build(broker.clone(), access.clone());
+        let fanout = fanout::Fanout::start(&broker, &shutdown);
         Self {
+            fanout,
             access,
             graphql_shared: Arc::new(SharedExecutions::new(graphql.clone())),
             graphql,

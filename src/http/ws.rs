@@ -6,6 +6,7 @@
 //! Close codes: 1001 server shutting down, 1003 the client sent a data frame,
 //! 4008 the subscriber fell further behind than history reaches.
 
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -13,19 +14,21 @@ use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::Response;
 use futures::SinkExt;
 use tokio::time::error::Elapsed;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::fanout::{Fanout, Handback, Seat};
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::Scope;
 use crate::broker::{Delivery, GapReason, Subscription};
 use crate::config::Config;
 use crate::error::{Error, Problem};
 use crate::model::PositionEvent;
+use crate::net::Socket;
 use crate::shutdown::Shutdown;
 use crate::stats;
 
@@ -81,6 +84,7 @@ async fn upgrade(
     State(state): State<AppState>,
     ReaderCaller(caller): ReaderCaller,
     params: Result<Query<StreamParams>, QueryRejection>,
+    raw: Option<Extension<Socket>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
@@ -96,10 +100,23 @@ async fn upgrade(
     };
     // Subscribe before answering 101, so nothing published after the client
     // connected can be missed.
-    let subscription = state.broker.subscribe(after, filter);
+    let subscription = state.broker.subscribe(after, filter.clone());
+    let live = raw.map(|Extension(socket)| Live {
+        seat: state.fanout.seat(socket, filter),
+        fanout: state.fanout.clone(),
+    });
     let timing = Timing::of(&state.config);
     Ok(upgrade.on_upgrade(move |socket| async move {
-        stream_events(socket, subscription, state.shutdown, timing).await;
+        // Boxed: the task then holds one allocation of the stream's own
+        // size, instead of the stream's state laid out beside its inputs.
+        Box::pin(stream_events(
+            socket,
+            subscription,
+            live,
+            state.shutdown,
+            timing,
+        ))
+        .await;
         drop(permit);
     }))
 }
@@ -226,6 +243,7 @@ enum End {
 async fn stream_events(
     mut socket: WebSocket,
     mut subscription: Subscription,
+    live: Option<Live>,
     shutdown: Shutdown,
     timing: Timing,
 ) {
@@ -234,7 +252,17 @@ async fn stream_events(
     let mut heartbeat = Heartbeat::new(timing.ping);
     let stopping = shutdown.wait();
     tokio::pin!(stopping);
+    // Parked in the fan-out, which writes live events to the socket; or
+    // not, reading from its own cursor (history, catching up, or after
+    // falling behind).
+    let mut parked = false;
     let end = loop {
+        if let (false, Some(live)) = (parked, &live)
+            && let Some(cursor) = subscription.caught_up()
+        {
+            live.fanout.park(&live.seat, cursor);
+            parked = true;
+        }
         tokio::select! {
             biased;
             () = &mut stopping => break End::Close(CLOSE_GOING_AWAY, "server shutting down"),
@@ -258,7 +286,24 @@ async fn stream_events(
                 }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
             },
-            delivery = subscription.recv() => {
+            handback = handed_back(live.as_ref().filter(|_| parked)) => {
+                parked = false;
+                let Handback::Resume { cursor, last_id } = handback else {
+                    continue;
+                };
+                subscription.resume_at(cursor, last_id);
+                // The socket holds the rest of a frame the kernel would not
+                // take: the subscriber has as long to take it as any frame.
+                match Box::pin(within(send_timeout, socket.flush())).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break End::Gone,
+                    Err(_) => {
+                        stats.dropped();
+                        break End::Gone;
+                    }
+                }
+            }
+            delivery = subscription.recv(), if !parked => {
                 // Boxed: an idle connection's state holds none of the send's.
                 let sent = send_ready(&mut socket, &mut subscription, delivery);
                 let sent = match Box::pin(within(send_timeout, sent)).await {
@@ -278,6 +323,9 @@ async fn stream_events(
             }
         }
     };
+    if let Some(live) = &live {
+        live.fanout.leave(&live.seat, parked);
+    }
     if let End::Close(code, reason) = end {
         let frame = CloseFrame {
             code,
@@ -285,6 +333,21 @@ async fn stream_events(
         };
         let close = socket.send(Message::Close(Some(frame)));
         let _ = Box::pin(tokio::time::timeout(send_timeout, close)).await;
+    }
+}
+
+/// What a connection needs to park in the fan-out: its seat there (made
+/// before the upgrade, with the raw socket under the WebSocket).
+struct Live {
+    fanout: Fanout,
+    seat: Arc<Seat>,
+}
+
+/// Resolves when the fan-out gives a parked socket back; never otherwise.
+async fn handed_back(parked: Option<&Live>) -> Handback {
+    match parked {
+        Some(live) => live.seat.handed_back().await,
+        None => std::future::pending().await,
     }
 }
 

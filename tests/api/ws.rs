@@ -209,6 +209,35 @@ async fn a_subscriber_that_stops_reading_holds_up_nobody_and_is_told_what_it_mis
 }
 
 #[tokio::test]
+async fn a_subscriber_that_pauses_within_history_gets_every_event_in_order_when_it_reads_again() {
+    // Far more than the socket buffers hold, far less than history.
+    const EVENTS: usize = 1500;
+    let app = spawn_app_with(|c| {
+        c.history_size = 4 * EVENTS as u64;
+        c.send_timeout_secs = 60;
+        c.socket_send_buffer = 8 * 1024;
+    })
+    .await;
+    let mut paused = subscribe_with_small_buffer(&app).await;
+    let mut published = Vec::with_capacity(EVENTS + 1);
+    for i in 0..EVENTS {
+        let event = app.publish((i % 180) as f64, 1.0, None).await;
+        published.push(event["id"].as_str().unwrap().to_owned());
+    }
+    let mut received = Vec::with_capacity(EVENTS + 1);
+    while received.len() < EVENTS {
+        let event = paused.next_json().await;
+        assert!(event.get("type").is_none(), "a notice: {event}");
+        received.push(event["id"].as_str().unwrap().to_owned());
+    }
+    // Caught up again: live events keep coming.
+    let live = app.publish(2.0, 2.0, None).await;
+    published.push(live["id"].as_str().unwrap().to_owned());
+    received.push(paused.next_json().await["id"].as_str().unwrap().to_owned());
+    assert_eq!(received, published, "every event once, in order");
+}
+
+#[tokio::test]
 async fn a_websocket_client_reconnecting_while_positions_keep_coming_gets_each_exactly_once() {
     const TOTAL: usize = 60;
     let app = spawn_app().await;

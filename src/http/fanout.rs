@@ -1,0 +1,284 @@
+//! The live fan-out for `/ws`: subscribers that are caught up are written
+//! to directly, from a few shard tasks, with each event's frame made once.
+//!
+//! A `/ws` connection starts by reading history from its own cursor (see
+//! [`Subscription`]). Once it has read everything, it parks its socket in a
+//! shard: a task that follows the hub like one more subscriber and, for
+//! each event, writes the event's ready-made WebSocket frame
+//! ([`Event::ws`](crate::model::Event)) to every parked socket whose filter
+//! matches. Per event and subscriber that is one filter check and one
+//! `send`: no task wakes, no frame encoding, no copy.
+//!
+//! A socket the kernel does not take a whole frame from is handed back to
+//! its connection with the cursor after that frame: the connection drains
+//! the rest under its send timeout and goes on from its cursor, so a slow
+//! subscriber holds up no one and is told about a gap exactly as before.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use metrics::counter;
+use tokio::sync::{Notify, mpsc};
+
+use crate::broker::{Broker, Delivery, Subscription};
+use crate::model::{EventId, Filter};
+use crate::net::{Pushed, Socket};
+use crate::shutdown::Shutdown;
+use crate::stats;
+
+/// Pushes written between two yields to the runtime, so a long pass over
+/// many sockets does not hold a worker thread for all of it.
+const PUSHES_PER_YIELD: usize = 256;
+
+/// The shards; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Fanout {
+    shards: Arc<[mpsc::UnboundedSender<Command>]>,
+    next: Arc<AtomicUsize>,
+}
+
+/// A connection's place in a shard.
+#[derive(Debug)]
+pub struct Seat {
+    socket: Socket,
+    filter: Filter,
+    shard: usize,
+    /// Index in the shard's list while parked; written by the shard only.
+    slot: AtomicUsize,
+    handback: Mutex<Option<Handback>>,
+    notify: Notify,
+}
+
+/// Why a shard gave a socket back to its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handback {
+    /// Events arrived between the connection's last read and parking: it
+    /// reads on from its own cursor and parks again later.
+    NotCaughtUp,
+    /// The socket did not take a frame whole (or the shard fell behind):
+    /// the connection drains what is pending and reads on from `cursor`.
+    Resume {
+        /// The next sequence number to read.
+        cursor: u64,
+        /// The last event the shard went past.
+        last_id: Option<EventId>,
+    },
+}
+
+#[derive(Debug)]
+enum Command {
+    Park(Arc<Seat>, u64),
+    Leave(Arc<Seat>),
+}
+
+const UNSEATED: usize = usize::MAX;
+
+impl Fanout {
+    /// One shard per runtime worker, each following `broker`'s hub until
+    /// `shutdown`.
+    pub fn start(broker: &Arc<dyn Broker>, shutdown: &Shutdown) -> Self {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let shards = (0..workers.max(1))
+            .map(|_| {
+                let (commands, receiver) = mpsc::unbounded_channel();
+                let feed = broker.subscribe(None, Filter::default());
+                tokio::spawn(run_shard(feed, receiver, shutdown.clone()));
+                commands
+            })
+            .collect();
+        Self {
+            shards,
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A seat for `socket`, in the next shard round the ring; one per
+    /// connection, parked and handed back as often as it comes to that.
+    pub fn seat(&self, socket: Socket, filter: Filter) -> Arc<Seat> {
+        let shard = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        Arc::new(Seat {
+            socket,
+            filter,
+            shard,
+            slot: AtomicUsize::new(UNSEATED),
+            handback: Mutex::new(None),
+            notify: Notify::new(),
+        })
+    }
+
+    /// Parks `seat`, whose connection has read everything up to `cursor`
+    /// (exclusive): from then on its shard writes to it. It stays parked
+    /// until handed back (see [`Seat::handed_back`]) or [`leave`](Self::leave).
+    pub fn park(&self, seat: &Arc<Seat>, cursor: u64) {
+        self.send(seat, Command::Park(seat.clone(), cursor));
+    }
+
+    /// Stops every push to `seat`'s socket, and takes it out of its shard
+    /// if `parked`: the connection is closing.
+    pub fn leave(&self, seat: &Arc<Seat>, parked: bool) {
+        seat.socket.stop_pushes();
+        if parked {
+            self.send(seat, Command::Leave(seat.clone()));
+        }
+    }
+
+    fn send(&self, seat: &Arc<Seat>, command: Command) {
+        if self.shards[seat.shard].send(command).is_err() {
+            // The shard stopped (shutdown): the connection reads for itself.
+            seat.hand_back(Handback::NotCaughtUp);
+        }
+    }
+}
+
+impl Seat {
+    fn hand_back(&self, handback: Handback) {
+        self.slot.store(UNSEATED, Ordering::Relaxed);
+        *self
+            .handback
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(handback);
+        self.notify.notify_one();
+    }
+
+    /// Waits until the shard gives the socket back. Cancel-safe.
+    pub async fn handed_back(&self) -> Handback {
+        loop {
+            let taken = self
+                .handback
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .take();
+            if let Some(handback) = taken {
+                return handback;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// The parked seats of one shard.
+#[derive(Default)]
+struct Seats {
+    parked: Vec<Arc<Seat>>,
+    /// Seats whose cursor is ahead of the shard: parked once it gets there.
+    waiting: Vec<(Arc<Seat>, u64)>,
+}
+
+impl Seats {
+    fn add(&mut self, seat: Arc<Seat>) {
+        seat.slot.store(self.parked.len(), Ordering::Relaxed);
+        self.parked.push(seat);
+    }
+
+    fn remove(&mut self, index: usize) -> Arc<Seat> {
+        let seat = self.parked.swap_remove(index);
+        if let Some(moved) = self.parked.get(index) {
+            moved.slot.store(index, Ordering::Relaxed);
+        }
+        seat
+    }
+
+    fn leave(&mut self, seat: &Arc<Seat>) {
+        let slot = seat.slot.load(Ordering::Relaxed);
+        if self.parked.get(slot).is_some_and(|s| Arc::ptr_eq(s, seat)) {
+            self.remove(slot);
+            seat.slot.store(UNSEATED, Ordering::Relaxed);
+        }
+        self.waiting.retain(|(s, _)| !Arc::ptr_eq(s, seat));
+    }
+
+    /// Parks the waiting seats whose cursor the shard has reached.
+    fn arrive(&mut self, position: u64) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if self.waiting[i].1 == position {
+                let (seat, _) = self.waiting.swap_remove(i);
+                self.add(seat);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Gives every seat back to its connection.
+    fn hand_all_back(&mut self, cursor: u64, last_id: Option<EventId>) {
+        for seat in self.parked.drain(..) {
+            seat.hand_back(Handback::Resume { cursor, last_id });
+        }
+        for (seat, _) in self.waiting.drain(..) {
+            seat.hand_back(Handback::NotCaughtUp);
+        }
+    }
+}
+
+async fn run_shard(
+    mut feed: Subscription,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    shutdown: Shutdown,
+) {
+    let delivered = counter!(stats::DELIVERED, "transport" => "ws");
+    let mut seats = Seats::default();
+    // The shard has gone past every event before `position`.
+    let mut position = feed.cursor();
+    let mut last_id = None;
+    let stopping = shutdown.wait();
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stopping => break,
+            command = commands.recv() => match command {
+                Some(Command::Park(seat, cursor)) => {
+                    if cursor == position {
+                        seats.add(seat);
+                    } else if cursor > position {
+                        seats.waiting.push((seat, cursor));
+                    } else {
+                        seat.hand_back(Handback::NotCaughtUp);
+                    }
+                }
+                Some(Command::Leave(seat)) => seats.leave(&seat),
+                None => break,
+            },
+            delivery = feed.recv() => match delivery {
+                Delivery::Event(event) => {
+                    let mut pushes = 0;
+                    let mut index = 0;
+                    let after = feed.cursor();
+                    last_id = Some(event.id());
+                    while index < seats.parked.len() {
+                        let seat = &seats.parked[index];
+                        if !seat.filter.matches(&event.position) {
+                            index += 1;
+                            continue;
+                        }
+                        let pushed = seat.socket.push(&event.ws);
+                        pushes += 1;
+                        if pushed == Pushed::Sent {
+                            index += 1;
+                        } else {
+                            // Queued: the connection drains the rest and
+                            // reads on after this event. Closed: it finds
+                            // out as it does so.
+                            seats.remove(index).hand_back(Handback::Resume { cursor: after, last_id });
+                        }
+                        if pushes % PUSHES_PER_YIELD == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    delivered.increment(pushes as u64);
+                    position = after;
+                    seats.arrive(position);
+                }
+                Delivery::Gap(_) => {
+                    // The shard fell further behind than history: each
+                    // connection reads on from where the shard was and is
+                    // told what it missed by its own cursor.
+                    seats.hand_all_back(position, last_id);
+                    position = feed.cursor();
+                }
+            },
+        }
+    }
+    seats.hand_all_back(position, last_id);
+}

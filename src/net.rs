@@ -1,0 +1,306 @@
+//! A client connection's socket, shared by hyper (which reads requests and
+//! writes responses through it) and, once a `/ws` request has upgraded, by
+//! the live fan-out, which writes each event's ready-made frame to it
+//! directly from its own task (see [`crate::http::fanout`]).
+//!
+//! Two writers on one byte stream must never interleave inside a frame. So
+//! every write here is whole: a write either goes to the kernel entirely, or
+//! the part the kernel would not take is kept in `pending` and written
+//! before anything else. A write that finds `pending` not yet drained waits
+//! (or, for a push, queues behind it and says so).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A cloneable handle on one accepted TCP connection.
+#[derive(Debug, Clone)]
+pub struct Socket(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    tcp: TcpStream,
+    out: Mutex<Out>,
+}
+
+#[derive(Debug, Default)]
+struct Out {
+    /// Bytes of a write the kernel did not take yet, from `sent` on.
+    pending: Vec<u8>,
+    sent: usize,
+    /// No more pushes: the connection is closing.
+    closed: bool,
+}
+
+impl Out {
+    fn is_drained(&self) -> bool {
+        self.sent == self.pending.len()
+    }
+
+    /// Writes as much of `pending` as the kernel takes now; whether all.
+    fn drain(&mut self, tcp: &TcpStream) -> io::Result<bool> {
+        while !self.is_drained() {
+            match tcp.try_write(&self.pending[self.sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.sent += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) => return Err(err),
+            }
+        }
+        self.pending.clear();
+        self.sent = 0;
+        Ok(true)
+    }
+
+    /// Writes `bytes` whole: what the kernel does not take now is kept.
+    /// `Ok(false)` when nothing could be written (`bytes` not kept).
+    fn write_whole(&mut self, tcp: &TcpStream, bytes: &[u8]) -> io::Result<bool> {
+        debug_assert!(self.is_drained());
+        match tcp.try_write(bytes) {
+            Ok(n) => {
+                if n < bytes.len() {
+                    self.pending.extend_from_slice(&bytes[n..]);
+                }
+                Ok(true)
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// What [`Socket::push`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// The kernel took all of it.
+    Sent,
+    /// Some or all of it waits in the socket's pending bytes: the peer is
+    /// not keeping up. Whoever owns the connection must drain it (a flush).
+    Queued,
+    /// The connection is closing or broken; nothing was written.
+    Closed,
+}
+
+impl Socket {
+    /// Wraps an accepted connection.
+    pub fn new(tcp: TcpStream) -> Self {
+        Self(Arc::new(Shared {
+            tcp,
+            out: Mutex::new(Out::default()),
+        }))
+    }
+
+    fn out(&self) -> MutexGuard<'_, Out> {
+        self.0
+            .out
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Writes one whole frame without waiting, between other writes.
+    pub fn push(&self, frame: &[u8]) -> Pushed {
+        let mut out = self.out();
+        if out.closed {
+            return Pushed::Closed;
+        }
+        let tcp = &self.0.tcp;
+        let written = match out.drain(tcp) {
+            Ok(true) => out.write_whole(tcp, frame),
+            Ok(false) => Ok(false),
+            Err(err) => Err(err),
+        };
+        match written {
+            Ok(true) if out.is_drained() => Pushed::Sent,
+            Ok(true) => Pushed::Queued,
+            Ok(false) => {
+                out.pending.extend_from_slice(frame);
+                Pushed::Queued
+            }
+            Err(_) => {
+                out.closed = true;
+                Pushed::Closed
+            }
+        }
+    }
+
+    /// Refuses every later [`push`](Self::push); writes through the
+    /// connection itself still go out (a close frame, say).
+    pub fn stop_pushes(&self) {
+        self.out().closed = true;
+    }
+
+    /// Drains pending bytes; ready once there are none.
+    fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<MutexGuard<'_, Out>>> {
+        loop {
+            let mut out = self.out();
+            if out.drain(&self.0.tcp)? {
+                return Poll::Ready(Ok(out));
+            }
+            drop(out);
+            ready!(self.0.tcp.poll_write_ready(cx))?;
+        }
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let tcp = &self.0.tcp;
+        loop {
+            ready!(tcp.poll_read_ready(cx))?;
+            match tcp.try_read_buf(buf) {
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    /// Takes all of `buf` or none of it, so frames written here and frames
+    /// pushed never interleave.
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut out = ready!(self.poll_drain(cx))?;
+            if out.write_whole(&self.0.tcp, buf)? {
+                return Poll::Ready(Ok(buf.len()));
+            }
+            drop(out);
+            ready!(self.0.tcp.poll_write_ready(cx))?;
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let total = bufs.iter().map(|b| b.len()).sum();
+        loop {
+            let mut out = ready!(self.poll_drain(cx))?;
+            match self.0.tcp.try_write_vectored(bufs) {
+                Ok(written) => {
+                    // Keep what the kernel did not take, in order.
+                    let mut skip = written;
+                    for buf in bufs {
+                        let taken = skip.min(buf.len());
+                        skip -= taken;
+                        out.pending.extend_from_slice(&buf[taken..]);
+                    }
+                    return Poll::Ready(Ok(total));
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+            drop(out);
+            ready!(self.0.tcp.poll_write_ready(cx))?;
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        drop(ready!(self.poll_drain(cx))?);
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut out = ready!(self.poll_drain(cx))?;
+        out.closed = true;
+        drop(out);
+        Poll::Ready(socket2::SockRef::from(&self.0.tcp).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (Socket, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (server, _) = accepted.unwrap();
+        let client = client.unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(4096)
+            .unwrap();
+        (Socket::new(server), client)
+    }
+
+    /// Frames of `len` bytes, all of byte `tag`.
+    fn frame(tag: u8, len: usize) -> Vec<u8> {
+        vec![tag; len]
+    }
+
+    #[tokio::test]
+    async fn pushes_and_writes_never_interleave_inside_a_frame() {
+        let (socket, mut client) = pair().await;
+        let mut writer = socket.clone();
+        // Push until the kernel stops taking frames whole.
+        let mut frames = Vec::new();
+        for tag in 1..=254u8 {
+            let pushed = socket.push(&frame(tag, 1000));
+            frames.push(tag);
+            if pushed == Pushed::Queued {
+                break;
+            }
+        }
+        assert_eq!(
+            socket.push(&frame(0, 10)),
+            Pushed::Queued,
+            "a push waits behind pending bytes"
+        );
+        frames.push(0);
+        // A write through the connection must wait for pending bytes.
+        let written = tokio::spawn(async move {
+            writer.write_all(&frame(255, 3000)).await.unwrap();
+            writer.flush().await.unwrap();
+        });
+        let expected: usize = frames
+            .iter()
+            .map(|&t| if t == 0 { 10 } else { 1000 })
+            .sum::<usize>()
+            + 3000;
+        let mut received = vec![0u8; expected];
+        client.read_exact(&mut received).await.unwrap();
+        written.await.unwrap();
+        let mut at = 0;
+        for tag in frames {
+            let len = if tag == 0 { 10 } else { 1000 };
+            assert!(
+                received[at..at + len].iter().all(|&b| b == tag),
+                "frame {tag} is whole"
+            );
+            at += len;
+        }
+        assert!(received[at..].iter().all(|&b| b == 255));
+    }
+
+    #[tokio::test]
+    async fn a_closed_socket_takes_no_pushes() {
+        let (socket, _client) = pair().await;
+        assert_eq!(socket.push(b"one"), Pushed::Sent);
+        socket.stop_pushes();
+        assert_eq!(socket.push(b"two"), Pushed::Closed);
+    }
+}
