@@ -6,12 +6,11 @@
 //! to build a [`ValidPosition`], and the broker accepts nothing else.
 
 use std::fmt;
+use std::io::Write as _;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tungstenite::protocol::frame::Frame;
-use tungstenite::protocol::frame::coding::{Data, OpCode};
 use utoipa::ToSchema;
 
 /// Longest allowed `tracker` name, in bytes (every allowed byte is ASCII).
@@ -248,23 +247,38 @@ pub struct Event {
 }
 
 impl Event {
-    /// Serialises `position` once, as JSON and as an SSE frame.
+    /// Serialises `position` once, and lays out its three wire forms in one
+    /// buffer: `[ws header][json]` then `[sse prefix][json]\n\n`.
     pub fn new(position: PositionEvent) -> Self {
-        let json = serde_json::to_vec(&position).expect("a position event always serialises");
-        let mut sse = Vec::with_capacity(json.len() + 64);
-        sse.extend_from_slice(format!("id: {}\nevent: position\ndata: ", position.id).as_bytes());
-        sse.extend_from_slice(&json);
-        sse.extend_from_slice(b"\n\n");
-        let json = bytes::Bytes::from(json);
-        let mut ws = Vec::with_capacity(json.len() + 4);
-        Frame::message(json.clone(), OpCode::Data(Data::Text), true)
-            .format(&mut ws)
-            .expect("writing to a Vec cannot fail");
+        // The JSON goes after room for the longest header it can need
+        // (a position is far under 64 KiB: 4 bytes); a shorter header is
+        // written just in front of it.
+        const ROOM: usize = 4;
+        let mut buf = Vec::with_capacity(512);
+        buf.resize(ROOM, 0);
+        serde_json::to_writer(&mut buf, &position).expect("a position event always serialises");
+        let len = buf.len() - ROOM;
+        // A final text frame, unmasked (RFC 6455, 5.2).
+        let (header, header_len) = match u16::try_from(len) {
+            Ok(short) if short < 126 => ([0x81, short as u8, 0, 0], 2),
+            Ok(medium) => {
+                let [hi, lo] = medium.to_be_bytes();
+                ([0x81, 126, hi, lo], 4)
+            }
+            Err(_) => unreachable!("a position event is far under 64 KiB"),
+        };
+        let ws_start = ROOM - header_len;
+        buf[ws_start..ROOM].copy_from_slice(&header[..header_len]);
+        let ws_end = buf.len();
+        write!(buf, "id: {}\nevent: position\ndata: ", position.id).expect("writing to a Vec");
+        buf.extend_from_within(ROOM..ws_end);
+        buf.extend_from_slice(b"\n\n");
+        let buf = bytes::Bytes::from(buf);
         Self {
             position,
-            json,
-            sse: sse.into(),
-            ws: ws.into(),
+            json: buf.slice(ROOM..ws_end),
+            ws: buf.slice(ws_start..ws_end),
+            sse: buf.slice(ws_end..),
         }
     }
 
@@ -412,6 +426,33 @@ mod tests {
         ];
         for (case, field) in cases {
             assert_eq!(case.validate().unwrap_err().field(), field);
+        }
+    }
+
+    #[test]
+    fn an_event_carries_its_json_and_the_frames_made_from_it() {
+        use tungstenite::protocol::frame::Frame;
+        use tungstenite::protocol::frame::coding::{Data, OpCode};
+        // Under and over 125 bytes of JSON: the two header lengths.
+        for tracker in [None, Some("t".repeat(64))] {
+            let id = EventId {
+                millis: 1_764_000_000_000,
+                seq: 3,
+            };
+            let position = input(18.06, 59.33, tracker.as_deref()).validate().unwrap();
+            let typed = position.into_event(id, OffsetDateTime::UNIX_EPOCH);
+            let event = Event::new(typed.clone());
+            assert_eq!(event.json, serde_json::to_vec(&typed).unwrap());
+            let mut frame = Vec::new();
+            Frame::message(event.json.clone(), OpCode::Data(Data::Text), true)
+                .format(&mut frame)
+                .unwrap();
+            assert_eq!(event.ws, frame, "json of {} bytes", event.json.len());
+            let sse = format!(
+                "id: {id}\nevent: position\ndata: {}\n\n",
+                std::str::from_utf8(&event.json).unwrap()
+            );
+            assert_eq!(event.sse, sse);
         }
     }
 

@@ -1,7 +1,7 @@
-//! A client connection's socket, shared by hyper (which reads requests and
-//! writes responses through it) and, once a `/ws` request has upgraded, by
-//! the live fan-out, which writes each event's ready-made frame to it
-//! directly from its own task (see [`crate::http::fanout`]).
+//! A client connection's socket. hyper reads requests from it and writes
+//! responses to it; once a `/ws` request has upgraded, the live fan-out
+//! (see [`crate::http::fanout`]) also writes each event's ready-made frame
+//! to it directly, through a [`Writer`] handle, from its own task.
 //!
 //! Two writers on one byte stream must never interleave inside a frame. So
 //! every write here is whole: a write either goes to the kernel entirely, or
@@ -16,14 +16,24 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-/// A cloneable handle on one accepted TCP connection.
+/// One accepted TCP connection, as hyper reads and writes it. Reading is
+/// tokio's own (it knows a short read drained the socket); writing goes
+/// through the [`Writer`] it shares.
+#[derive(Debug)]
+pub struct Socket {
+    read: OwnedReadHalf,
+    writer: Writer,
+}
+
+/// A cloneable handle on a connection's writing side.
 #[derive(Debug, Clone)]
-pub struct Socket(Arc<Shared>);
+pub struct Writer(Arc<Shared>);
 
 #[derive(Debug)]
 struct Shared {
-    tcp: TcpStream,
+    write: OwnedWriteHalf,
     out: Mutex<Out>,
 }
 
@@ -88,10 +98,25 @@ pub enum Pushed {
 impl Socket {
     /// Wraps an accepted connection.
     pub fn new(tcp: TcpStream) -> Self {
-        Self(Arc::new(Shared {
-            tcp,
-            out: Mutex::new(Out::default()),
-        }))
+        let (read, write) = tcp.into_split();
+        Self {
+            read,
+            writer: Writer(Arc::new(Shared {
+                write,
+                out: Mutex::new(Out::default()),
+            })),
+        }
+    }
+
+    /// The handle that writes to this connection from elsewhere.
+    pub fn writer(&self) -> Writer {
+        self.writer.clone()
+    }
+}
+
+impl Writer {
+    fn tcp(&self) -> &TcpStream {
+        self.0.write.as_ref()
     }
 
     fn out(&self) -> MutexGuard<'_, Out> {
@@ -107,7 +132,7 @@ impl Socket {
         if out.closed {
             return Pushed::Closed;
         }
-        let tcp = &self.0.tcp;
+        let tcp = self.tcp();
         let written = match out.drain(tcp) {
             Ok(true) => out.write_whole(tcp, frame),
             Ok(false) => Ok(false),
@@ -137,30 +162,22 @@ impl Socket {
     fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<MutexGuard<'_, Out>>> {
         loop {
             let mut out = self.out();
-            if out.drain(&self.0.tcp)? {
+            if out.drain(self.tcp())? {
                 return Poll::Ready(Ok(out));
             }
             drop(out);
-            ready!(self.0.tcp.poll_write_ready(cx))?;
+            ready!(self.tcp().poll_write_ready(cx))?;
         }
     }
 }
 
 impl AsyncRead for Socket {
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let tcp = &self.0.tcp;
-        loop {
-            ready!(tcp.poll_read_ready(cx))?;
-            match tcp.try_read_buf(buf) {
-                Ok(_) => return Poll::Ready(Ok(())),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-        }
+        Pin::new(&mut self.read).poll_read(cx, buf)
     }
 }
 
@@ -172,13 +189,14 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        let writer = &self.writer;
         loop {
-            let mut out = ready!(self.poll_drain(cx))?;
-            if out.write_whole(&self.0.tcp, buf)? {
+            let mut out = ready!(writer.poll_drain(cx))?;
+            if out.write_whole(writer.tcp(), buf)? {
                 return Poll::Ready(Ok(buf.len()));
             }
             drop(out);
-            ready!(self.0.tcp.poll_write_ready(cx))?;
+            ready!(writer.tcp().poll_write_ready(cx))?;
         }
     }
 
@@ -188,9 +206,10 @@ impl AsyncWrite for Socket {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let total = bufs.iter().map(|b| b.len()).sum();
+        let writer = &self.writer;
         loop {
-            let mut out = ready!(self.poll_drain(cx))?;
-            match self.0.tcp.try_write_vectored(bufs) {
+            let mut out = ready!(writer.poll_drain(cx))?;
+            match writer.tcp().try_write_vectored(bufs) {
                 Ok(written) => {
                     // Keep what the kernel did not take, in order.
                     let mut skip = written;
@@ -205,7 +224,7 @@ impl AsyncWrite for Socket {
                 Err(err) => return Poll::Ready(Err(err)),
             }
             drop(out);
-            ready!(self.0.tcp.poll_write_ready(cx))?;
+            ready!(writer.tcp().poll_write_ready(cx))?;
         }
     }
 
@@ -214,15 +233,15 @@ impl AsyncWrite for Socket {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        drop(ready!(self.poll_drain(cx))?);
+        drop(ready!(self.writer.poll_drain(cx))?);
         Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut out = ready!(self.poll_drain(cx))?;
+        let mut out = ready!(self.writer.poll_drain(cx))?;
         out.closed = true;
         drop(out);
-        Poll::Ready(socket2::SockRef::from(&self.0.tcp).shutdown(std::net::Shutdown::Write))
+        Poll::Ready(socket2::SockRef::from(self.writer.tcp()).shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -254,8 +273,8 @@ mod tests {
 
     #[tokio::test]
     async fn pushes_and_writes_never_interleave_inside_a_frame() {
-        let (socket, mut client) = pair().await;
-        let mut writer = socket.clone();
+        let (mut writer, mut client) = pair().await;
+        let socket = writer.writer();
         // Push until the kernel stops taking frames whole.
         let mut frames = Vec::new();
         for tag in 1..=254u8 {
@@ -299,6 +318,7 @@ mod tests {
     #[tokio::test]
     async fn a_closed_socket_takes_no_pushes() {
         let (socket, _client) = pair().await;
+        let socket = socket.writer();
         assert_eq!(socket.push(b"one"), Pushed::Sent);
         socket.stop_pushes();
         assert_eq!(socket.push(b"two"), Pushed::Closed);

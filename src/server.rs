@@ -74,7 +74,7 @@ pub async fn serve(
         tokio::spawn(async move {
             tune(&tcp, options.socket_send_buffer);
             let socket = Socket::new(tcp);
-            let handle = socket.clone();
+            let handle = socket.writer();
             let service = app.map_request(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(remote));
                 // Only an upgrade can take the socket over.

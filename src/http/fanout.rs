@@ -22,7 +22,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::broker::{Broker, Delivery, Subscription};
 use crate::model::{EventId, Filter};
-use crate::net::{Pushed, Socket};
+use crate::net::{Pushed, Writer};
 use crate::shutdown::Shutdown;
 use crate::stats;
 
@@ -40,7 +40,7 @@ pub struct Fanout {
 /// A connection's place in a shard.
 #[derive(Debug)]
 pub struct Seat {
-    socket: Socket,
+    socket: Writer,
     filter: Filter,
     shard: usize,
     /// Index in the shard's list while parked; written by the shard only.
@@ -94,7 +94,7 @@ impl Fanout {
 
     /// A seat for `socket`, in the next shard round the ring; one per
     /// connection, parked and handed back as often as it comes to that.
-    pub fn seat(&self, socket: Socket, filter: Filter) -> Arc<Seat> {
+    pub fn seat(&self, socket: Writer, filter: Filter) -> Arc<Seat> {
         let shard = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         Arc::new(Seat {
             socket,
@@ -165,6 +165,10 @@ struct Seats {
 }
 
 impl Seats {
+    fn is_idle(&self) -> bool {
+        self.parked.is_empty() && self.waiting.is_empty()
+    }
+
     fn add(&mut self, seat: Arc<Seat>) {
         seat.slot.store(self.parked.len(), Ordering::Relaxed);
         self.parked.push(seat);
@@ -229,6 +233,12 @@ async fn run_shard(
             () = &mut stopping => break,
             command = commands.recv() => match command {
                 Some(Command::Park(seat, cursor)) => {
+                    if seats.is_idle() && cursor > position {
+                        // Nobody was parked: jump to the newcomer instead
+                        // of reading events no one here is waiting for.
+                        feed.resume_at(cursor, None);
+                        position = cursor;
+                    }
                     if cursor == position {
                         seats.add(seat);
                     } else if cursor > position {
@@ -240,7 +250,9 @@ async fn run_shard(
                 Some(Command::Leave(seat)) => seats.leave(&seat),
                 None => break,
             },
-            delivery = feed.recv() => match delivery {
+            // An idle shard does not follow the hub: a publish with no
+            // parked sockets wakes no shard.
+            delivery = feed.recv(), if !seats.is_idle() => match delivery {
                 Delivery::Event(event) => {
                     let mut pushes = 0;
                     let mut index = 0;

@@ -218,12 +218,12 @@ fn websocket(state: AppState, caller: Caller, upgrade: WebSocketUpgrade) -> Resp
     upgrade.on_upgrade(move |socket| async move {
         let session = graphql_ws::Session {
             protocol,
-            shared: state.graphql_shared,
-            access: state.access,
+            shared: state.graphql_shared.clone(),
+            access: state.access.clone(),
             caller,
             timing,
         };
-        graphql_ws::serve(socket, session, state.shutdown).await;
+        graphql_ws::serve(socket, session, state.shutdown.clone()).await;
         drop(permit);
     })
 }

@@ -42,9 +42,21 @@ use crate::shutdown::Shutdown;
 pub use graphql_shared::SharedExecutions;
 pub use params::{StreamParams, TokenParam};
 
-/// What every handler can reach.
+/// What every handler can reach. Cloned for every request, so it is one
+/// shared allocation: a clone is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     /// Where events are published and subscribed.
     pub broker: Arc<dyn Broker>,
     /// Settings read at start-up.
@@ -71,7 +83,7 @@ impl AppState {
     ) -> Self {
         let graphql = crate::graphql::build(broker.clone(), access.clone());
         let fanout = fanout::Fanout::start(&broker, &shutdown);
-        Self {
+        Self(Arc::new(Services {
             fanout,
             access,
             graphql_shared: Arc::new(SharedExecutions::new(graphql.clone())),
@@ -79,7 +91,7 @@ impl AppState {
             broker,
             config: Arc::new(config),
             shutdown,
-        }
+        }))
     }
 }
 

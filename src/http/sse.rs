@@ -84,7 +84,13 @@ async fn events(
     let subscription = state.broker.subscribe(after, filter);
     let keepalive = Duration::from_secs(state.config.sse_keepalive_secs);
     let preamble = Bytes::from(format!("retry: {}\n\n", state.config.sse_retry_ms));
-    let stream = frames(subscription, state.shutdown, keepalive, preamble, permit);
+    let stream = frames(
+        subscription,
+        state.shutdown.clone(),
+        keepalive,
+        preamble,
+        permit,
+    );
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -28,7 +28,7 @@ use crate::broker::{Delivery, GapReason, Subscription};
 use crate::config::Config;
 use crate::error::{Error, Problem};
 use crate::model::PositionEvent;
-use crate::net::Socket;
+use crate::net::Writer;
 use crate::shutdown::Shutdown;
 use crate::stats;
 
@@ -84,7 +84,7 @@ async fn upgrade(
     State(state): State<AppState>,
     ReaderCaller(caller): ReaderCaller,
     params: Result<Query<StreamParams>, QueryRejection>,
-    raw: Option<Extension<Socket>>,
+    raw: Option<Extension<Writer>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
@@ -113,7 +113,7 @@ async fn upgrade(
             socket,
             subscription,
             live,
-            state.shutdown,
+            state.shutdown.clone(),
             timing,
         ))
         .await;
