@@ -24,8 +24,21 @@ pub const DELIVERED: &str = "longlat_events_delivered_total";
 pub const LAGGED: &str = "longlat_subscribers_lagged_total";
 /// Subscribers disconnected because they stopped taking frames, by `transport`.
 pub const DROPPED: &str = "longlat_subscribers_dropped_total";
+/// How long after an event was received one fan-out shard finished
+/// writing it to its parked `/ws` sockets, in seconds.
+pub const FANOUT_SECONDS: &str = "longlat_fanout_pass_duration_seconds";
+/// Parked `/ws` sockets handed back to their connection because they did
+/// not take a frame whole (a slow or stalled reader).
+pub const HANDED_BACK: &str = "longlat_fanout_handed_back_total";
 /// Requests refused, by the problem `code`.
 pub const REJECTED: &str = "longlat_rejected_requests_total";
+
+/// Buckets for [`FANOUT_SECONDS`]: fine where a pass over a thousand
+/// sockets lands.
+const FANOUT_BUCKETS: [f64; 15] = [
+    0.000_5, 0.001, 0.002, 0.003, 0.005, 0.007_5, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5,
+    1.0,
+];
 
 /// The process's metrics handle, installing the recorder on first use.
 pub fn handle() -> &'static PrometheusHandle {
@@ -37,6 +50,8 @@ pub fn handle() -> &'static PrometheusHandle {
         ];
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(PUBLISH_SECONDS.into()), &buckets)
+            .expect("the bucket list is not empty")
+            .set_buckets_for_metric(Matcher::Full(FANOUT_SECONDS.into()), &FANOUT_BUCKETS)
             .expect("the bucket list is not empty");
         let handle = builder
             .install_recorder()

@@ -17,7 +17,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use metrics::counter;
+use metrics::{counter, histogram};
+use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc};
 
 use crate::broker::{Broker, Delivery, Subscription};
@@ -77,7 +78,10 @@ impl Fanout {
     /// One shard per runtime worker, each following `broker`'s hub until
     /// `shutdown`.
     pub fn start(broker: &Arc<dyn Broker>, shutdown: &Shutdown) -> Self {
-        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let workers = std::env::var("SHARDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| tokio::runtime::Handle::current().metrics().num_workers());
         let shards = (0..workers.max(1))
             .map(|_| {
                 let (commands, receiver) = mpsc::unbounded_channel();
@@ -221,6 +225,8 @@ async fn run_shard(
     shutdown: Shutdown,
 ) {
     let delivered = counter!(stats::DELIVERED, "transport" => "ws");
+    let handed_back = counter!(stats::HANDED_BACK);
+    let pass_seconds = histogram!(stats::FANOUT_SECONDS);
     let mut seats = Seats::default();
     // The shard has gone past every event before `position`.
     let mut position = feed.cursor();
@@ -273,10 +279,15 @@ async fn run_shard(
                             // reads on after this event. Closed: it finds
                             // out as it does so.
                             seats.remove(index).hand_back(Handback::Resume { cursor: after, last_id });
+                            handed_back.increment(1);
                         }
                         if pushes % PUSHES_PER_YIELD == 0 {
                             tokio::task::yield_now().await;
                         }
+                    }
+                    if pushes > 0 {
+                        let since = OffsetDateTime::now_utc() - event.position.received_at;
+                        pass_seconds.record(since.as_seconds_f64().max(0.0));
                     }
                     delivered.increment(pushes as u64);
                     position = after;

@@ -3,7 +3,7 @@
 //! The metrics recorder is global to the test process, so metric checks
 //! compare before and after and allow for other tests running alongside.
 
-use crate::test_app::{TestApp, spawn_app};
+use crate::test_app::{TestApp, spawn_app, within};
 
 async fn metrics(app: &TestApp) -> String {
     let response = app.http.get(app.url("/metrics")).send().await.unwrap();
@@ -39,7 +39,19 @@ async fn metrics_count_connections_publishes_deliveries_and_refusals() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 422);
-    let after = metrics(&app).await;
+    // The fan-out counts a pass once its writes are done, which may be just
+    // after the subscriber read the frame: wait for the count.
+    let delivered = r#"longlat_events_delivered_total{transport="ws"}"#;
+    let after = within("the delivery to be counted", async {
+        loop {
+            let now = metrics(&app).await;
+            if sample(&now, delivered) >= sample(&before, delivered) + 1.0 {
+                break now;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
 
     let grew = |series: &str, by: f64| {
         let (was, is) = (sample(&before, series), sample(&after, series));
@@ -49,7 +61,8 @@ async fn metrics_count_connections_publishes_deliveries_and_refusals() {
         );
     };
     grew(r#"longlat_events_published_total{via="rest"}"#, 1.0);
-    grew(r#"longlat_events_delivered_total{transport="ws"}"#, 1.0);
+    grew(delivered, 1.0);
+    grew("longlat_fanout_pass_duration_seconds_count", 1.0);
     grew(
         r#"longlat_rejected_requests_total{code="invalid-body"}"#,
         1.0,
