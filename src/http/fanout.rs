@@ -78,10 +78,7 @@ impl Fanout {
     /// One shard per runtime worker, each following `broker`'s hub until
     /// `shutdown`.
     pub fn start(broker: &Arc<dyn Broker>, shutdown: &Shutdown) -> Self {
-        let workers = std::env::var("SHARDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| tokio::runtime::Handle::current().metrics().num_workers());
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
         let shards = (0..workers.max(1))
             .map(|_| {
                 let (commands, receiver) = mpsc::unbounded_channel();
