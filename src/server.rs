@@ -12,17 +12,20 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use std::convert::Infallible;
+
+use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::http::header::UPGRADE;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 use crate::net::Socket;
 use crate::shutdown::Shutdown;
@@ -40,12 +43,20 @@ pub struct ServeOptions {
 
 /// Serves `app` on `listener` until `shutdown`, then waits up to
 /// `options.grace` for requests in flight.
-pub async fn serve(
+pub async fn serve<App>(
     listener: TcpListener,
-    app: Router,
+    app: App,
     options: ServeOptions,
     shutdown: Shutdown,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    App: Service<Request<Body>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    App::Future: Send + 'static,
+{
     let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
@@ -81,7 +92,7 @@ pub async fn serve(
                 if request.headers().contains_key(UPGRADE) {
                     request.extensions_mut().insert(handle.clone());
                 }
-                request
+                request.map(Body::new)
             });
             let connection = builder.serve_connection_with_upgrades(
                 TokioIo::new(socket),

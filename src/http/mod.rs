@@ -18,11 +18,12 @@ mod ws;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use std::sync::atomic::{AtomicU64, Ordering};
+use tower::{Service, ServiceBuilder};
 
 use axum::http::{HeaderValue, Request, Uri};
 use tower_http::request_id::{
@@ -145,7 +146,17 @@ pub async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Error> {
 }
 
 /// The whole application.
-pub fn app(state: AppState) -> Router {
+pub fn app(
+    state: AppState,
+) -> impl Service<
+    Request<Body>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
     let body_limit = DefaultBodyLimit::max(state.config.max_body_bytes);
     let (routes, api) = documented_routes().split_for_parts();
     let cors = origin::cors(&state.config.cors_origins);
@@ -156,29 +167,28 @@ pub fn app(state: AppState) -> Router {
         .merge(docs::router(api))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(body_limit);
+        .with_state(state.clone());
     // Without an allowlist every origin passes: no layer, no cost per request.
-    let routes = if state.config.allowed_origins.is_empty() {
-        routes
-    } else {
-        routes.layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            origin::check,
-        ))
-    };
-    let routes = match cors {
-        Some(cors) => routes.layer(cors),
-        None => routes,
-    };
-    let routes = routes.layer(PropagateRequestIdLayer::x_request_id());
-    let routes = if tracing_requests {
-        routes.layer(TraceLayer::new_for_http().make_span_with(request_span))
-    } else {
-        routes
-    };
-    routes
+    let origin_check = (!state.config.allowed_origins.is_empty())
+        .then(|| axum::middleware::from_fn_with_state(state.clone(), origin::check));
+    // Spans change the response body's type: map it back, so that with or
+    // without them the service answers the same type.
+    let trace = tracing_requests.then(|| {
+        ServiceBuilder::new()
+            .map_response(IntoResponse::into_response)
+            .layer(TraceLayer::new_for_http().make_span_with(request_span))
+            .into_inner()
+    });
+    // Around the whole router, not `Router::layer`: that wraps every route
+    // in its own boxed service, one allocation per layer per request.
+    ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(NextRequestId::default()))
-        .with_state(state)
+        .option_layer(trace)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .option_layer(cors)
+        .option_layer(origin_check)
+        .layer(body_limit)
+        .service(routes)
 }
 
 /// Every documented route, with the OpenAPI document built from them.
