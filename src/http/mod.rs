@@ -133,7 +133,7 @@ impl FromRequestParts<AppState> for ReaderCaller {
 pub async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Error> {
     let limit = state.config.max_body_bytes;
     let secs = state.config.header_read_timeout_secs;
-    match tokio::time::timeout(
+    match within(
         std::time::Duration::from_secs(secs),
         axum::body::to_bytes(body, limit),
     )
@@ -143,6 +143,20 @@ pub async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Error> {
         Ok(Err(err)) => Err(Error::from_body_error(&err, limit)),
         Err(_) => Err(Error::RequestTimeout(secs)),
     }
+}
+
+/// Runs `future` for at most `limit`. One that completes at its first
+/// poll, the usual case (a write the kernel takes, a body that came with
+/// its headers), sets no timer.
+pub async fn within<F: Future>(
+    limit: std::time::Duration,
+    future: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut future = std::pin::pin!(future);
+    if let std::task::Poll::Ready(output) = futures::poll!(future.as_mut()) {
+        return Ok(output);
+    }
+    tokio::time::timeout(limit, future).await
 }
 
 /// The whole application.

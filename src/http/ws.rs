@@ -7,7 +7,6 @@
 //! 4008 the subscriber fell further behind than history reaches.
 
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -17,11 +16,11 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Extension, Query, State};
 use axum::response::Response;
 use futures::SinkExt;
-use tokio::time::error::Elapsed;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::fanout::{Fanout, Handback, Seat};
+use super::within;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::Scope;
 use crate::broker::{Delivery, GapReason, Subscription};
@@ -349,16 +348,6 @@ async fn handed_back(parked: Option<&Live>) -> Handback {
         Some(live) => live.seat.handed_back().await,
         None => std::future::pending().await,
     }
-}
-
-/// Runs `future` for at most `limit`. A write that completes at its first
-/// poll, the usual case, sets no timer.
-async fn within<F: Future>(limit: Duration, future: F) -> Result<F::Output, Elapsed> {
-    let mut future = std::pin::pin!(future);
-    if let Poll::Ready(output) = futures::poll!(future.as_mut()) {
-        return Ok(output);
-    }
-    tokio::time::timeout(limit, future).await
 }
 
 /// Most frames written before one flush.
