@@ -159,6 +159,12 @@ pub struct Config {
     #[arg(long, env = "LONGLAT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 5)]
     pub shutdown_timeout_secs: u64,
 
+    /// Worker threads serving connections (0: one per core). Where the
+    /// server shares a small machine with busy local clients, fewer workers
+    /// than cores leave them a core and avoid waking threads across cores.
+    #[arg(long, env = "LONGLAT_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "LONGLAT_LOG_FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
@@ -198,6 +204,7 @@ impl Config {
             socket_send_buffer: 0,
             graphql_init_timeout_ms: 3000,
             shutdown_timeout_secs: 5,
+            workers: 0,
             log_format: "text".into(),
         }
     }

@@ -9,13 +9,26 @@ use longlat::config::Config;
 use longlat::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(command) => longlat::cli::run(command).await,
-        None => serve(cli.server).await,
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if cli.command.is_none() && cli.server.workers > 0 {
+        runtime.worker_threads(cli.server.workers);
     }
+    let runtime = match runtime.build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("longlat: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Some(command) => longlat::cli::run(command).await,
+            None => serve(cli.server).await,
+        }
+    })
 }
 
 async fn serve(config: Config) -> ExitCode {
@@ -28,7 +41,8 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "longlat listening");
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        tracing::info!(%addr, workers, "longlat listening");
     }
     let shutdown = Shutdown::new();
     let signals = tokio::spawn(shutdown.clone().trigger_on_signal());

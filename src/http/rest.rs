@@ -7,8 +7,10 @@
 //! (`longitude=18.06&latitude=59.33`) is read as a form.
 
 use axum::body::Body;
+use axum::extract::FromRequestParts;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -76,7 +78,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn publish(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    headers: HeaderMap,
+    ContentType(content_type): ContentType,
     body: Body,
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Publish)?;
@@ -84,7 +86,7 @@ async fn publish(
     let body = read_body(&state, body).await?;
     let started = Instant::now();
     let published = async {
-        let input = parse_position(headers.get(header::CONTENT_TYPE), &body)?;
+        let input = parse_position(content_type.as_ref(), &body)?;
         state
             .access
             .authorize_tracker(&caller, input.tracker.as_deref())?;
@@ -96,6 +98,17 @@ async fn publish(
     Ok(created(&event))
 }
 
+/// The request's `Content-Type`, without copying the other headers.
+struct ContentType(Option<HeaderValue>);
+
+impl<S: Sync> FromRequestParts<S> for ContentType {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get(header::CONTENT_TYPE).cloned()))
+    }
+}
+
 fn created(event: &Event) -> Response {
     let location = format!("/longlat/{}", event.id());
     let mut response = (StatusCode::CREATED, event.json.clone()).into_response();
@@ -104,7 +117,7 @@ fn created(event: &Event) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(value) = HeaderValue::from_str(&location) {
+    if let Ok(value) = HeaderValue::try_from(location) {
         headers.insert(header::LOCATION, value);
     }
     response

@@ -19,8 +19,16 @@ async fn stopping_the_server_closes_every_websocket_with_1001() {
 
 #[tokio::test]
 async fn sigterm_closes_websockets_ends_event_streams_and_exits_zero() {
+    // One worker: the smallest runtime the server runs on.
     let mut child = Command::new(env!("CARGO_BIN_EXE_longlat"))
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--workers",
+            "1",
+        ])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -35,6 +43,7 @@ async fn sigterm_closes_websockets_ends_event_streams_and_exits_zero() {
                 .expect("a log line before exit");
             let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
             if let Some(addr) = entry["fields"]["addr"].as_str() {
+                assert_eq!(entry["fields"]["workers"], 1, "{line}");
                 return addr.to_owned();
             }
         }
@@ -45,6 +54,28 @@ async fn sigterm_closes_websockets_ends_event_streams_and_exits_zero() {
         .unwrap();
     let events = reqwest::get(format!("http://{addr}/events")).await.unwrap();
     assert_eq!(events.status(), 200);
+    let published = reqwest::Client::new()
+        .post(format!("http://{addr}/longlat"))
+        .body(r#"{"longitude": 18.06, "latitude": 59.33}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 201);
+    let published: serde_json::Value = published.json().await.unwrap();
+    use futures::StreamExt;
+    let live = within("the event on /ws", async {
+        loop {
+            match socket.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                    return serde_json::from_str::<serde_json::Value>(&text).unwrap();
+                }
+                Some(Ok(_)) => {}
+                other => panic!("socket ended before the event: {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(live, published);
 
     let pid = child.id().expect("a running child").to_string();
     let killed = std::process::Command::new("kill")
@@ -53,7 +84,6 @@ async fn sigterm_closes_websockets_ends_event_streams_and_exits_zero() {
         .unwrap();
     assert!(killed.success());
 
-    use futures::StreamExt;
     let close = within("the close frame", async {
         loop {
             match socket.next().await {
