@@ -11,6 +11,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
 use utoipa::ToSchema;
 
 /// Longest allowed `tracker` name, in bytes (every allowed byte is ASCII).
@@ -258,26 +260,44 @@ impl Event {
         buf.resize(ROOM, 0);
         serde_json::to_writer(&mut buf, &position).expect("a position event always serialises");
         let len = buf.len() - ROOM;
-        // A final text frame, unmasked (RFC 6455, 5.2).
-        let (header, header_len) = match u16::try_from(len) {
-            Ok(short) if short < 126 => ([0x81, short as u8, 0, 0], 2),
+        // A final text frame, unmasked (RFC 6455, 5.2). Positions are far
+        // under 64 KiB; anything longer (only possible from a foreign
+        // writer on a shared broker) gets a frame of its own below.
+        let header: Option<([u8; 4], usize)> = match u16::try_from(len) {
+            Ok(short) if short < 126 => Some(([0x81, short as u8, 0, 0], 2)),
             Ok(medium) => {
                 let [hi, lo] = medium.to_be_bytes();
-                ([0x81, 126, hi, lo], 4)
+                Some(([0x81, 126, hi, lo], 4))
             }
-            Err(_) => unreachable!("a position event is far under 64 KiB"),
+            Err(_) => None,
         };
-        let ws_start = ROOM - header_len;
-        buf[ws_start..ROOM].copy_from_slice(&header[..header_len]);
+        let ws_start = match header {
+            Some((header, header_len)) => {
+                buf[ROOM - header_len..ROOM].copy_from_slice(&header[..header_len]);
+                ROOM - header_len
+            }
+            None => ROOM,
+        };
         let ws_end = buf.len();
         write!(buf, "id: {}\nevent: position\ndata: ", position.id).expect("writing to a Vec");
         buf.extend_from_within(ROOM..ws_end);
         buf.extend_from_slice(b"\n\n");
         let buf = bytes::Bytes::from(buf);
+        let json = buf.slice(ROOM..ws_end);
+        let ws = match header {
+            Some(_) => buf.slice(ws_start..ws_end),
+            None => {
+                let mut frame = Vec::with_capacity(len + 10);
+                Frame::message(json.clone(), OpCode::Data(Data::Text), true)
+                    .format(&mut frame)
+                    .expect("writing to a Vec cannot fail");
+                frame.into()
+            }
+        };
         Self {
             position,
-            json: buf.slice(ROOM..ws_end),
-            ws: buf.slice(ws_start..ws_end),
+            json,
+            ws,
             sse: buf.slice(ws_end..),
         }
     }
@@ -431,16 +451,16 @@ mod tests {
 
     #[test]
     fn an_event_carries_its_json_and_the_frames_made_from_it() {
-        use tungstenite::protocol::frame::Frame;
-        use tungstenite::protocol::frame::coding::{Data, OpCode};
-        // Under and over 125 bytes of JSON: the two header lengths.
-        for tracker in [None, Some("t".repeat(64))] {
+        // Under and over 125 bytes of JSON, and over 64 KiB (a tracker no
+        // validation here would pass, as a foreign writer could store).
+        for tracker in [None, Some("t".repeat(64)), Some("t".repeat(70_000))] {
             let id = EventId {
                 millis: 1_764_000_000_000,
                 seq: 3,
             };
-            let position = input(18.06, 59.33, tracker.as_deref()).validate().unwrap();
-            let typed = position.into_event(id, OffsetDateTime::UNIX_EPOCH);
+            let position = input(18.06, 59.33, None).validate().unwrap();
+            let mut typed = position.into_event(id, OffsetDateTime::UNIX_EPOCH);
+            typed.tracker = tracker;
             let event = Event::new(typed.clone());
             assert_eq!(event.json, serde_json::to_vec(&typed).unwrap());
             let mut frame = Vec::new();

@@ -37,6 +37,9 @@ struct Shared {
     out: Mutex<Out>,
 }
 
+/// Pending capacity kept once drained; more is given back.
+const KEPT_PENDING_CAPACITY: usize = 4 * 1024;
+
 #[derive(Debug, Default)]
 struct Out {
     /// Bytes of a write the kernel did not take yet, from `sent` on.
@@ -61,7 +64,12 @@ impl Out {
                 Err(err) => return Err(err),
             }
         }
-        self.pending.clear();
+        // A connection that once fell behind does not keep the memory.
+        if self.pending.capacity() > KEPT_PENDING_CAPACITY {
+            self.pending = Vec::new();
+        } else {
+            self.pending.clear();
+        }
         self.sent = 0;
         Ok(true)
     }
