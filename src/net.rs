@@ -9,7 +9,7 @@
 //! before anything else. A write that finds `pending` not yet drained waits
 //! (or, for a push, queues behind it and says so).
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
@@ -74,14 +74,20 @@ impl Out {
         Ok(true)
     }
 
-    /// Writes `bytes` whole: what the kernel does not take now is kept.
-    /// `Ok(false)` when nothing could be written (`bytes` not kept).
-    fn write_whole(&mut self, tcp: &TcpStream, bytes: &[u8]) -> io::Result<bool> {
+    /// Writes `bufs` whole, in order: what the kernel does not take now is
+    /// kept. `Ok(false)` when nothing could be written (nothing kept).
+    fn write_whole(&mut self, tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<bool> {
         debug_assert!(self.is_drained());
-        match tcp.try_write(bytes) {
-            Ok(n) => {
-                if n < bytes.len() {
-                    self.pending.extend_from_slice(&bytes[n..]);
+        let written = match bufs {
+            [one] => tcp.try_write(one),
+            _ => tcp.try_write_vectored(bufs),
+        };
+        match written {
+            Ok(mut skip) => {
+                for buf in bufs {
+                    let taken = skip.min(buf.len());
+                    skip -= taken;
+                    self.pending.extend_from_slice(&buf[taken..]);
                 }
                 Ok(true)
             }
@@ -142,7 +148,7 @@ impl Writer {
         }
         let tcp = self.tcp();
         let written = match out.drain(tcp) {
-            Ok(true) => out.write_whole(tcp, frame),
+            Ok(true) => out.write_whole(tcp, &[IoSlice::new(frame)]),
             Ok(false) => Ok(false),
             Err(err) => Err(err),
         };
@@ -190,46 +196,26 @@ impl AsyncRead for Socket {
 }
 
 impl AsyncWrite for Socket {
-    /// Takes all of `buf` or none of it, so frames written here and frames
-    /// pushed never interleave.
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let writer = &self.writer;
-        loop {
-            let mut out = ready!(writer.poll_drain(cx))?;
-            if out.write_whole(writer.tcp(), buf)? {
-                return Poll::Ready(Ok(buf.len()));
-            }
-            drop(out);
-            ready!(writer.tcp().poll_write_ready(cx))?;
-        }
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
     }
 
+    /// Takes all of `bufs` or none of them, so frames written here and
+    /// frames pushed never interleave.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
+        bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let total = bufs.iter().map(|b| b.len()).sum();
         let writer = &self.writer;
         loop {
             let mut out = ready!(writer.poll_drain(cx))?;
-            match writer.tcp().try_write_vectored(bufs) {
-                Ok(written) => {
-                    // Keep what the kernel did not take, in order.
-                    let mut skip = written;
-                    for buf in bufs {
-                        let taken = skip.min(buf.len());
-                        skip -= taken;
-                        out.pending.extend_from_slice(&buf[taken..]);
-                    }
-                    return Poll::Ready(Ok(total));
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Poll::Ready(Err(err)),
+            if out.write_whole(writer.tcp(), bufs)? {
+                return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
             }
             drop(out);
             ready!(writer.tcp().poll_write_ready(cx))?;

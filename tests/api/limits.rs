@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::test_app::{Seen, TestApp, spawn_app_with, within};
+use crate::test_app::{Seen, TestApp, WsClient, listening_entry, spawn_app_with, within};
 
 async fn post(app: &TestApp, token: Option<&str>) -> reqwest::Response {
     let mut request = app
@@ -107,13 +107,7 @@ async fn streams_beyond_the_per_address_limit_get_1013_or_503_until_one_closes()
     assert_eq!(events.status(), 200);
 
     let mut third = app.subscribe("/ws").await;
-    match third.next_seen().await {
-        Seen::Closed(Some(frame)) => {
-            assert_eq!(u16::from(frame.code), 1013);
-            assert!(frame.reason.contains("open streams"), "{}", frame.reason);
-        }
-        other => panic!("expected close 1013, got {other:?}"),
-    }
+    assert_closed_for_the_limit(&mut third, "open streams").await;
     let refused = open_events(&app).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
@@ -140,10 +134,15 @@ async fn streams_beyond_the_server_limit_are_refused_whatever_the_address() {
     let app = spawn_app_with(|c| c.max_connections = 1).await;
     let _only = open_events(&app).await;
     let mut refused = app.subscribe("/ws").await;
-    match refused.next_seen().await {
+    assert_closed_for_the_limit(&mut refused, "limit of 1").await;
+}
+
+/// The socket's first frame is a close 1013 whose reason says `why`.
+async fn assert_closed_for_the_limit(socket: &mut WsClient, why: &str) {
+    match socket.next_seen().await {
         Seen::Closed(Some(frame)) => {
             assert_eq!(u16::from(frame.code), 1013);
-            assert!(frame.reason.contains("limit of 1"), "{}", frame.reason);
+            assert!(frame.reason.contains(why), "{}", frame.reason);
         }
         other => panic!("expected close 1013, got {other:?}"),
     }
@@ -331,18 +330,8 @@ async fn tokens_never_appear_in_the_logs() {
         .expect("start longlat");
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut log = String::new();
-    let addr = within("the listening log line", async {
-        loop {
-            let line = stdout.next_line().await.unwrap().expect("a log line");
-            log.push_str(&line);
-            log.push('\n');
-            let entry: Value = serde_json::from_str(&line).expect("JSON log lines");
-            if let Some(addr) = entry["fields"]["addr"].as_str() {
-                return addr.to_owned();
-            }
-        }
-    })
-    .await;
+    let entry = listening_entry(&mut stdout, &mut log).await;
+    let addr = entry["fields"]["addr"].as_str().unwrap().to_owned();
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");
     for token in ["file-token-4f1c", "wrong-token-77aa"] {

@@ -5,7 +5,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::test_app::{spawn_app, within};
+use crate::test_app::{listening_entry, spawn_app, within};
 
 #[tokio::test]
 async fn stopping_the_server_closes_every_websocket_with_1001() {
@@ -34,21 +34,9 @@ async fn sigterm_closes_websockets_ends_event_streams_and_exits_zero() {
         .spawn()
         .expect("start longlat");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = within("the listening log line", async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("a log line before exit");
-            let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
-            if let Some(addr) = entry["fields"]["addr"].as_str() {
-                assert_eq!(entry["fields"]["workers"], 1, "{line}");
-                return addr.to_owned();
-            }
-        }
-    })
-    .await;
+    let entry = listening_entry(&mut lines, &mut String::new()).await;
+    assert_eq!(entry["fields"]["workers"], 1, "{entry}");
+    let addr = entry["fields"]["addr"].as_str().unwrap().to_owned();
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
         .unwrap();

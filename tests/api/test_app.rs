@@ -24,6 +24,31 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     }
 }
 
+/// Reads the real binary's JSON log lines (`--log-format json`) up to the
+/// "listening" one and returns that entry; every line read is added to
+/// `log`.
+pub async fn listening_entry(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    log: &mut String,
+) -> Value {
+    within("the listening log line", async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("a log line before exit");
+            log.push_str(&line);
+            log.push('\n');
+            let entry: Value = serde_json::from_str(&line).expect("JSON log lines");
+            if entry["fields"]["addr"].is_string() {
+                return entry;
+            }
+        }
+    })
+    .await
+}
+
 /// A running server and an HTTP client for it. Dropping it stops the server.
 pub struct TestApp {
     pub addr: SocketAddr,
