@@ -166,6 +166,13 @@ impl Writer {
         }
     }
 
+    /// Whether every byte written so far went to the kernel (and the
+    /// connection is not closing).
+    pub fn is_drained(&self) -> bool {
+        let out = self.out();
+        !out.closed && out.is_drained()
+    }
+
     /// Refuses every later [`push`](Self::push); writes through the
     /// connection itself still go out (a close frame, say).
     pub fn stop_pushes(&self) {
@@ -182,6 +189,28 @@ impl Writer {
             drop(out);
             ready!(self.tcp().poll_write_ready(cx))?;
         }
+    }
+}
+
+/// Appends to `out` one final, unmasked WebSocket text frame (RFC 6455,
+/// 5.2: a server's frames) whose payload is `parts`, one after the other.
+pub fn text_frame(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    out.reserve(len + 10);
+    out.push(0x81);
+    match (u8::try_from(len), u16::try_from(len)) {
+        (Ok(short), _) if short < 126 => out.push(short),
+        (_, Ok(medium)) => {
+            out.push(126);
+            out.extend_from_slice(&medium.to_be_bytes());
+        }
+        _ => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    for part in parts {
+        out.extend_from_slice(part);
     }
 }
 
@@ -242,6 +271,23 @@ impl AsyncWrite for Socket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tungstenite::protocol::frame::Frame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    #[test]
+    fn text_frames_are_laid_out_as_tungstenite_lays_them_out() {
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 70_000] {
+            let text = "x".repeat(len);
+            let (head, tail) = text.split_at(len / 3);
+            let mut ours = Vec::new();
+            text_frame(&mut ours, &[head.as_bytes(), tail.as_bytes()]);
+            let mut theirs = Vec::new();
+            Frame::message(text.into_bytes(), OpCode::Data(Data::Text), true)
+                .format(&mut theirs)
+                .unwrap();
+            assert!(ours == theirs, "frame for {len} bytes differs");
+        }
+    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 

@@ -8,7 +8,7 @@ use async_graphql_axum::GraphQLResponse;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -20,6 +20,7 @@ use super::graphql_ws::{self, Protocol, Timing};
 use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body, ws};
 use crate::access::Caller;
 use crate::error::{Error, Problem};
+use crate::net::Writer;
 
 /// The GraphiQL page: loads the vendored assets and subscribes over `/graphql`.
 const GRAPHIQL_PAGE: &str = include_str!("../../static/graphiql.html");
@@ -169,10 +170,11 @@ async fn get_graphql(
     ReaderCaller(caller): ReaderCaller,
     headers: HeaderMap,
     uri: Uri,
+    raw: Option<Extension<Writer>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Ok(upgrade) = upgrade {
-        return websocket(state, caller, upgrade);
+        return websocket(state, caller, upgrade, raw.map(|Extension(raw)| raw));
     }
     let query = uri.query().unwrap_or_default();
     if query.is_empty() && accepts_html(&headers) {
@@ -202,7 +204,12 @@ async fn get_graphql(
     GraphQLResponse::from(state.graphql.execute(request.data(caller)).await).into_response()
 }
 
-fn websocket(state: AppState, caller: Caller, upgrade: WebSocketUpgrade) -> Response {
+fn websocket(
+    state: AppState,
+    caller: Caller,
+    upgrade: WebSocketUpgrade,
+    raw: Option<Writer>,
+) -> Response {
     // Operations arrive as small JSON messages: a 1 KiB read buffer.
     let upgrade = ws::configure(upgrade.protocols(Protocol::NAMES), 1024, &state.config);
     let protocol =
@@ -222,6 +229,7 @@ fn websocket(state: AppState, caller: Caller, upgrade: WebSocketUpgrade) -> Resp
             access: state.access.clone(),
             caller,
             timing,
+            raw,
         };
         graphql_ws::serve(socket, session, state.shutdown.clone()).await;
         drop(permit);

@@ -8,6 +8,14 @@
 //! variables). Only live subscriptions are shared: one with `after` replays a
 //! history of its own, and queries and mutations run once anyway.
 //!
+//! A sharer that has read every result so far, and whose socket took every
+//! byte, parks: the execution then writes each result's `next` message to its
+//! socket itself, made once per operation id (clients usually all use the
+//! same one), so a result costs each parked sharer one `send` and no task
+//! wake-up, as on `/ws` (see [`super::fanout`]). A socket that does not take
+//! a whole message is handed back to its connection, which reads on from
+//! the ring and writes under its send timeout, and parks again once drained.
+//!
 //! Results are sent from a bounded ring (`broadcast`): a sharer that falls
 //! more than [`RING`] results behind is told `events-lost` (`lagged`) and its
 //! subscription completes, as for any lagging subscriber. Connection data from
@@ -21,12 +29,26 @@ use std::sync::{Arc, Mutex, Weak};
 
 use async_graphql::{ErrorExtensions, PathSegment, Pos, Response, ServerError};
 use futures::stream::{BoxStream, Stream, StreamExt};
-use tokio::sync::broadcast;
+use metrics::counter;
+use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::broker::{Gap, GapReason};
 use crate::error::Error;
 use crate::graphql::LonglatSchema;
+use crate::net::{Pushed, Writer, text_frame};
+use crate::stats;
+
+/// Pushes written between two yields to the runtime.
+const PUSHES_PER_YIELD: u64 = 256;
+
+/// Parked sharers from which a result is written by several tasks.
+const SPLIT_AT: usize = 128;
+
+/// Distinct operation ids whose `next` message is made once per result;
+/// beyond that (every client picking its own id), each is made in a
+/// reused buffer.
+const FRAMES_PER_RESULT: usize = 8;
 
 /// Results a sharer may fall behind before it is told it lagged.
 pub const RING: usize = 1024;
@@ -76,12 +98,92 @@ pub fn run_alone(
         .boxed()
 }
 
+/// Where a sharer's results may be written directly: its connection's
+/// socket, and its `next` messages' text up to the payload.
+#[derive(Debug, Clone)]
+pub struct Direct {
+    /// The connection's socket.
+    pub socket: Writer,
+    /// `{"type":"next","id":…,"payload":`; the message ends after the
+    /// payload with `}`.
+    pub prefix: Arc<str>,
+}
+
 /// One running shared execution; dropping the last sharer stops it.
 struct Group {
     /// Never read: new sharers are `resubscribe`d from it. The sender lives in
     /// the task, so every sharer sees the ring close when the execution ends.
     origin: broadcast::Receiver<Outcome>,
+    parking: Arc<Mutex<Parking>>,
     task: JoinHandle<()>,
+}
+
+/// The sharers the execution writes to itself.
+#[derive(Default)]
+struct Parking {
+    seats: Vec<Arc<Seat>>,
+    /// The last outcome is out: nobody parks any more.
+    ended: bool,
+}
+
+/// A parked sharer.
+struct Seat {
+    direct: Direct,
+    /// Where its connection waits for the ring to read on from. Taken when
+    /// the seat is handed back or the sharer leaves; a push happens only
+    /// under this lock while it is still here, so none follows a leave.
+    back: Mutex<Option<oneshot::Sender<broadcast::Receiver<Outcome>>>>,
+}
+
+impl Seat {
+    /// Gives the seat back: its sharer reads on from `ring`.
+    fn hand_back(&self, ring: broadcast::Receiver<Outcome>) {
+        if let Some(back) = lock(&self.back).take() {
+            let _ = back.send(ring);
+        }
+    }
+}
+
+/// Takes the seat out of every push when its sharer is dropped.
+struct Leave(Arc<Seat>);
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        lock(&self.0.back).take();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Group {
+    /// Parks a sharer that has read everything from `ring` and whose
+    /// socket is drained; `None` (keep reading) otherwise.
+    fn park(
+        &self,
+        ring: &broadcast::Receiver<Outcome>,
+        direct: &Direct,
+    ) -> Option<(Leave, oneshot::Receiver<broadcast::Receiver<Outcome>>)> {
+        if !direct.socket.is_drained() {
+            return None;
+        }
+        let mut parking = lock(&self.parking);
+        // Under the lock the execution sends under: a result is either in
+        // `ring` already or will be pushed.
+        if parking.ended || !ring.is_empty() {
+            return None;
+        }
+        let (back, handed_back) = oneshot::channel();
+        let seat = Arc::new(Seat {
+            direct: direct.clone(),
+            back: Mutex::new(Some(back)),
+        });
+        parking.seats.push(seat.clone());
+        Some((Leave(seat), handed_back))
+    }
 }
 
 impl Drop for Group {
@@ -107,12 +209,14 @@ impl SharedExecutions {
 
     /// The outcomes of `request` (whose `subscribe` payload was `key`): from
     /// a shared execution when it is a live subscription, else run on its own
-    /// with the connection's `data`.
+    /// with the connection's `data`. With `direct`, a shared execution
+    /// writes `next` messages to the socket itself while the sharer keeps up.
     pub fn join(
         &self,
         key: String,
         request: async_graphql::Request,
         data: Arc<async_graphql::Data>,
+        direct: Option<Direct>,
     ) -> BoxStream<'static, Outcome> {
         if !is_shareable(&request) {
             return run_alone(&self.schema, request, data);
@@ -125,7 +229,7 @@ impl SharedExecutions {
             && !group.task.is_finished()
         {
             let ring = group.origin.resubscribe();
-            return sharer(group, ring).boxed();
+            return sharer(group, ring, direct).boxed();
         }
         // The first sharer's receiver exists before the execution starts, so
         // it sees every result.
@@ -135,37 +239,215 @@ impl SharedExecutions {
         let mut data = async_graphql::Data::default();
         data.insert(crate::access::Caller::connection_checked());
         let outcomes = run_alone(&self.schema, request, Arc::new(data));
-        let task = tokio::spawn(fan_out(outcomes, sender));
-        let group = Arc::new(Group { origin, task });
+        let parking = Arc::new(Mutex::new(Parking::default()));
+        let task = tokio::spawn(fan_out(outcomes, sender, parking.clone()));
+        let group = Arc::new(Group {
+            origin,
+            parking,
+            task,
+        });
         groups.retain(|_, group| group.strong_count() > 0);
         groups.insert(key, Arc::downgrade(&group));
-        sharer(group, ring).boxed()
+        sharer(group, ring, direct).boxed()
     }
 }
 
-async fn fan_out(mut outcomes: BoxStream<'static, Outcome>, ring: broadcast::Sender<Outcome>) {
+async fn fan_out(
+    mut outcomes: BoxStream<'static, Outcome>,
+    ring: broadcast::Sender<Outcome>,
+    parking: Arc<Mutex<Parking>>,
+) {
+    let delivered = counter!(stats::DELIVERED, "transport" => "graphql");
+    let workers = tokio::runtime::Handle::current()
+        .metrics()
+        .num_workers()
+        .max(1);
     while let Some(outcome) = outcomes.next().await {
-        // No receivers means every sharer left; the group is being dropped.
-        let _ = ring.send(outcome);
+        let Outcome::Next(payload) = &outcome else {
+            // The last outcome: every parked sharer reads it from the ring.
+            let mut parking = lock(&parking);
+            parking.ended = true;
+            for seat in parking.seats.drain(..) {
+                seat.hand_back(ring.subscribe());
+            }
+            let _ = ring.send(outcome);
+            continue;
+        };
+        let mut seats = {
+            let mut parking = lock(&parking);
+            // No receivers means every sharer left or is parked.
+            let _ = ring.send(outcome.clone());
+            std::mem::take(&mut parking.seats)
+        };
+        // Large groups are written by one task per worker, side by side;
+        // the next result waits for all of them, so each socket gets its
+        // results in order.
+        let mut parts = Vec::new();
+        if seats.len() >= SPLIT_AT {
+            let size = seats.len().div_ceil(workers);
+            while seats.len() > size {
+                let part = seats.split_off(seats.len() - size);
+                parts.push(tokio::spawn(push_all(part, payload.clone(), ring.clone())));
+            }
+        }
+        let (mut kept, mut pushes) = push_all(seats, payload.clone(), ring.clone()).await;
+        for part in parts {
+            // A part that failed dropped its seats: their sharers complete.
+            if let Ok((mut more, count)) = part.await {
+                kept.append(&mut more);
+                pushes += count;
+            }
+        }
+        delivered.increment(pushes);
+        // Sharers that parked meanwhile are there already; they had this
+        // result from the ring.
+        lock(&parking).seats.append(&mut kept);
     }
+}
+
+/// Writes `payload`'s `next` message to each of `seats`: the seats still
+/// parked, and how many were written to.
+async fn push_all(
+    seats: Vec<Arc<Seat>>,
+    payload: Arc<str>,
+    ring: broadcast::Sender<Outcome>,
+) -> (Vec<Arc<Seat>>, u64) {
+    let mut frames = Frames::new(payload);
+    let mut kept = Vec::with_capacity(seats.len());
+    let mut pushes: u64 = 0;
+    for seat in seats {
+        let pushed = {
+            let back = lock(&seat.back);
+            // None: its sharer left.
+            back.is_some()
+                .then(|| seat.direct.socket.push(frames.frame(&seat.direct.prefix)))
+        };
+        let Some(pushed) = pushed else {
+            continue;
+        };
+        pushes += 1;
+        if pushed == Pushed::Sent {
+            kept.push(seat);
+        } else {
+            // Queued: the connection drains the rest under its send
+            // timeout and reads on after this result. Closed: it finds
+            // out as it does so.
+            seat.hand_back(ring.subscribe());
+        }
+        if pushes.is_multiple_of(PUSHES_PER_YIELD) {
+            tokio::task::yield_now().await;
+        }
+    }
+    (kept, pushes)
+}
+
+/// The `next` messages of one result, as WebSocket frames, by prefix.
+struct Frames {
+    payload: Arc<str>,
+    made: Vec<(Arc<str>, Vec<u8>)>,
+    spare: Vec<u8>,
+}
+
+impl Frames {
+    fn new(payload: Arc<str>) -> Self {
+        Self {
+            payload,
+            made: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    fn frame(&mut self, prefix: &Arc<str>) -> &[u8] {
+        let payload = &*self.payload;
+        let found = self
+            .made
+            .iter()
+            .position(|(made, _)| Arc::ptr_eq(made, prefix) || made == prefix);
+        let index = match found {
+            Some(index) => index,
+            None if self.made.len() < FRAMES_PER_RESULT => {
+                let mut frame = Vec::new();
+                text_frame(&mut frame, &[prefix.as_bytes(), payload.as_bytes(), b"}"]);
+                self.made.push((prefix.clone(), frame));
+                self.made.len() - 1
+            }
+            None => {
+                self.spare.clear();
+                text_frame(
+                    &mut self.spare,
+                    &[prefix.as_bytes(), payload.as_bytes(), b"}"],
+                );
+                return &self.spare;
+            }
+        };
+        &self.made[index].1
+    }
+}
+
+/// Where a sharer is.
+enum Sharer {
+    /// Reading results from the ring.
+    Reading(broadcast::Receiver<Outcome>),
+    /// Parked: results go to its socket until it is handed back.
+    Parked(Leave, oneshot::Receiver<broadcast::Receiver<Outcome>>),
 }
 
 /// One sharer's view: results until `Complete` or a refusal, or a lag notice
-/// and `Complete`.
-fn sharer(group: Arc<Group>, ring: broadcast::Receiver<Outcome>) -> impl Stream<Item = Outcome> {
-    futures::stream::unfold(Some((group, ring)), |state| async move {
-        let (group, mut ring) = state?;
-        let (outcomes, next) = match ring.recv().await {
-            Ok(Outcome::Next(text)) => (vec![Outcome::Next(text)], Some((group, ring))),
-            Ok(last) => (vec![last], None),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                (vec![lagged(missed), Outcome::Complete], None)
-            }
-            Err(broadcast::error::RecvError::Closed) => (vec![Outcome::Complete], None),
-        };
-        Some((futures::stream::iter(outcomes), next))
+/// and `Complete`. Results pushed while parked are not in it.
+fn sharer(
+    group: Arc<Group>,
+    ring: broadcast::Receiver<Outcome>,
+    direct: Option<Direct>,
+) -> impl Stream<Item = Outcome> {
+    let state = (group, Sharer::Reading(ring), direct);
+    futures::stream::unfold(Some(state), |state| async move {
+        let (group, mut at, direct) = state?;
+        loop {
+            at = match at {
+                Sharer::Reading(ring) => {
+                    match direct.as_ref().and_then(|direct| group.park(&ring, direct)) {
+                        Some((leave, handed_back)) => Sharer::Parked(leave, handed_back),
+                        None => break Some(read(group, ring, direct).await),
+                    }
+                }
+                Sharer::Parked(leave, handed_back) => match handed_back.await {
+                    Ok(ring) => Sharer::Reading(ring),
+                    // The execution is gone.
+                    Err(_) => {
+                        drop(leave);
+                        let done = futures::stream::iter(vec![Outcome::Complete]);
+                        break Some((done, None));
+                    }
+                },
+            };
+        }
     })
     .flatten()
+}
+
+type SharerState = (Arc<Group>, Sharer, Option<Direct>);
+
+/// The next outcomes from `ring`, and what follows them.
+async fn read(
+    group: Arc<Group>,
+    mut ring: broadcast::Receiver<Outcome>,
+    direct: Option<Direct>,
+) -> (
+    futures::stream::Iter<std::vec::IntoIter<Outcome>>,
+    Option<SharerState>,
+) {
+    let (outcomes, next) = match ring.recv().await {
+        Ok(Outcome::Next(text)) => (
+            vec![Outcome::Next(text)],
+            Some((group, Sharer::Reading(ring), direct)),
+        ),
+        Ok(last) => (vec![last], None),
+        Err(broadcast::error::RecvError::Lagged(missed)) => {
+            (vec![lagged(missed), Outcome::Complete], None)
+        }
+        Err(broadcast::error::RecvError::Closed) => (vec![Outcome::Complete], None),
+    };
+    (futures::stream::iter(outcomes), next)
 }
 
 /// The `events-lost` notice for a sharer that fell `missed` results behind.
@@ -216,6 +498,7 @@ mod tests {
     fn group(ring: &broadcast::Receiver<Outcome>) -> Arc<Group> {
         Arc::new(Group {
             origin: ring.resubscribe(),
+            parking: Arc::default(),
             task: tokio::spawn(std::future::pending()),
         })
     }
@@ -229,7 +512,7 @@ mod tests {
                 .send(Outcome::Next(format!("{{\"n\":{i}}}").into()))
                 .unwrap();
         }
-        let seen: Vec<Outcome> = sharer(group, ring).collect().await;
+        let seen: Vec<Outcome> = sharer(group, ring, None).collect().await;
         let [Outcome::Next(notice), Outcome::Complete] = &seen[..] else {
             panic!("expected a notice then Complete, got {seen:?}");
         };
@@ -245,7 +528,7 @@ mod tests {
         sender.send(Outcome::Next("1".into())).unwrap();
         sender.send(Outcome::Next("2".into())).unwrap();
         drop(sender);
-        let seen: Vec<Outcome> = sharer(group, ring).collect().await;
+        let seen: Vec<Outcome> = sharer(group, ring, None).collect().await;
         assert!(
             matches!(&seen[..], [Outcome::Next(a), Outcome::Next(b), Outcome::Complete] if &**a == "1" && &**b == "2"),
             "{seen:?}"

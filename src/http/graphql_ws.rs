@@ -23,14 +23,16 @@ use async_graphql::Data;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::stream::{BoxStream, StreamExt};
+use metrics::Counter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_stream::StreamMap;
 
-use super::graphql_shared::{Outcome, SharedExecutions};
+use super::graphql_shared::{Direct, Outcome, SharedExecutions};
 use super::ws::{self, CLOSE_PING_TIMEOUT, CLOSE_TOO_BIG, Heartbeat, close_reason, is_too_big};
 use crate::access::{Access, Caller, Scope, token_in_payload};
 use crate::error::Error;
+use crate::net::Writer;
 use crate::shutdown::Shutdown;
 
 /// The two GraphQL-over-WebSocket protocols, by subprotocol name.
@@ -84,6 +86,10 @@ pub struct Session {
     pub caller: Caller,
     /// Timing of the connection.
     pub timing: Timing,
+    /// The socket under the WebSocket, for shared executions to write
+    /// results to directly (absent: every result goes through the
+    /// connection).
+    pub raw: Option<Writer>,
 }
 
 /// A message from the client; `payload` is read according to `type`.
@@ -122,12 +128,24 @@ struct Connection {
     init_received: bool,
     /// Running operations by client id.
     operations: StreamMap<String, BoxStream<'static, Outcome>>,
+    /// See [`Session::raw`].
+    socket_writer: Option<Writer>,
+    /// Results written by this connection (pushed ones are counted where
+    /// they are pushed).
+    delivered: Counter,
+}
+
+/// A `next` (legacy: `data`) message for operation `id`, up to its payload.
+fn next_prefix(protocol: Protocol, id: &str) -> String {
+    let kind = protocol.next_type();
+    let id = Value::from(id);
+    format!(r#"{{"type":"{kind}","id":{id},"payload":"#)
 }
 
 /// Serves one upgraded socket until the client leaves, breaks the protocol,
 /// or the server shuts down.
 pub async fn serve(socket: WebSocket, session: Session, shutdown: Shutdown) {
-    let _open = crate::stats::Connection::open("graphql");
+    let stats = crate::stats::Connection::open("graphql");
     let timing = session.timing;
     let mut connection = Connection {
         socket,
@@ -140,8 +158,15 @@ pub async fn serve(socket: WebSocket, session: Session, shutdown: Shutdown) {
         data: None,
         init_received: false,
         operations: StreamMap::new(),
+        socket_writer: session.raw,
+        delivered: stats.delivered.clone(),
     };
     let end = connection.run(&shutdown).await;
+    // No result is pushed after this: the close frame is the last.
+    connection.operations.clear();
+    if let Some(raw) = &connection.socket_writer {
+        raw.stop_pushes();
+    }
     if let End::Close(code, reason) = end {
         let frame = CloseFrame {
             code,
@@ -267,7 +292,11 @@ impl Connection {
         let Ok(request) = serde_json::from_value::<async_graphql::Request>(payload) else {
             return Err(close(4400, "Invalid message received"));
         };
-        let outcomes = self.shared.join(key, request, data);
+        let direct = self.socket_writer.clone().map(|socket| Direct {
+            socket,
+            prefix: next_prefix(self.protocol, &id).into(),
+        });
+        let outcomes = self.shared.join(key, request, data, direct);
         self.operations.insert(id, outcomes);
         Ok(())
     }
@@ -288,8 +317,8 @@ impl Connection {
                 format!(r#"{{"type":"error","id":{id_json},"payload":{errors}}}"#)
             }
             Outcome::Next(payload) => {
-                let kind = self.protocol.next_type();
-                format!(r#"{{"type":"{kind}","id":{id_json},"payload":{payload}}}"#)
+                self.delivered.increment(1);
+                format!("{}{payload}}}", next_prefix(self.protocol, &id))
             }
         };
         self.send_text(message).await

@@ -7,6 +7,7 @@ mod fuzz;
 mod generated;
 mod graphql_http;
 mod graphql_protocol;
+mod graphql_push;
 mod graphql_subscriptions;
 mod history;
 mod limits;

@@ -1,0 +1,155 @@
+//! Results of a shared live subscription are written straight to the
+//! sockets of the sharers that keep up. Over a raw socket: a sharer that
+//! stops reading gets every result in order once it reads again and then
+//! goes on live, the legacy protocol gets its own message type that way
+//! too, and nothing for an operation follows its `complete`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::test_app::{Seen, TestApp, WsClient, spawn_app, spawn_app_with, within};
+
+const LIVE: &str = "subscription { positions { id } }";
+
+/// A WebSocket on /graphql speaking `subprotocol`; with `small_buffer`, a
+/// 4 KiB receive buffer, so the server's writes stop being taken soon
+/// after the client stops reading.
+async fn connect(app: &TestApp, subprotocol: &str, small_buffer: bool) -> WsClient {
+    let mut request = app.ws_url("/graphql").into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_str(subprotocol).unwrap(),
+    );
+    let socket = TcpSocket::new_v4().unwrap();
+    if small_buffer {
+        socket.set_recv_buffer_size(4096).unwrap();
+    }
+    let stream = socket.connect(app.addr).await.unwrap();
+    let (socket, response) = within(
+        "the WebSocket handshake",
+        tokio_tungstenite::client_async(request, stream),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        response.headers()["Sec-WebSocket-Protocol"],
+        subprotocol,
+        "negotiated subprotocol"
+    );
+    let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        tokio_tungstenite::MaybeTlsStream::Plain(socket.into_inner()),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    WsClient { socket }
+}
+
+async fn send(client: &mut WsClient, message: Value) {
+    client.send(Message::Text(message.to_string().into())).await;
+}
+
+/// The id of the position in a `next`/`data` message for operation `id`.
+fn position_id(message: &Value, kind: &str, id: &str) -> String {
+    assert_eq!(message["type"], kind, "{message}");
+    assert_eq!(message["id"], id, "{message}");
+    message["payload"]["data"]["positions"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a position: {message}"))
+        .to_owned()
+}
+
+/// Publishes until the live subscription `id` gets its first event (the
+/// protocol does not say when a subscription has started), then reads up to
+/// a marker published after that: nothing is left in flight.
+async fn until_live(app: &TestApp, client: &mut WsClient, kind: &str, id: &str) {
+    within("the subscription to go live", async {
+        loop {
+            app.publish(0.0, 0.0, Some("warm-up")).await;
+            let first = tokio::time::timeout(Duration::from_millis(100), client.next_json());
+            if let Ok(message) = first.await {
+                position_id(&message, kind, id);
+                return;
+            }
+        }
+    })
+    .await;
+    let marker = app.publish(0.0, 0.0, Some("marker")).await;
+    while position_id(&client.next_json().await, kind, id) != marker["id"] {}
+}
+
+#[tokio::test]
+async fn a_graphql_subscriber_that_pauses_gets_every_result_in_order_when_it_reads_again() {
+    // Far more than the socket buffers hold, fewer than the shared ring.
+    const EVENTS: usize = 800;
+    let app = spawn_app_with(|c| {
+        c.history_size = 4 * EVENTS as u64;
+        c.send_timeout_secs = 60;
+        c.socket_send_buffer = 8 * 1024;
+    })
+    .await;
+    let mut paused = connect(&app, "graphql-transport-ws", true).await;
+    send(&mut paused, json!({ "type": "connection_init" })).await;
+    assert_eq!(paused.next_json().await["type"], "connection_ack");
+    let subscribe = json!({ "type": "subscribe", "id": "1", "payload": { "query": LIVE } });
+    send(&mut paused, subscribe).await;
+    until_live(&app, &mut paused, "next", "1").await;
+
+    let mut published = Vec::with_capacity(EVENTS + 1);
+    for i in 0..EVENTS {
+        let event = app.publish((i % 180) as f64, 1.0, None).await;
+        published.push(event["id"].as_str().unwrap().to_owned());
+    }
+    let mut received = Vec::with_capacity(EVENTS + 1);
+    while received.len() < EVENTS {
+        received.push(position_id(&paused.next_json().await, "next", "1"));
+    }
+    // Caught up again: results keep coming.
+    let live = app.publish(2.0, 2.0, None).await;
+    published.push(live["id"].as_str().unwrap().to_owned());
+    received.push(position_id(&paused.next_json().await, "next", "1"));
+    assert_eq!(received, published, "every result once, in order");
+}
+
+#[tokio::test]
+async fn a_legacy_live_subscription_gets_data_messages_and_nothing_after_its_complete() {
+    let app = spawn_app().await;
+    let mut client = connect(&app, "graphql-ws", false).await;
+    send(&mut client, json!({ "type": "connection_init" })).await;
+    assert_eq!(client.next_json().await["type"], "connection_ack");
+    let start = json!({ "type": "start", "id": "a", "payload": { "query": LIVE } });
+    send(&mut client, start).await;
+    until_live(&app, &mut client, "data", "a").await;
+
+    let event = app.publish(1.0, 2.0, Some("legacy")).await;
+    assert_eq!(
+        position_id(&client.next_json().await, "data", "a"),
+        event["id"]
+    );
+    send(&mut client, json!({ "type": "stop", "id": "a" })).await;
+    assert_eq!(
+        client.next_json().await,
+        json!({ "type": "complete", "id": "a" })
+    );
+
+    // Published after the stop: it must not reach "a". The query's answer
+    // shows it was stored before the answer was written.
+    let after_stop = app.publish(3.0, 4.0, Some("after-stop")).await;
+    let query = json!({ "type": "start", "id": "q", "payload": { "query": "{ latest { id } }" } });
+    send(&mut client, query).await;
+    loop {
+        let Seen::Json(message) = client.next_seen().await else {
+            panic!("the socket closed");
+        };
+        assert_eq!(message["id"], "q", "only the query's messages: {message}");
+        if message["type"] == "complete" {
+            break;
+        }
+        assert_eq!(message["payload"]["data"]["latest"]["id"], after_stop["id"]);
+    }
+}
