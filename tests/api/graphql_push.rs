@@ -7,47 +7,24 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::test_app::{Seen, TestApp, WsClient, spawn_app, spawn_app_with, within};
 
 const LIVE: &str = "subscription { positions { id } }";
 
-/// A WebSocket on /graphql speaking `subprotocol`; with `small_buffer`, a
-/// 4 KiB receive buffer, so the server's writes stop being taken soon
-/// after the client stops reading.
-async fn connect(app: &TestApp, subprotocol: &str, small_buffer: bool) -> WsClient {
-    let mut request = app.ws_url("/graphql").into_client_request().unwrap();
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_str(subprotocol).unwrap(),
-    );
-    let socket = TcpSocket::new_v4().unwrap();
-    if small_buffer {
-        socket.set_recv_buffer_size(4096).unwrap();
-    }
-    let stream = socket.connect(app.addr).await.unwrap();
-    let (socket, response) = within(
-        "the WebSocket handshake",
-        tokio_tungstenite::client_async(request, stream),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        response.headers()["Sec-WebSocket-Protocol"],
-        subprotocol,
-        "negotiated subprotocol"
-    );
-    let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
-        tokio_tungstenite::MaybeTlsStream::Plain(socket.into_inner()),
-        tokio_tungstenite::tungstenite::protocol::Role::Client,
-        None,
+/// A WebSocket on /graphql speaking `subprotocol`, acknowledged, with the
+/// live subscription started as operation `id` (`start`: the legacy
+/// protocol's message type), and live.
+async fn live_subscriber(app: &TestApp, client: &mut WsClient, start: &str, kind: &str, id: &str) {
+    send(client, json!({ "type": "connection_init" })).await;
+    assert_eq!(client.next_json().await["type"], "connection_ack");
+    send(
+        client,
+        json!({ "type": start, "id": id, "payload": { "query": LIVE } }),
     )
     .await;
-    WsClient { socket }
+    until_live(app, client, kind, id).await;
 }
 
 async fn send(client: &mut WsClient, message: Value) {
@@ -93,12 +70,10 @@ async fn a_graphql_subscriber_that_pauses_gets_every_result_in_order_when_it_rea
         c.socket_send_buffer = 8 * 1024;
     })
     .await;
-    let mut paused = connect(&app, "graphql-transport-ws", true).await;
-    send(&mut paused, json!({ "type": "connection_init" })).await;
-    assert_eq!(paused.next_json().await["type"], "connection_ack");
-    let subscribe = json!({ "type": "subscribe", "id": "1", "payload": { "query": LIVE } });
-    send(&mut paused, subscribe).await;
-    until_live(&app, &mut paused, "next", "1").await;
+    let mut paused = app
+        .subscribe_with_small_buffer("/graphql", Some("graphql-transport-ws"))
+        .await;
+    live_subscriber(&app, &mut paused, "subscribe", "next", "1").await;
 
     let mut published = Vec::with_capacity(EVENTS + 1);
     for i in 0..EVENTS {
@@ -119,12 +94,10 @@ async fn a_graphql_subscriber_that_pauses_gets_every_result_in_order_when_it_rea
 #[tokio::test]
 async fn a_legacy_live_subscription_gets_data_messages_and_nothing_after_its_complete() {
     let app = spawn_app().await;
-    let mut client = connect(&app, "graphql-ws", false).await;
-    send(&mut client, json!({ "type": "connection_init" })).await;
-    assert_eq!(client.next_json().await["type"], "connection_ack");
-    let start = json!({ "type": "start", "id": "a", "payload": { "query": LIVE } });
-    send(&mut client, start).await;
-    until_live(&app, &mut client, "data", "a").await;
+    let mut client = app
+        .subscribe_with_small_buffer("/graphql", Some("graphql-ws"))
+        .await;
+    live_subscriber(&app, &mut client, "start", "data", "a").await;
 
     let event = app.publish(1.0, 2.0, Some("legacy")).await;
     assert_eq!(

@@ -8,8 +8,10 @@ use futures::{SinkExt, StreamExt};
 use longlat::config::Config;
 use longlat::shutdown::Shutdown;
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -154,6 +156,42 @@ impl TestApp {
         .await
         .expect("WebSocket handshake");
         assert_eq!(response.status(), 101);
+        WsClient { socket }
+    }
+
+    /// Opens a WebSocket on `path` from a socket with a 4 KiB receive
+    /// buffer (so the server's writes stop being taken soon after the client
+    /// stops reading), offering `subprotocol` if given.
+    pub async fn subscribe_with_small_buffer(
+        &self,
+        path: &str,
+        subprotocol: Option<&str>,
+    ) -> WsClient {
+        let mut request = self.ws_url(path).into_client_request().unwrap();
+        if let Some(subprotocol) = subprotocol {
+            request.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_str(subprotocol).unwrap(),
+            );
+        }
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        let (socket, response) = within(
+            "the WebSocket handshake",
+            tokio_tungstenite::client_async(request, stream),
+        )
+        .await
+        .expect("WebSocket handshake");
+        if let Some(subprotocol) = subprotocol {
+            assert_eq!(response.headers()["Sec-WebSocket-Protocol"], subprotocol);
+        }
+        let socket = WebSocketStream::from_raw_socket(
+            MaybeTlsStream::Plain(socket.into_inner()),
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await;
         WsClient { socket }
     }
 }

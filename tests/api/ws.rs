@@ -3,10 +3,9 @@
 
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::test_app::{Seen, WsClient, spawn_app, spawn_app_with, within};
+use crate::test_app::{Seen, spawn_app, spawn_app_with, within};
 
 #[tokio::test]
 async fn a_client_that_sends_data_is_closed_with_1003() {
@@ -128,25 +127,6 @@ async fn bad_stream_parameters_are_refused_before_upgrading() {
     }
 }
 
-/// Connects with a tiny receive buffer: with the server's small send buffer,
-/// the kernel cannot park much for a client that stops reading.
-async fn subscribe_with_small_buffer(app: &crate::test_app::TestApp) -> WsClient {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(app.addr).await.unwrap();
-    let (socket, _) = tokio_tungstenite::client_async(app.ws_url("/ws"), stream)
-        .await
-        .unwrap();
-    WsClient {
-        socket: tokio_tungstenite::WebSocketStream::from_raw_socket(
-            tokio_tungstenite::MaybeTlsStream::Plain(socket.into_inner()),
-            tokio_tungstenite::tungstenite::protocol::Role::Client,
-            None,
-        )
-        .await,
-    }
-}
-
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_holds_up_nobody_and_is_told_what_it_missed() {
     const HISTORY: u64 = 200;
@@ -157,7 +137,7 @@ async fn a_subscriber_that_stops_reading_holds_up_nobody_and_is_told_what_it_mis
         c.socket_send_buffer = 8 * 1024;
     })
     .await;
-    let mut stalled = subscribe_with_small_buffer(&app).await;
+    let mut stalled = app.subscribe_with_small_buffer("/ws", None).await;
     let mut reader = app.subscribe("/ws").await;
     let reading = tokio::spawn(async move {
         let mut ids = Vec::with_capacity(EVENTS);
@@ -218,7 +198,7 @@ async fn a_subscriber_that_pauses_within_history_gets_every_event_in_order_when_
         c.socket_send_buffer = 8 * 1024;
     })
     .await;
-    let mut paused = subscribe_with_small_buffer(&app).await;
+    let mut paused = app.subscribe_with_small_buffer("/ws", None).await;
     let mut published = Vec::with_capacity(EVENTS + 1);
     for i in 0..EVENTS {
         let event = app.publish((i % 180) as f64, 1.0, None).await;
