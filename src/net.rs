@@ -40,13 +40,27 @@ struct Shared {
 /// Pending capacity kept once drained; more is given back.
 const KEPT_PENDING_CAPACITY: usize = 4 * 1024;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Out {
     /// Bytes of a write the kernel did not take yet, from `sent` on.
     pending: Vec<u8>,
     sent: usize,
     /// No more pushes: the connection is closing.
     closed: bool,
+    /// Run once by the next flush that finds everything written.
+    on_flush: Option<OnFlush>,
+}
+
+type OnFlush = Box<dyn FnOnce() + Send>;
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Out")
+            .field("pending", &(self.pending.len() - self.sent))
+            .field("closed", &self.closed)
+            .field("on_flush", &self.on_flush.is_some())
+            .finish()
+    }
 }
 
 impl Out {
@@ -174,9 +188,32 @@ impl Writer {
     }
 
     /// Refuses every later [`push`](Self::push); writes through the
-    /// connection itself still go out (a close frame, say).
+    /// connection itself still go out (a close frame, say). A pending
+    /// [`on_next_flush`](Self::on_next_flush) is dropped unrun.
     pub fn stop_pushes(&self) {
-        self.out().closed = true;
+        let hook = {
+            let mut out = self.out();
+            out.closed = true;
+            out.on_flush.take()
+        };
+        drop(hook);
+    }
+
+    /// Runs `hook` the next time the connection's own writer (hyper)
+    /// flushes and every byte it wrote has gone to the kernel: hyper calls
+    /// flush only once its buffer is empty, so from then on a push cannot
+    /// overtake anything hyper was given before. Replaces an earlier hook.
+    /// `false` (and `hook` dropped) once pushes have stopped.
+    pub fn on_next_flush(&self, hook: impl FnOnce() + Send + 'static) -> bool {
+        let earlier = {
+            let mut out = self.out();
+            if out.closed {
+                return false;
+            }
+            out.on_flush.replace(Box::new(hook))
+        };
+        drop(earlier);
+        true
     }
 
     /// Drains pending bytes; ready once there are none.
@@ -256,7 +293,10 @@ impl AsyncWrite for Socket {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        drop(ready!(self.writer.poll_drain(cx))?);
+        let hook = ready!(self.writer.poll_drain(cx))?.on_flush.take();
+        if let Some(hook) = hook {
+            hook();
+        }
         Poll::Ready(Ok(()))
     }
 

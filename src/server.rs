@@ -88,8 +88,9 @@ where
             let handle = socket.writer();
             let service = app.map_request(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(remote));
-                // Only an upgrade can take the socket over.
-                if request.headers().contains_key(UPGRADE) {
+                // Only an upgrade takes the socket over, and only an event
+                // stream writes to it beside hyper (see `http::sse`).
+                if request.headers().contains_key(UPGRADE) || request.uri().path() == "/events" {
                     request.extensions_mut().insert(handle.clone());
                 }
                 request.map(Body::new)

@@ -1,13 +1,16 @@
-//! The live fan-out for `/ws`: subscribers that are caught up are written
-//! to directly, from a few shard tasks, with each event's frame made once.
+//! The live fan-out for `/ws` and `/events`: subscribers that are caught up
+//! are written to directly, from a few shard tasks, with each event's frame
+//! made once.
 //!
-//! A `/ws` connection starts by reading history from its own cursor (see
-//! [`Subscription`]). Once it has read everything, it parks its socket in a
-//! shard: a task that follows the hub like one more subscriber and, for
-//! each event, writes the event's ready-made WebSocket frame
-//! ([`Event::ws`](crate::model::Event)) to every parked socket whose filter
-//! matches. Per event and subscriber that is one filter check and one
-//! `send`: no task wakes, no frame encoding, no copy.
+//! A `/ws` or `/events` connection starts by reading history from its own
+//! cursor (see [`Subscription`]). Once it has read everything, it parks its
+//! socket in a shard: a task that follows the hub like one more subscriber
+//! and, for each event, writes the event's ready-made frame to every parked
+//! socket whose filter matches: the WebSocket frame
+//! ([`Event::ws`](crate::model::Event)), or the SSE frame as one chunk of
+//! the chunked response body (made once per event and shard). Per event
+//! and subscriber that is one filter check and one `send`: no task wakes,
+//! no frame encoding, no copy.
 //!
 //! A socket the kernel does not take a whole frame from is handed back to
 //! its connection with the cursor after that frame: the connection drains
@@ -38,11 +41,22 @@ pub struct Fanout {
     next: Arc<AtomicUsize>,
 }
 
+/// How a parked socket takes an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `/ws`: the event's WebSocket text frame.
+    WebSocket,
+    /// `/events`: the event's SSE frame as one chunk of an HTTP/1.1
+    /// chunked response body.
+    SseChunk,
+}
+
 /// A connection's place in a shard.
 #[derive(Debug)]
 pub struct Seat {
     socket: Writer,
     filter: Filter,
+    framing: Framing,
     shard: usize,
     /// Index in the shard's list while parked; written by the shard only.
     slot: AtomicUsize,
@@ -95,11 +109,12 @@ impl Fanout {
 
     /// A seat for `socket`, in the next shard round the ring; one per
     /// connection, parked and handed back as often as it comes to that.
-    pub fn seat(&self, socket: Writer, filter: Filter) -> Arc<Seat> {
+    pub fn seat(&self, socket: Writer, filter: Filter, framing: Framing) -> Arc<Seat> {
         let shard = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         Arc::new(Seat {
             socket,
             filter,
+            framing,
             shard,
             slot: AtomicUsize::new(UNSEATED),
             handback: Mutex::new(None),
@@ -216,12 +231,22 @@ impl Seats {
     }
 }
 
+/// `data` as one chunk of a chunked HTTP/1.1 body (RFC 9112, 7.1).
+fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut chunk = Vec::with_capacity(data.len() + 20);
+    chunk.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
+    chunk.extend_from_slice(data);
+    chunk.extend_from_slice(b"\r\n");
+    chunk
+}
+
 async fn run_shard(
     mut feed: Subscription,
     mut commands: mpsc::UnboundedReceiver<Command>,
     shutdown: Shutdown,
 ) {
-    let delivered = counter!(stats::DELIVERED, "transport" => "ws");
+    let delivered_ws = counter!(stats::DELIVERED, "transport" => "ws");
+    let delivered_sse = counter!(stats::DELIVERED, "transport" => "sse");
     let handed_back = counter!(stats::HANDED_BACK);
     let pass_seconds = histogram!(stats::FANOUT_SECONDS);
     let mut seats = Seats::default();
@@ -258,6 +283,9 @@ async fn run_shard(
             delivery = feed.recv(), if !seats.is_idle() => match delivery {
                 Delivery::Event(event) => {
                     let mut pushes = 0;
+                    let mut sse_pushes = 0;
+                    // Made for the first SSE socket, shared by the rest.
+                    let mut sse_chunk = None;
                     let mut index = 0;
                     let after = feed.cursor();
                     last_id = Some(event.id());
@@ -267,7 +295,14 @@ async fn run_shard(
                             index += 1;
                             continue;
                         }
-                        let pushed = seat.socket.push(&event.ws);
+                        let frame: &[u8] = match seat.framing {
+                            Framing::WebSocket => &event.ws,
+                            Framing::SseChunk => {
+                                sse_pushes += 1;
+                                sse_chunk.get_or_insert_with(|| chunk(&event.sse))
+                            }
+                        };
+                        let pushed = seat.socket.push(frame);
                         pushes += 1;
                         if pushed == Pushed::Sent {
                             index += 1;
@@ -286,7 +321,8 @@ async fn run_shard(
                         let since = OffsetDateTime::now_utc() - event.position.received_at;
                         pass_seconds.record(since.as_seconds_f64().max(0.0));
                     }
-                    delivered.increment(pushes as u64);
+                    delivered_ws.increment((pushes - sse_pushes) as u64);
+                    delivered_sse.increment(sse_pushes as u64);
                     position = after;
                     seats.arrive(position);
                 }
@@ -301,4 +337,19 @@ async fn run_shard(
         }
     }
     seats.hand_all_back(position, last_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk;
+
+    #[test]
+    fn a_chunk_is_its_size_in_hex_then_the_data_then_crlf() {
+        assert_eq!(chunk(b"data: 1\n\n"), b"9\r\ndata: 1\n\n\r\n");
+        let big = vec![b'x'; 300];
+        let made = chunk(&big);
+        assert_eq!(&made[..5], b"12C\r\n");
+        assert_eq!(&made[5..305], &big[..]);
+        assert_eq!(&made[305..], b"\r\n");
+    }
 }

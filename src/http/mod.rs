@@ -70,7 +70,7 @@ pub struct Services {
     pub graphql: LonglatSchema,
     /// Live GraphQL subscriptions shared by every socket that sent the same one.
     pub graphql_shared: Arc<SharedExecutions>,
-    /// Writes live events to caught-up `/ws` sockets.
+    /// Writes live events to caught-up `/ws` and `/events` sockets.
     pub fanout: fanout::Fanout,
 }
 

@@ -8,25 +8,36 @@
 //! `event: gap` frames carry the same notice as `/ws`; after a `lagged` gap
 //! the stream ends and the client's reconnection is told precisely what it
 //! missed.
+//!
+//! A stream that has read everything parks its socket in the live fan-out
+//! (see [`super::fanout`]), which then writes each event's frame to it as
+//! one chunk of the response body, as it does for `/ws`; hyper keeps the
+//! response open meanwhile, and the stream is handed the socket back when it
+//! falls behind. This needs the body to be chunked, so only `GET` over
+//! HTTP/1.1 parks (a `HEAD` has no body, HTTP/1.0 has no chunks), and no
+//! layer may re-encode this route's body (compression, say).
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::{Extension, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Version, header};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use tokio::time::{Interval, MissedTickBehavior, interval_at};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::fanout::{Fanout, Framing, Handback, Seat};
 use super::params::parse_cursor;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::{ConnectionPermit, Scope};
 use crate::broker::{Delivery, GapReason, Subscription};
 use crate::error::{Error, Problem};
+use crate::net::Writer;
 use crate::shutdown::Shutdown;
 use crate::stats;
 
@@ -68,7 +79,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn events(
     State(state): State<AppState>,
     ReaderCaller(caller): ReaderCaller,
+    method: Method,
+    version: Version,
     headers: HeaderMap,
+    raw: Option<Extension<Writer>>,
     params: Result<Query<StreamParams>, QueryRejection>,
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
@@ -81,11 +95,19 @@ async fn events(
     let permit = state.access.connect(&caller)?;
     // Subscribe before the 200 goes out, so nothing published after the
     // client connected can be missed.
-    let subscription = state.broker.subscribe(after, filter);
+    let subscription = state.broker.subscribe(after, filter.clone());
+    let live = raw
+        .filter(|_| method == Method::GET && version == Version::HTTP_11)
+        .map(|Extension(socket)| Live {
+            seat: state.fanout.seat(socket.clone(), filter, Framing::SseChunk),
+            fanout: state.fanout.clone(),
+            socket,
+        });
     let keepalive = Duration::from_secs(state.config.sse_keepalive_secs);
     let preamble = Bytes::from(format!("retry: {}\n\n", state.config.sse_retry_ms));
     let stream = frames(
         subscription,
+        live,
         state.shutdown.clone(),
         keepalive,
         preamble,
@@ -93,6 +115,13 @@ async fn events(
     );
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
+    // What parking relies on, said rather than left to hyper's choice.
+    if version == Version::HTTP_11 {
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
@@ -136,16 +165,63 @@ struct SseStream {
     /// The stream's place under the connection limits, freed with the stream.
     _permit: ConnectionPermit,
     subscription: Subscription,
+    live: Option<Live>,
+    /// Parked (or about to park) in the fan-out, which writes live events.
+    parked: bool,
     shutdown: Shutdown,
     keepalive: Interval,
     preamble: Option<Bytes>,
     ended: bool,
 }
 
+/// What a stream needs to park in the fan-out.
+struct Live {
+    fanout: Fanout,
+    seat: Arc<Seat>,
+    socket: Writer,
+}
+
+impl SseStream {
+    /// Parks the socket if the stream has read everything. The seat goes
+    /// to its shard only once hyper has flushed what it was given (the
+    /// frames before this point), so pushed chunks come after them.
+    fn park_if_caught_up(&mut self) {
+        let Some(live) = self.live.as_ref().filter(|_| !self.parked) else {
+            return;
+        };
+        let Some(cursor) = self.subscription.caught_up() else {
+            return;
+        };
+        let (fanout, seat) = (live.fanout.clone(), live.seat.clone());
+        self.parked = live
+            .socket
+            .on_next_flush(move || fanout.park(&seat, cursor));
+    }
+}
+
+impl Drop for SseStream {
+    /// No push follows the end of the stream (hyper's last chunk) or the
+    /// client's going away.
+    fn drop(&mut self) {
+        if let Some(live) = &self.live {
+            live.fanout.leave(&live.seat, self.parked);
+        }
+    }
+}
+
+/// Resolves when the fan-out gives a parked socket back; never otherwise.
+async fn handed_back(parked: Option<&Live>) -> Handback {
+    match parked {
+        Some(live) => live.seat.handed_back().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The body: the preamble, then one frame per delivery or keep-alive,
 /// until shutdown or a `lagged` gap.
 fn frames(
     subscription: Subscription,
+    live: Option<Live>,
     shutdown: Shutdown,
     period: Duration,
     preamble: Bytes,
@@ -157,6 +233,8 @@ fn frames(
         stats: stats::Connection::open("sse"),
         _permit: permit,
         subscription,
+        live,
+        parked: false,
         shutdown,
         keepalive,
         preamble: Some(preamble),
@@ -169,24 +247,36 @@ fn frames(
         if let Some(preamble) = st.preamble.take() {
             return Some((Ok(preamble), st));
         }
-        let frame = tokio::select! {
-            biased;
-            () = st.shutdown.wait() => return None,
-            delivery = st.subscription.recv() => match delivery {
-                Delivery::Event(event) => {
-                    st.stats.delivered.increment(1);
-                    event.sse.clone()
-                }
-                Delivery::Gap(gap) => {
-                    st.ended = gap.reason == GapReason::Lagged;
-                    if st.ended {
-                        st.stats.lagged();
+        let frame = loop {
+            st.park_if_caught_up();
+            break tokio::select! {
+                biased;
+                () = st.shutdown.wait() => return None,
+                handback = handed_back(st.live.as_ref().filter(|_| st.parked)) => {
+                    st.parked = false;
+                    if let Handback::Resume { cursor, last_id } = handback {
+                        // hyper writes what follows once the rest of the
+                        // chunk the kernel did not take has gone.
+                        st.subscription.resume_at(cursor, last_id);
                     }
-                    let json = serde_json::to_string(&gap).expect("a gap notice always serialises");
-                    Bytes::from(format!("event: gap\ndata: {json}\n\n"))
+                    continue;
                 }
-            },
-            _ = st.keepalive.tick() => Bytes::from_static(b": keep-alive\n\n"),
+                delivery = st.subscription.recv(), if !st.parked => match delivery {
+                    Delivery::Event(event) => {
+                        st.stats.delivered.increment(1);
+                        event.sse.clone()
+                    }
+                    Delivery::Gap(gap) => {
+                        st.ended = gap.reason == GapReason::Lagged;
+                        if st.ended {
+                            st.stats.lagged();
+                        }
+                        let json = serde_json::to_string(&gap).expect("a gap notice always serialises");
+                        Bytes::from(format!("event: gap\ndata: {json}\n\n"))
+                    }
+                },
+                _ = st.keepalive.tick() => Bytes::from_static(b": keep-alive\n\n"),
+            };
         };
         Some((Ok(frame), st))
     })

@@ -19,7 +19,7 @@ use futures::SinkExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::fanout::{Fanout, Handback, Seat};
+use super::fanout::{Fanout, Framing, Handback, Seat};
 use super::within;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::Scope;
@@ -101,7 +101,7 @@ async fn upgrade(
     // connected can be missed.
     let subscription = state.broker.subscribe(after, filter.clone());
     let live = raw.map(|Extension(socket)| Live {
-        seat: state.fanout.seat(socket, filter),
+        seat: state.fanout.seat(socket, filter, Framing::WebSocket),
         fanout: state.fanout.clone(),
     });
     let timing = Timing::of(&state.config);

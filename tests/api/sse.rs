@@ -5,7 +5,7 @@ use std::process::Stdio;
 
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
 
 use crate::test_app::{TestApp, spawn_app, spawn_app_with, within};
@@ -279,4 +279,125 @@ async fn stopping_the_server_ends_open_event_streams() {
     app.shutdown.trigger();
     assert_eq!(first.next_frame().await, None);
     assert_eq!(second.next_frame().await, None);
+}
+
+/// An SSE client on a raw socket with a 4 KiB receive buffer, so it can
+/// stop reading and make the server's writes back up. It decodes the
+/// chunked body itself, strictly, so a chunk written out of turn shows.
+struct SmallBufferSse {
+    stream: BufReader<tokio::net::TcpStream>,
+    text: String,
+}
+
+impl SmallBufferSse {
+    async fn open(app: &TestApp) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(app.addr).await.unwrap();
+        stream
+            .write_all(
+                b"GET /events HTTP/1.1\r\nHost: longlat\r\nAccept: text/event-stream\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut stream = BufReader::new(stream);
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            within("the response head", stream.read_line(&mut line))
+                .await
+                .unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            head.push(line.trim_end().to_ascii_lowercase());
+        }
+        assert_eq!(head[0], "http/1.1 200 ok");
+        assert!(
+            head.iter().any(|h| h == "transfer-encoding: chunked"),
+            "{head:?}"
+        );
+        let mut client = Self {
+            stream,
+            text: String::new(),
+        };
+        assert_eq!(client.next_frame().await, "retry: 2000");
+        client
+    }
+
+    /// Reads one chunk, `<size in hex>\r\n<data>\r\n`, onto `text`.
+    async fn read_chunk(&mut self) {
+        let mut size = String::new();
+        within("a chunk", self.stream.read_line(&mut size))
+            .await
+            .unwrap();
+        let size = size
+            .strip_suffix("\r\n")
+            .unwrap_or_else(|| panic!("a chunk size line, got {size:?}"));
+        let size = usize::from_str_radix(size, 16)
+            .unwrap_or_else(|_| panic!("a chunk size in hex, got {size:?}"));
+        assert!(size > 0, "the body ended");
+        let mut data = vec![0; size + 2];
+        within("a chunk's data", self.stream.read_exact(&mut data))
+            .await
+            .unwrap();
+        assert_eq!(&data[size..], b"\r\n", "a chunk ends with CRLF");
+        data.truncate(size);
+        self.text.push_str(std::str::from_utf8(&data).unwrap());
+    }
+
+    async fn next_frame(&mut self) -> String {
+        loop {
+            if let Some(end) = self.text.find("\n\n") {
+                let frame = self.text[..end].to_owned();
+                self.text.drain(..end + 2);
+                return frame;
+            }
+            self.read_chunk().await;
+        }
+    }
+
+    /// The next event's id, skipping comments; panics on a notice.
+    async fn next_id(&mut self) -> String {
+        loop {
+            let frame = self.next_frame().await;
+            if frame.starts_with(':') {
+                continue;
+            }
+            assert!(frame.contains("event: position"), "not a position: {frame}");
+            return frame
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .expect("an id")
+                .to_owned();
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_event_stream_that_pauses_within_history_gets_every_event_in_order_when_it_reads_again()
+{
+    // Far more than the socket buffers hold, far less than history: the
+    // live writes to the caught-up stream back up, and it reads on itself.
+    const EVENTS: usize = 1500;
+    let app = spawn_app_with(|c| {
+        c.history_size = 4 * EVENTS as u64;
+        c.socket_send_buffer = 8 * 1024;
+    })
+    .await;
+    let mut paused = SmallBufferSse::open(&app).await;
+    let mut published = Vec::with_capacity(EVENTS + 1);
+    for i in 0..EVENTS {
+        let event = app.publish((i % 180) as f64, 1.0, None).await;
+        published.push(event["id"].as_str().unwrap().to_owned());
+    }
+    let mut received = Vec::with_capacity(EVENTS + 1);
+    while received.len() < EVENTS {
+        received.push(paused.next_id().await);
+    }
+    // Caught up again: live events keep coming.
+    let live = app.publish(2.0, 2.0, None).await;
+    published.push(live["id"].as_str().unwrap().to_owned());
+    received.push(paused.next_id().await);
+    assert_eq!(received, published, "every event once, in order");
 }
