@@ -25,12 +25,13 @@
 //! caller must join the key.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use async_graphql::{ErrorExtensions, PathSegment, Pos, Response, ServerError};
 use futures::stream::{BoxStream, Stream, StreamExt};
 use metrics::counter;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{Notify, broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::broker::{Gap, GapReason};
@@ -38,9 +39,6 @@ use crate::error::Error;
 use crate::graphql::LonglatSchema;
 use crate::net::{Pushed, Writer, text_frame};
 use crate::stats;
-
-/// Pushes written between two yields to the runtime.
-const PUSHES_PER_YIELD: u64 = 256;
 
 /// Parked sharers from which a result is written by several tasks.
 const SPLIT_AT: usize = 128;
@@ -273,31 +271,28 @@ async fn fan_out(
             let _ = ring.send(outcome);
             continue;
         };
-        let mut seats = {
+        let seats = {
             let mut parking = lock(&parking);
             // No receivers means every sharer left or is parked.
             let _ = ring.send(outcome.clone());
             std::mem::take(&mut parking.seats)
         };
-        // Large groups are written by one task per worker, side by side;
-        // the next result waits for all of them, so each socket gets its
-        // results in order.
-        let mut parts = Vec::new();
-        if seats.len() >= SPLIT_AT {
-            let size = seats.len().div_ceil(workers);
-            while seats.len() > size {
-                let part = seats.split_off(seats.len() - size);
-                parts.push(tokio::spawn(push_all(part, payload.clone(), ring.clone())));
-            }
+        // Large groups are written by one task per worker, side by side,
+        // taking chunks of seats as they go: a helper that is slow to start
+        // leaves its chunks to the others rather than holding the result
+        // up. The next result waits for every chunk, so each socket gets
+        // its results in order.
+        let helpers = if seats.len() >= SPLIT_AT {
+            workers - 1
+        } else {
+            0
+        };
+        let pass = Arc::new(Pass::new(seats, payload.clone(), ring.clone()));
+        for _ in 0..helpers {
+            tokio::spawn(pass.clone().work());
         }
-        let (mut kept, mut pushes) = push_all(seats, payload.clone(), ring.clone()).await;
-        for part in parts {
-            // A part that failed dropped its seats: their sharers complete.
-            if let Ok((mut more, count)) = part.await {
-                kept.append(&mut more);
-                pushes += count;
-            }
-        }
+        pass.clone().work().await;
+        let (mut kept, pushes) = pass.finished().await;
         delivered.increment(pushes);
         // Sharers that parked meanwhile are there already; they had this
         // result from the ring.
@@ -305,16 +300,91 @@ async fn fan_out(
     }
 }
 
-/// Writes `payload`'s `next` message to each of `seats`: the seats still
-/// parked, and how many were written to.
-async fn push_all(
+/// Seats taken at a time by one of a pass's tasks.
+const CHUNK: usize = 64;
+
+/// Chunks a task writes between two yields to the runtime.
+const CHUNKS_PER_YIELD: usize = 4;
+
+/// One result's writes to the parked seats, shared by the tasks doing them.
+struct Pass {
     seats: Vec<Arc<Seat>>,
     payload: Arc<str>,
     ring: broadcast::Sender<Outcome>,
-) -> (Vec<Arc<Seat>>, u64) {
-    let mut frames = Frames::new(payload);
-    let mut kept = Vec::with_capacity(seats.len());
-    let mut pushes: u64 = 0;
+    /// The first seat of the next chunk to take.
+    next: AtomicUsize,
+    chunks: usize,
+    /// Seats still parked, writes made, chunks done.
+    done: Mutex<(Vec<Arc<Seat>>, u64, usize)>,
+    all_done: Notify,
+}
+
+impl Pass {
+    fn new(seats: Vec<Arc<Seat>>, payload: Arc<str>, ring: broadcast::Sender<Outcome>) -> Self {
+        let chunks = seats.len().div_ceil(CHUNK);
+        Self {
+            done: Mutex::new((Vec::with_capacity(seats.len()), 0, 0)),
+            seats,
+            payload,
+            ring,
+            next: AtomicUsize::new(0),
+            chunks,
+            all_done: Notify::new(),
+        }
+    }
+
+    /// Takes chunks and writes the result to their seats until none is left.
+    async fn work(self: Arc<Self>) {
+        let mut frames = Frames::new(self.payload.clone());
+        let mut kept = Vec::new();
+        for taken in 1.. {
+            let start = self.next.fetch_add(CHUNK, Ordering::Relaxed);
+            if start >= self.seats.len() {
+                return;
+            }
+            let chunk = &self.seats[start..self.seats.len().min(start + CHUNK)];
+            kept.clear();
+            let pushes = push_chunk(chunk, &mut frames, &self.ring, &mut kept);
+            let last = {
+                let mut done = lock(&self.done);
+                done.0.append(&mut kept);
+                done.1 += pushes;
+                done.2 += 1;
+                done.2 == self.chunks
+            };
+            if last {
+                self.all_done.notify_one();
+            }
+            // A long pass does not hold a worker thread for all of it.
+            if taken % CHUNKS_PER_YIELD == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// The seats still parked and the writes made, once every chunk is done.
+    async fn finished(&self) -> (Vec<Arc<Seat>>, u64) {
+        loop {
+            {
+                let mut done = lock(&self.done);
+                if done.2 == self.chunks {
+                    return (std::mem::take(&mut done.0), done.1);
+                }
+            }
+            self.all_done.notified().await;
+        }
+    }
+}
+
+/// Writes the result's `next` message to each of `seats`, adding those
+/// still parked to `kept`; how many were written to.
+fn push_chunk(
+    seats: &[Arc<Seat>],
+    frames: &mut Frames,
+    ring: &broadcast::Sender<Outcome>,
+    kept: &mut Vec<Arc<Seat>>,
+) -> u64 {
+    let mut pushes = 0;
     for seat in seats {
         let pushed = {
             let back = lock(&seat.back);
@@ -327,18 +397,15 @@ async fn push_all(
         };
         pushes += 1;
         if pushed == Pushed::Sent {
-            kept.push(seat);
+            kept.push(seat.clone());
         } else {
             // Queued: the connection drains the rest under its send
             // timeout and reads on after this result. Closed: it finds
             // out as it does so.
             seat.hand_back(ring.subscribe());
         }
-        if pushes.is_multiple_of(PUSHES_PER_YIELD) {
-            tokio::task::yield_now().await;
-        }
     }
-    (kept, pushes)
+    pushes
 }
 
 /// The `next` messages of one result, as WebSocket frames, by prefix.

@@ -126,3 +126,47 @@ async fn a_legacy_live_subscription_gets_data_messages_and_nothing_after_its_com
         assert_eq!(message["payload"]["data"]["latest"]["id"], after_stop["id"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_shared_subscription_written_by_several_tasks_gives_each_sharer_every_result_once_in_order()
+ {
+    // Over the size at which a result's writes are shared between tasks,
+    // and not a whole number of their chunks.
+    const SHARERS: usize = 150;
+    const RESULTS: usize = 20;
+    let app = spawn_app().await;
+    let mut sharers = Vec::with_capacity(SHARERS);
+    for _ in 0..SHARERS {
+        let mut client = app
+            .subscribe_with_small_buffer("/graphql", Some("graphql-transport-ws"))
+            .await;
+        send(&mut client, json!({ "type": "connection_init" })).await;
+        assert_eq!(client.next_json().await["type"], "connection_ack");
+        send(
+            &mut client,
+            json!({ "type": "subscribe", "id": "1", "payload": { "query": LIVE } }),
+        )
+        .await;
+        sharers.push(client);
+    }
+    // The last to join shares the execution the others joined before it.
+    let last = sharers.last_mut().unwrap();
+    until_live(&app, last, "next", "1").await;
+    let marker = app.publish(0.0, 0.0, Some("marker")).await;
+    let mut published = Vec::with_capacity(RESULTS);
+    for i in 0..RESULTS {
+        let event = app.publish(i as f64, 1.0, None).await;
+        published.push(event["id"].as_str().unwrap().to_owned());
+    }
+    for (n, client) in sharers.iter_mut().enumerate() {
+        while position_id(&client.next_json().await, "next", "1") != marker["id"] {}
+        let mut received = Vec::with_capacity(RESULTS);
+        while received.len() < RESULTS {
+            received.push(position_id(&client.next_json().await, "next", "1"));
+        }
+        assert_eq!(
+            received, published,
+            "sharer {n}: every result once, in order"
+        );
+    }
+}
