@@ -172,6 +172,15 @@ impl Seat {
     }
 }
 
+/// Resolves when the fan-out gives `parked` back; never without one (the
+/// connection is not parked). Cancel-safe.
+pub async fn handed_back(parked: Option<&Seat>) -> Handback {
+    match parked {
+        Some(seat) => seat.handed_back().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The parked seats of one shard.
 #[derive(Default)]
 struct Seats {

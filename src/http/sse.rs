@@ -31,7 +31,7 @@ use tokio::time::{Interval, MissedTickBehavior, interval_at};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::fanout::{Fanout, Framing, Handback, Seat};
+use super::fanout::{Fanout, Framing, Handback, Seat, handed_back};
 use super::params::parse_cursor;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::{ConnectionPermit, Scope};
@@ -209,14 +209,6 @@ impl Drop for SseStream {
     }
 }
 
-/// Resolves when the fan-out gives a parked socket back; never otherwise.
-async fn handed_back(parked: Option<&Live>) -> Handback {
-    match parked {
-        Some(live) => live.seat.handed_back().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// The body: the preamble, then one frame per delivery or keep-alive,
 /// until shutdown or a `lagged` gap.
 fn frames(
@@ -252,7 +244,7 @@ fn frames(
             break tokio::select! {
                 biased;
                 () = st.shutdown.wait() => return None,
-                handback = handed_back(st.live.as_ref().filter(|_| st.parked)) => {
+                handback = handed_back(st.live.as_ref().filter(|_| st.parked).map(|live| &*live.seat)) => {
                     st.parked = false;
                     if let Handback::Resume { cursor, last_id } = handback {
                         // hyper writes what follows once the rest of the

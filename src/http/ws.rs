@@ -19,7 +19,7 @@ use futures::SinkExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::fanout::{Fanout, Framing, Handback, Seat};
+use super::fanout::{Fanout, Framing, Handback, Seat, handed_back};
 use super::within;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::Scope;
@@ -285,7 +285,7 @@ async fn stream_events(
                 }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
             },
-            handback = handed_back(live.as_ref().filter(|_| parked)) => {
+            handback = handed_back(live.as_ref().filter(|_| parked).map(|live| &*live.seat)) => {
                 parked = false;
                 let Handback::Resume { cursor, last_id } = handback else {
                     continue;
@@ -340,14 +340,6 @@ async fn stream_events(
 struct Live {
     fanout: Fanout,
     seat: Arc<Seat>,
-}
-
-/// Resolves when the fan-out gives a parked socket back; never otherwise.
-async fn handed_back(parked: Option<&Live>) -> Handback {
-    match parked {
-        Some(live) => live.seat.handed_back().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Most frames written before one flush.

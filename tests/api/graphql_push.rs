@@ -75,11 +75,7 @@ async fn a_graphql_subscriber_that_pauses_gets_every_result_in_order_when_it_rea
         .await;
     live_subscriber(&app, &mut paused, "subscribe", "next", "1").await;
 
-    let mut published = Vec::with_capacity(EVENTS + 1);
-    for i in 0..EVENTS {
-        let event = app.publish((i % 180) as f64, 1.0, None).await;
-        published.push(event["id"].as_str().unwrap().to_owned());
-    }
+    let mut published = app.publish_many(EVENTS, 1.0).await;
     let mut received = Vec::with_capacity(EVENTS + 1);
     while received.len() < EVENTS {
         received.push(position_id(&paused.next_json().await, "next", "1"));
@@ -153,11 +149,7 @@ async fn a_large_shared_subscription_written_by_several_tasks_gives_each_sharer_
     let last = sharers.last_mut().unwrap();
     until_live(&app, last, "next", "1").await;
     let marker = app.publish(0.0, 0.0, Some("marker")).await;
-    let mut published = Vec::with_capacity(RESULTS);
-    for i in 0..RESULTS {
-        let event = app.publish(i as f64, 1.0, None).await;
-        published.push(event["id"].as_str().unwrap().to_owned());
-    }
+    let published = app.publish_many(RESULTS, 1.0).await;
     for (n, client) in sharers.iter_mut().enumerate() {
         while position_id(&client.next_json().await, "next", "1") != marker["id"] {}
         let mut received = Vec::with_capacity(RESULTS);

@@ -386,11 +386,7 @@ async fn an_event_stream_that_pauses_within_history_gets_every_event_in_order_wh
     })
     .await;
     let mut paused = SmallBufferSse::open(&app).await;
-    let mut published = Vec::with_capacity(EVENTS + 1);
-    for i in 0..EVENTS {
-        let event = app.publish((i % 180) as f64, 1.0, None).await;
-        published.push(event["id"].as_str().unwrap().to_owned());
-    }
+    let mut published = app.publish_many(EVENTS, 1.0).await;
     let mut received = Vec::with_capacity(EVENTS + 1);
     while received.len() < EVENTS {
         received.push(paused.next_id().await);

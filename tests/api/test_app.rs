@@ -124,6 +124,17 @@ impl TestApp {
         response.json().await.expect("event JSON")
     }
 
+    /// Publishes `count` positions one after another, at `latitude` and
+    /// longitudes 0, 1, 2, …; their ids, in order.
+    pub async fn publish_many(&self, count: usize, latitude: f64) -> Vec<String> {
+        let mut ids = Vec::with_capacity(count + 1);
+        for i in 0..count {
+            let event = self.publish((i % 180) as f64, latitude, None).await;
+            ids.push(event["id"].as_str().unwrap().to_owned());
+        }
+        ids
+    }
+
     /// Publishes `total` positions one after another in a task of their own,
     /// as fast as the server answers; the task returns their ids in order.
     pub fn publish_in_background(&self, total: usize) -> tokio::task::JoinHandle<Vec<String>> {

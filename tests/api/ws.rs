@@ -153,11 +153,7 @@ async fn a_subscriber_that_stops_reading_holds_up_nobody_and_is_told_what_it_mis
     });
 
     // The stalled client reads nothing while every position is published.
-    let mut published = Vec::with_capacity(EVENTS);
-    for i in 0..EVENTS {
-        let event = app.publish((i % 180) as f64, 0.0, None).await;
-        published.push(event["id"].as_str().unwrap().to_owned());
-    }
+    let published = app.publish_many(EVENTS, 0.0).await;
     let received = within("the reader to get every event", reading)
         .await
         .unwrap();
@@ -199,11 +195,7 @@ async fn a_subscriber_that_pauses_within_history_gets_every_event_in_order_when_
     })
     .await;
     let mut paused = app.subscribe_with_small_buffer("/ws", None).await;
-    let mut published = Vec::with_capacity(EVENTS + 1);
-    for i in 0..EVENTS {
-        let event = app.publish((i % 180) as f64, 1.0, None).await;
-        published.push(event["id"].as_str().unwrap().to_owned());
-    }
+    let mut published = app.publish_many(EVENTS, 1.0).await;
     let mut received = Vec::with_capacity(EVENTS + 1);
     while received.len() < EVENTS {
         let event = paused.next_json().await;
