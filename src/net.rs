@@ -13,10 +13,12 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::Sleep;
 
 /// One accepted TCP connection, as hyper reads and writes it. Reading is
 /// tokio's own (it knows a short read drained the socket); writing goes
@@ -25,6 +27,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 pub struct Socket {
     read: OwnedReadHalf,
     writer: Writer,
+    /// Running while a write waits on a peer that takes nothing, once a
+    /// send timeout is set (see [`Writer::set_send_timeout`]).
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 /// A cloneable handle on a connection's writing side.
@@ -49,6 +54,13 @@ struct Out {
     closed: bool,
     /// Run once by the next flush that finds everything written.
     on_flush: Option<OnFlush>,
+    /// How long a write through the connection may wait without the
+    /// kernel taking a byte before it fails (none: as long as it takes).
+    send_timeout: Option<Duration>,
+    /// A write failed for that.
+    timed_out: bool,
+    /// The kernel took bytes since the connection last waited.
+    progressed: bool,
 }
 
 type OnFlush = Box<dyn FnOnce() + Send>;
@@ -59,6 +71,8 @@ impl std::fmt::Debug for Out {
             .field("pending", &(self.pending.len() - self.sent))
             .field("closed", &self.closed)
             .field("on_flush", &self.on_flush.is_some())
+            .field("send_timeout", &self.send_timeout)
+            .field("timed_out", &self.timed_out)
             .finish()
     }
 }
@@ -73,7 +87,10 @@ impl Out {
         while !self.is_drained() {
             match tcp.try_write(&self.pending[self.sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.sent += n,
+                Ok(n) => {
+                    self.sent += n;
+                    self.progressed = true;
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(err) => return Err(err),
             }
@@ -129,6 +146,7 @@ impl Socket {
         let (read, write) = tcp.into_split();
         Self {
             read,
+            stalled: None,
             writer: Writer(Arc::new(Shared {
                 write,
                 out: Mutex::new(Out::default()),
@@ -216,6 +234,18 @@ impl Writer {
         true
     }
 
+    /// From now on a write through the connection (hyper's) that waits
+    /// `timeout` without the kernel taking a byte fails, so the connection
+    /// ends; [`timed_out`](Self::timed_out) then says so.
+    pub fn set_send_timeout(&self, timeout: Duration) {
+        self.out().send_timeout = Some(timeout);
+    }
+
+    /// Whether a write failed for the send timeout.
+    pub fn timed_out(&self) -> bool {
+        self.out().timed_out
+    }
+
     /// Drains pending bytes; ready once there are none.
     fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<MutexGuard<'_, Out>>> {
         loop {
@@ -273,6 +303,42 @@ impl AsyncWrite for Socket {
     /// Takes all of `bufs` or none of them, so frames written here and
     /// frames pushed never interleave.
     fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = self.as_mut().poll_write_whole(cx, bufs);
+        self.watch(cx, written)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let drained = self
+            .writer
+            .poll_drain(cx)
+            .map_ok(|mut out| out.on_flush.take());
+        let hook = ready!(self.watch(cx, drained))?;
+        if let Some(hook) = hook {
+            hook();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let drained = self
+            .writer
+            .poll_drain(cx)
+            .map_ok(|mut out| out.closed = true);
+        ready!(self.watch(cx, drained))?;
+        Poll::Ready(socket2::SockRef::from(self.writer.tcp()).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+impl Socket {
+    fn poll_write_whole(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
@@ -288,23 +354,39 @@ impl AsyncWrite for Socket {
         }
     }
 
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let hook = ready!(self.writer.poll_drain(cx))?.on_flush.take();
-        if let Some(hook) = hook {
-            hook();
+    /// Applies the send timeout to a write's outcome: a write that waits
+    /// runs the clock (restarted whenever the kernel takes bytes), and
+    /// fails once it runs out; one that is done stops it.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        outcome: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if outcome.is_ready() {
+            self.stalled = None;
+            return outcome;
         }
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut out = ready!(self.writer.poll_drain(cx))?;
+        let (timeout, progressed) = {
+            let mut out = self.writer.out();
+            (out.send_timeout, std::mem::take(&mut out.progressed))
+        };
+        let Some(timeout) = timeout else {
+            return Poll::Pending;
+        };
+        if progressed {
+            self.stalled = None;
+        }
+        let clock = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if clock.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.stalled = None;
+        let mut out = self.writer.out();
+        out.timed_out = true;
         out.closed = true;
-        drop(out);
-        Poll::Ready(socket2::SockRef::from(self.writer.tcp()).shutdown(std::net::Shutdown::Write))
+        Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
     }
 }
 

@@ -98,10 +98,15 @@ async fn events(
     let subscription = state.broker.subscribe(after, filter.clone());
     let live = raw
         .filter(|_| method == Method::GET && version == Version::HTTP_11)
-        .map(|Extension(socket)| Live {
-            seat: state.fanout.seat(socket.clone(), filter, Framing::SseChunk),
-            fanout: state.fanout.clone(),
-            socket,
+        .map(|Extension(socket)| {
+            // A client that stops reading is cut, as on `/ws`, instead of
+            // holding its connection for as long as the kernel keeps it.
+            socket.set_send_timeout(state.config.send_timeout());
+            Live {
+                seat: state.fanout.seat(socket.clone(), filter, Framing::SseChunk),
+                fanout: state.fanout.clone(),
+                socket,
+            }
         });
     let keepalive = Duration::from_secs(state.config.sse_keepalive_secs);
     let preamble = Bytes::from(format!("retry: {}\n\n", state.config.sse_retry_ms));
@@ -201,10 +206,13 @@ impl SseStream {
 
 impl Drop for SseStream {
     /// No push follows the end of the stream (hyper's last chunk) or the
-    /// client's going away.
+    /// client's going away (or its being cut for not reading).
     fn drop(&mut self) {
         if let Some(live) = &self.live {
             live.fanout.leave(&live.seat, self.parked);
+            if live.socket.timed_out() {
+                self.stats.dropped();
+            }
         }
     }
 }

@@ -321,55 +321,64 @@ impl SmallBufferSse {
             stream,
             text: String::new(),
         };
-        assert_eq!(client.next_frame().await, "retry: 2000");
+        assert_eq!(client.next_frame().await.as_deref(), Some("retry: 2000"));
         client
     }
 
-    /// Reads one chunk, `<size in hex>\r\n<data>\r\n`, onto `text`.
-    async fn read_chunk(&mut self) {
+    /// Reads one chunk, `<size in hex>\r\n<data>\r\n`, onto `text`;
+    /// `false` when the connection ends instead (the last chunk never
+    /// comes on a live stream).
+    async fn read_chunk(&mut self) -> bool {
         let mut size = String::new();
-        within("a chunk", self.stream.read_line(&mut size))
-            .await
-            .unwrap();
-        let size = size
-            .strip_suffix("\r\n")
-            .unwrap_or_else(|| panic!("a chunk size line, got {size:?}"));
+        match within("a chunk", self.stream.read_line(&mut size)).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+        let Some(size) = size.strip_suffix("\r\n") else {
+            // Cut off in the middle of the line.
+            return false;
+        };
         let size = usize::from_str_radix(size, 16)
             .unwrap_or_else(|_| panic!("a chunk size in hex, got {size:?}"));
         assert!(size > 0, "the body ended");
         let mut data = vec![0; size + 2];
-        within("a chunk's data", self.stream.read_exact(&mut data))
+        if within("a chunk's data", self.stream.read_exact(&mut data))
             .await
-            .unwrap();
+            .is_err()
+        {
+            return false;
+        }
         assert_eq!(&data[size..], b"\r\n", "a chunk ends with CRLF");
         data.truncate(size);
         self.text.push_str(std::str::from_utf8(&data).unwrap());
+        true
     }
 
-    async fn next_frame(&mut self) -> String {
+    /// The next frame; `None` once the connection has ended.
+    async fn next_frame(&mut self) -> Option<String> {
         loop {
             if let Some(end) = self.text.find("\n\n") {
                 let frame = self.text[..end].to_owned();
                 self.text.drain(..end + 2);
-                return frame;
+                return Some(frame);
             }
-            self.read_chunk().await;
+            if !self.read_chunk().await {
+                return None;
+            }
         }
     }
 
-    /// The next event's id, skipping comments; panics on a notice.
-    async fn next_id(&mut self) -> String {
+    /// The next event's id, skipping comments; panics on a notice, `None`
+    /// once the connection has ended.
+    async fn next_id(&mut self) -> Option<String> {
         loop {
-            let frame = self.next_frame().await;
+            let frame = self.next_frame().await?;
             if frame.starts_with(':') {
                 continue;
             }
             assert!(frame.contains("event: position"), "not a position: {frame}");
-            return frame
-                .lines()
-                .find_map(|l| l.strip_prefix("id: "))
-                .expect("an id")
-                .to_owned();
+            let id = frame.lines().find_map(|l| l.strip_prefix("id: "));
+            return Some(id.expect("an id").to_owned());
         }
     }
 }
@@ -382,6 +391,7 @@ async fn an_event_stream_that_pauses_within_history_gets_every_event_in_order_wh
     const EVENTS: usize = 1500;
     let app = spawn_app_with(|c| {
         c.history_size = 4 * EVENTS as u64;
+        c.send_timeout_secs = 60;
         c.socket_send_buffer = 8 * 1024;
     })
     .await;
@@ -389,11 +399,69 @@ async fn an_event_stream_that_pauses_within_history_gets_every_event_in_order_wh
     let mut published = app.publish_many(EVENTS, 1.0).await;
     let mut received = Vec::with_capacity(EVENTS + 1);
     while received.len() < EVENTS {
-        received.push(paused.next_id().await);
+        received.push(paused.next_id().await.expect("the stream goes on"));
     }
     // Caught up again: live events keep coming.
     let live = app.publish(2.0, 2.0, None).await;
     published.push(live["id"].as_str().unwrap().to_owned());
-    received.push(paused.next_id().await);
+    received.push(paused.next_id().await.expect("the stream goes on"));
     assert_eq!(received, published, "every event once, in order");
+}
+
+/// Event streams cut for not taking frames, so far (all tests together).
+async fn dropped_streams(app: &TestApp) -> u64 {
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(r#"longlat_subscribers_dropped_total{transport="sse"} "#)
+        })
+        .map_or(0, |count| count.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn an_event_stream_that_stops_reading_is_cut_after_the_send_timeout_and_holds_up_nobody() {
+    const EVENTS: usize = 1500;
+    let app = spawn_app_with(|c| {
+        c.history_size = 4 * EVENTS as u64;
+        c.send_timeout_secs = 1;
+        c.socket_send_buffer = 8 * 1024;
+    })
+    .await;
+    let cut_before = dropped_streams(&app).await;
+    let mut stalled = SmallBufferSse::open(&app).await;
+    let (_, mut reader) = SseReader::open(&app, "", None).await;
+    let reading = tokio::spawn(async move {
+        let mut ids = Vec::with_capacity(EVENTS);
+        while ids.len() < EVENTS {
+            let (kind, id, _) = reader.next_event().await;
+            assert_eq!(kind, "position");
+            ids.push(id.expect("an id"));
+        }
+        ids
+    });
+    // The stalled client reads nothing while every position is published.
+    let published = app.publish_many(EVENTS, 1.0).await;
+    let received = within("the reader to get every event", reading)
+        .await
+        .unwrap();
+    assert_eq!(received, published, "the reader got every event, in order");
+    within("the stalled stream to be cut", async {
+        while dropped_streams(&app).await == cut_before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    // What it had been sent before the cut, in order, then the end.
+    let mut buffered = Vec::new();
+    while let Some(id) = stalled.next_id().await {
+        buffered.push(id);
+    }
+    assert!(
+        !buffered.is_empty() && buffered.len() < EVENTS,
+        "{} events",
+        buffered.len()
+    );
+    assert_eq!(buffered, published[..buffered.len()]);
 }
