@@ -1,13 +1,17 @@
 //! A client connection's socket. hyper reads requests from it and writes
-//! responses to it; once a `/ws` request has upgraded, the live fan-out
-//! (see [`crate::http::fanout`]) also writes each event's ready-made frame
-//! to it directly, through a [`Writer`] handle, from its own task.
+//! responses to it; once a `/ws` request has upgraded, or an `/events`
+//! stream has caught up, the live fan-out (see [`crate::http::fanout`])
+//! also writes each event's ready-made frame to it directly, through a
+//! [`Writer`] handle, from its own task (as a shared GraphQL subscription
+//! does its results).
 //!
 //! Two writers on one byte stream must never interleave inside a frame. So
 //! every write here is whole: a write either goes to the kernel entirely, or
 //! the part the kernel would not take is kept in `pending` and written
 //! before anything else. A write that finds `pending` not yet drained waits
-//! (or, for a push, queues behind it and says so).
+//! (or, for a push, queues behind it and says so). A connection may set a
+//! send timeout: a write of hyper's that waits that long without the kernel
+//! taking a byte fails, and the connection ends.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
