@@ -11,8 +11,6 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tungstenite::protocol::frame::Frame;
-use tungstenite::protocol::frame::coding::{Data, OpCode};
 use utoipa::ToSchema;
 
 /// Longest allowed `tracker` name, in bytes (every allowed byte is ASCII).
@@ -252,48 +250,22 @@ impl Event {
     /// Serialises `position` once, and lays out its three wire forms in one
     /// buffer: `[ws header][json]` then `[sse prefix][json]\n\n`.
     pub fn new(position: PositionEvent) -> Self {
-        // The JSON goes after room for the longest header it can need
-        // (a position is far under 64 KiB: 4 bytes); a shorter header is
-        // written just in front of it.
-        const ROOM: usize = 4;
+        // The JSON goes after room for the longest header it can need; its
+        // header is written just in front of it.
+        const ROOM: usize = 10;
         let mut buf = Vec::with_capacity(512);
         buf.resize(ROOM, 0);
         serde_json::to_writer(&mut buf, &position).expect("a position event always serialises");
-        let len = buf.len() - ROOM;
-        // A final text frame, unmasked (RFC 6455, 5.2). Positions are far
-        // under 64 KiB; anything longer (only possible from a foreign
-        // writer on a shared broker) gets a frame of its own below.
-        let header: Option<([u8; 4], usize)> = match u16::try_from(len) {
-            Ok(short) if short < 126 => Some(([0x81, short as u8, 0, 0], 2)),
-            Ok(medium) => {
-                let [hi, lo] = medium.to_be_bytes();
-                Some(([0x81, 126, hi, lo], 4))
-            }
-            Err(_) => None,
-        };
-        let ws_start = match header {
-            Some((header, header_len)) => {
-                buf[ROOM - header_len..ROOM].copy_from_slice(&header[..header_len]);
-                ROOM - header_len
-            }
-            None => ROOM,
-        };
+        let (header, used) = crate::net::text_frame_header(buf.len() - ROOM);
+        let ws_start = ROOM - used;
+        buf[ws_start..ROOM].copy_from_slice(&header[..used]);
         let ws_end = buf.len();
         write!(buf, "id: {}\nevent: position\ndata: ", position.id).expect("writing to a Vec");
         buf.extend_from_within(ROOM..ws_end);
         buf.extend_from_slice(b"\n\n");
         let buf = bytes::Bytes::from(buf);
         let json = buf.slice(ROOM..ws_end);
-        let ws = match header {
-            Some(_) => buf.slice(ws_start..ws_end),
-            None => {
-                let mut frame = Vec::with_capacity(len + 10);
-                Frame::message(json.clone(), OpCode::Data(Data::Text), true)
-                    .format(&mut frame)
-                    .expect("writing to a Vec cannot fail");
-                frame.into()
-            }
-        };
+        let ws = buf.slice(ws_start..ws_end);
         Self {
             position,
             json,
@@ -419,6 +391,8 @@ impl FromStr for BoundingBox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tungstenite::protocol::frame::Frame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
 
     fn input(longitude: f64, latitude: f64, tracker: Option<&str>) -> PositionInput {
         PositionInput {

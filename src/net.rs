@@ -77,6 +77,7 @@ impl std::fmt::Debug for Out {
             .field("on_flush", &self.on_flush.is_some())
             .field("send_timeout", &self.send_timeout)
             .field("timed_out", &self.timed_out)
+            .field("progressed", &self.progressed)
             .finish()
     }
 }
@@ -263,23 +264,37 @@ impl Writer {
     }
 }
 
-/// Appends to `out` one final, unmasked WebSocket text frame (RFC 6455,
-/// 5.2: a server's frames) whose payload is `parts`, one after the other.
-pub fn text_frame(out: &mut Vec<u8>, parts: &[&[u8]]) {
-    let len: usize = parts.iter().map(|part| part.len()).sum();
-    out.reserve(len + 10);
-    out.push(0x81);
-    match (u8::try_from(len), u16::try_from(len)) {
-        (Ok(short), _) if short < 126 => out.push(short),
+/// The header of one final, unmasked WebSocket text frame (RFC 6455, 5.2:
+/// a server's frames) with `len` bytes of payload: its bytes, and how many.
+pub fn text_frame_header(len: usize) -> ([u8; 10], usize) {
+    let mut header = [0; 10];
+    header[0] = 0x81;
+    let used = match (u8::try_from(len), u16::try_from(len)) {
+        (Ok(short), _) if short < 126 => {
+            header[1] = short;
+            2
+        }
         (_, Ok(medium)) => {
-            out.push(126);
-            out.extend_from_slice(&medium.to_be_bytes());
+            header[1] = 126;
+            header[2..4].copy_from_slice(&medium.to_be_bytes());
+            4
         }
         _ => {
-            out.push(127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
         }
-    }
+    };
+    (header, used)
+}
+
+/// Appends to `out` one final, unmasked WebSocket text frame whose payload
+/// is `parts`, one after the other.
+pub fn text_frame(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    let (header, used) = text_frame_header(len);
+    out.reserve(used + len);
+    out.extend_from_slice(&header[..used]);
     for part in parts {
         out.extend_from_slice(part);
     }

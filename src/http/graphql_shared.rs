@@ -314,16 +314,28 @@ struct Pass {
     /// The first seat of the next chunk to take.
     next: AtomicUsize,
     chunks: usize,
-    /// Seats still parked, writes made, chunks done.
-    done: Mutex<(Vec<Arc<Seat>>, u64, usize)>,
+    done: Mutex<Done>,
     all_done: Notify,
+}
+
+/// What a pass's chunks have done so far.
+#[derive(Default)]
+struct Done {
+    /// Seats still parked.
+    kept: Vec<Arc<Seat>>,
+    /// Writes made.
+    pushes: u64,
+    chunks: usize,
 }
 
 impl Pass {
     fn new(seats: Vec<Arc<Seat>>, payload: Arc<str>, ring: broadcast::Sender<Outcome>) -> Self {
         let chunks = seats.len().div_ceil(CHUNK);
         Self {
-            done: Mutex::new((Vec::with_capacity(seats.len()), 0, 0)),
+            done: Mutex::new(Done {
+                kept: Vec::with_capacity(seats.len()),
+                ..Done::default()
+            }),
             seats,
             payload,
             ring,
@@ -347,10 +359,10 @@ impl Pass {
             let pushes = push_chunk(chunk, &mut frames, &self.ring, &mut kept);
             let last = {
                 let mut done = lock(&self.done);
-                done.0.append(&mut kept);
-                done.1 += pushes;
-                done.2 += 1;
-                done.2 == self.chunks
+                done.kept.append(&mut kept);
+                done.pushes += pushes;
+                done.chunks += 1;
+                done.chunks == self.chunks
             };
             if last {
                 self.all_done.notify_one();
@@ -367,8 +379,8 @@ impl Pass {
         loop {
             {
                 let mut done = lock(&self.done);
-                if done.2 == self.chunks {
-                    return (std::mem::take(&mut done.0), done.1);
+                if done.chunks == self.chunks {
+                    return (std::mem::take(&mut done.kept), done.pushes);
                 }
             }
             self.all_done.notified().await;

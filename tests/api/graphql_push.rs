@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::test_app::{Seen, TestApp, WsClient, spawn_app, spawn_app_with, within};
+use crate::test_app::{Seen, TestApp, WsClient, spawn_app, spawn_app_for_slow_readers, within};
 
 const LIVE: &str = "subscription { positions { id } }";
 
@@ -64,12 +64,7 @@ async fn until_live(app: &TestApp, client: &mut WsClient, kind: &str, id: &str) 
 async fn a_graphql_subscriber_that_pauses_gets_every_result_in_order_when_it_reads_again() {
     // Far more than the socket buffers hold, fewer than the shared ring.
     const EVENTS: usize = 800;
-    let app = spawn_app_with(|c| {
-        c.history_size = 4 * EVENTS as u64;
-        c.send_timeout_secs = 60;
-        c.socket_send_buffer = 8 * 1024;
-    })
-    .await;
+    let app = spawn_app_for_slow_readers(4 * EVENTS as u64, 60).await;
     let mut paused = app
         .subscribe_with_small_buffer("/graphql", Some("graphql-transport-ws"))
         .await;

@@ -3,31 +3,12 @@
 //! The metrics recorder is global to the test process, so metric checks
 //! compare before and after and allow for other tests running alongside.
 
-use crate::test_app::{TestApp, spawn_app, within};
-
-async fn metrics(app: &TestApp) -> String {
-    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    response.text().await.unwrap()
-}
-
-/// The value of the sample `series` (name and labels as rendered), 0 when absent.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
+use crate::test_app::{sample, spawn_app, within};
 
 #[tokio::test]
 async fn metrics_count_connections_publishes_deliveries_and_refusals() {
     let app = spawn_app().await;
-    let before = metrics(&app).await;
+    let before = app.metrics().await;
     let mut subscriber = app.subscribe("/ws").await;
     let event = app.publish(18.06324, 59.334591, None).await;
     assert_eq!(subscriber.next_json().await, event);
@@ -44,7 +25,7 @@ async fn metrics_count_connections_publishes_deliveries_and_refusals() {
     let delivered = r#"longlat_events_delivered_total{transport="ws"}"#;
     let after = within("the delivery to be counted", async {
         loop {
-            let now = metrics(&app).await;
+            let now = app.metrics().await;
             if sample(&now, delivered) >= sample(&before, delivered) + 1.0 {
                 break now;
             }

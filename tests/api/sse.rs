@@ -8,7 +8,18 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
 
-use crate::test_app::{TestApp, spawn_app, spawn_app_with, within};
+use crate::test_app::{
+    TestApp, sample, spawn_app, spawn_app_for_slow_readers, spawn_app_with, within,
+};
+
+/// The first whole frame in `text` (the lines before a blank line), taken
+/// out of it.
+fn take_frame(text: &mut String) -> Option<String> {
+    let end = text.find("\n\n")?;
+    let frame = text[..end].to_owned();
+    text.drain(..end + 2);
+    Some(frame)
+}
 
 /// A minimal SSE reader over reqwest, for checks below the EventSource's view.
 struct SseReader {
@@ -44,9 +55,7 @@ impl SseReader {
     /// The next frame (the lines before a blank line), or `None` at the end of the stream.
     async fn next_frame(&mut self) -> Option<String> {
         loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let frame = self.buffer[..end].to_owned();
-                self.buffer.drain(..end + 2);
+            if let Some(frame) = take_frame(&mut self.buffer) {
                 return Some(frame);
             }
             match within("an SSE frame", self.body.next()).await {
@@ -357,9 +366,7 @@ impl SmallBufferSse {
     /// The next frame; `None` once the connection has ended.
     async fn next_frame(&mut self) -> Option<String> {
         loop {
-            if let Some(end) = self.text.find("\n\n") {
-                let frame = self.text[..end].to_owned();
-                self.text.drain(..end + 2);
+            if let Some(frame) = take_frame(&mut self.text) {
                 return Some(frame);
             }
             if !self.read_chunk().await {
@@ -389,12 +396,7 @@ async fn an_event_stream_that_pauses_within_history_gets_every_event_in_order_wh
     // Far more than the socket buffers hold, far less than history: the
     // live writes to the caught-up stream back up, and it reads on itself.
     const EVENTS: usize = 1500;
-    let app = spawn_app_with(|c| {
-        c.history_size = 4 * EVENTS as u64;
-        c.send_timeout_secs = 60;
-        c.socket_send_buffer = 8 * 1024;
-    })
-    .await;
+    let app = spawn_app_for_slow_readers(4 * EVENTS as u64, 60).await;
     let mut paused = SmallBufferSse::open(&app).await;
     let mut published = app.publish_many(EVENTS, 1.0).await;
     let mut received = Vec::with_capacity(EVENTS + 1);
@@ -409,25 +411,15 @@ async fn an_event_stream_that_pauses_within_history_gets_every_event_in_order_wh
 }
 
 /// Event streams cut for not taking frames, so far (all tests together).
-async fn dropped_streams(app: &TestApp) -> u64 {
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
-    let text = metrics.text().await.unwrap();
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(r#"longlat_subscribers_dropped_total{transport="sse"} "#)
-        })
-        .map_or(0, |count| count.trim().parse().unwrap())
+async fn dropped_streams(app: &TestApp) -> f64 {
+    let series = r#"longlat_subscribers_dropped_total{transport="sse"}"#;
+    sample(&app.metrics().await, series)
 }
 
 #[tokio::test]
 async fn an_event_stream_that_stops_reading_is_cut_after_the_send_timeout_and_holds_up_nobody() {
     const EVENTS: usize = 1500;
-    let app = spawn_app_with(|c| {
-        c.history_size = 4 * EVENTS as u64;
-        c.send_timeout_secs = 1;
-        c.socket_send_buffer = 8 * 1024;
-    })
-    .await;
+    let app = spawn_app_for_slow_readers(4 * EVENTS as u64, 1).await;
     let cut_before = dropped_streams(&app).await;
     let mut stalled = SmallBufferSse::open(&app).await;
     let (_, mut reader) = SseReader::open(&app, "", None).await;

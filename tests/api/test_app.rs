@@ -64,6 +64,18 @@ impl Drop for TestApp {
     }
 }
 
+/// Starts the server with `history_size` events kept, subscribers given
+/// `send_timeout_secs` to take a frame, and 8 KiB socket send buffers, so
+/// a client that stops reading backs the server's writes up soon.
+pub async fn spawn_app_for_slow_readers(history_size: u64, send_timeout_secs: u64) -> TestApp {
+    spawn_app_with(|c| {
+        c.history_size = history_size;
+        c.send_timeout_secs = send_timeout_secs;
+        c.socket_send_buffer = 8 * 1024;
+    })
+    .await
+}
+
 /// Starts the server with default settings on a free port.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -122,6 +134,19 @@ impl TestApp {
             .expect("POST /longlat");
         assert_eq!(response.status(), 201, "publishing {body}");
         response.json().await.expect("event JSON")
+    }
+
+    /// The Prometheus exposition from `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        response.text().await.unwrap()
     }
 
     /// Publishes `count` positions one after another, at `latitude` and
@@ -205,6 +230,14 @@ impl TestApp {
         .await;
         WsClient { socket }
     }
+}
+
+/// The value of the sample `series` (name and labels as rendered) in a
+/// `/metrics` text, 0 when absent.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A raw WebSocket client.

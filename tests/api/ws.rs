@@ -5,7 +5,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::test_app::{Seen, spawn_app, spawn_app_with, within};
+use crate::test_app::{Seen, spawn_app, spawn_app_for_slow_readers, spawn_app_with, within};
 
 #[tokio::test]
 async fn a_client_that_sends_data_is_closed_with_1003() {
@@ -131,12 +131,7 @@ async fn bad_stream_parameters_are_refused_before_upgrading() {
 async fn a_subscriber_that_stops_reading_holds_up_nobody_and_is_told_what_it_missed() {
     const HISTORY: u64 = 200;
     const EVENTS: usize = 3000;
-    let app = spawn_app_with(|c| {
-        c.history_size = HISTORY;
-        c.send_timeout_secs = 60;
-        c.socket_send_buffer = 8 * 1024;
-    })
-    .await;
+    let app = spawn_app_for_slow_readers(HISTORY, 60).await;
     let mut stalled = app.subscribe_with_small_buffer("/ws", None).await;
     let mut reader = app.subscribe("/ws").await;
     let reading = tokio::spawn(async move {
@@ -188,12 +183,7 @@ async fn a_subscriber_that_stops_reading_holds_up_nobody_and_is_told_what_it_mis
 async fn a_subscriber_that_pauses_within_history_gets_every_event_in_order_when_it_reads_again() {
     // Far more than the socket buffers hold, far less than history.
     const EVENTS: usize = 1500;
-    let app = spawn_app_with(|c| {
-        c.history_size = 4 * EVENTS as u64;
-        c.send_timeout_secs = 60;
-        c.socket_send_buffer = 8 * 1024;
-    })
-    .await;
+    let app = spawn_app_for_slow_readers(4 * EVENTS as u64, 60).await;
     let mut paused = app.subscribe_with_small_buffer("/ws", None).await;
     let mut published = app.publish_many(EVENTS, 1.0).await;
     let mut received = Vec::with_capacity(EVENTS + 1);
