@@ -121,8 +121,8 @@ async fn a_legacy_live_subscription_gets_data_messages_and_nothing_after_its_com
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_shared_subscription_written_by_several_tasks_gives_each_sharer_every_result_once_in_order()
  {
-    // Over the size at which a result's writes are shared between tasks,
-    // and not a whole number of their chunks.
+    // Spread over the execution's lanes (one per worker), each writing its
+    // share of the sockets on its own.
     const SHARERS: usize = 150;
     const RESULTS: usize = 20;
     let app = spawn_app().await;

@@ -1,0 +1,420 @@
+//! Identical live subscriptions share one execution.
+//!
+//! A thousand GraphiQL tabs or map widgets usually send the very same
+//! `subscription { positions { … } }`. Executing it once per subscriber would
+//! resolve and serialise every event a thousand times; instead the first
+//! subscriber starts one execution whose results are serialised once and fanned
+//! out, as text, to everyone who sent the same operation (same document, same
+//! variables). Only live subscriptions are shared: one with `after` replays a
+//! history of its own, and queries and mutations run once anyway.
+//!
+//! A sharer that has read every result so far, and whose socket took every
+//! byte, parks in one of the execution's lanes (see [`lane`]): the lane then
+//! writes each result's `next` message to its socket itself, made once per
+//! operation id (clients usually all use the same one), so a result costs
+//! each parked sharer one `send` and no task wake-up, as on `/ws` (see
+//! [`super::fanout`]). A socket that does not take a whole message is handed
+//! back to its connection, which reads on from the ring and writes under its
+//! send timeout, and parks again once drained.
+//!
+//! Results are kept in a bounded ring (see [`ring`]): a sharer that falls
+//! more than [`RING`] results behind is told `events-lost` (`lagged`) and its
+//! subscription completes, as for any lagging subscriber. Connection data from
+//! `connection_init` is not part of the key: a connection may only run
+//! subscriptions once `connection_init` found it allowed to read, and what a
+//! subscription returns does not depend on who asked. If it ever does, the
+//! caller must join the key.
+
+mod lane;
+mod ring;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use async_graphql::{ErrorExtensions, PathSegment, Pos, Response, ServerError};
+use futures::stream::{BoxStream, Stream, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::broker::{Gap, GapReason};
+use crate::error::Error;
+use crate::graphql::LonglatSchema;
+use crate::net::Writer;
+
+use lane::{Park, Seat};
+use ring::{Reader, RecvError};
+
+/// Results a sharer may fall behind before it is told it lagged.
+pub const RING: usize = 1024;
+
+/// What an operation produces, serialised once.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A result: the `payload` of a `next` message, as JSON text.
+    Next(Arc<str>),
+    /// The operation was refused before it ran: the errors, as JSON text.
+    Refused(Arc<str>),
+    /// The operation ended.
+    Complete,
+}
+
+impl Outcome {
+    /// The outcome of one response of an execution.
+    pub fn of(response: &Response) -> Self {
+        let refused = response.data == async_graphql::Value::Null
+            && !response.errors.is_empty()
+            && response.errors.iter().all(|e| e.path.is_empty());
+        let text = if refused {
+            serde_json::to_string(&response.errors)
+        } else {
+            serde_json::to_string(response)
+        };
+        // A GraphQL response is plain data: serialising it cannot fail.
+        let text: Arc<str> = text.unwrap_or_default().into();
+        if refused {
+            Self::Refused(text)
+        } else {
+            Self::Next(text)
+        }
+    }
+}
+
+/// The results of one operation, run on its own, ending with `Complete`.
+pub fn run_alone(
+    schema: &LonglatSchema,
+    request: async_graphql::Request,
+    data: Arc<async_graphql::Data>,
+) -> BoxStream<'static, Outcome> {
+    schema
+        .execute_stream_with_session_data(request, data)
+        .map(|response| Outcome::of(&response))
+        .chain(futures::stream::once(async { Outcome::Complete }))
+        .boxed()
+}
+
+/// Where a sharer's results may be written directly: its connection's
+/// socket, and its `next` messages' text up to the payload.
+#[derive(Debug, Clone)]
+pub struct Direct {
+    /// The connection's socket.
+    pub socket: Writer,
+    /// `{"type":"next","id":…,"payload":`; the message ends after the
+    /// payload with `}`.
+    pub prefix: Arc<str>,
+}
+
+/// One running shared execution; dropping the last sharer stops it.
+struct Group {
+    /// Where new sharers start reading: only results sent after they join.
+    results: Reader<Outcome>,
+    /// Where sharers park, one lane per runtime worker.
+    lanes: Box<[mpsc::UnboundedSender<Park>]>,
+    /// The lane the next sharer keeps to.
+    next_lane: AtomicUsize,
+    execution: JoinHandle<()>,
+    lane_tasks: Vec<JoinHandle<()>>,
+}
+
+/// Takes the seat out of every push when its sharer is dropped.
+struct Leave(Arc<Seat>);
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Group {
+    /// Starts `outcomes` with its lanes; `results` reads from its first
+    /// result on.
+    fn start(outcomes: BoxStream<'static, Outcome>) -> (Self, Reader<Outcome>) {
+        let (sender, results) = ring::channel(RING);
+        let execution = tokio::spawn(async move {
+            let mut outcomes = outcomes;
+            while let Some(outcome) = outcomes.next().await {
+                sender.send(outcome);
+            }
+        });
+        let workers = tokio::runtime::Handle::current()
+            .metrics()
+            .num_workers()
+            .max(1);
+        let (lanes, lane_tasks): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| {
+                let (parks, receiver) = mpsc::unbounded_channel();
+                (parks, tokio::spawn(lane::run(receiver, results.clone())))
+            })
+            .unzip();
+        let group = Self {
+            results: results.clone(),
+            lanes: lanes.into(),
+            next_lane: AtomicUsize::new(0),
+            execution,
+            lane_tasks,
+        };
+        (group, results)
+    }
+
+    /// Parks a sharer in `lane` if its `reader` has read everything and
+    /// its socket is drained; gives the reader back otherwise.
+    fn park(
+        &self,
+        lane: usize,
+        reader: Reader<Outcome>,
+        direct: &Direct,
+    ) -> Result<Parked, Reader<Outcome>> {
+        if !direct.socket.is_drained() || !reader.is_caught_up() {
+            return Err(reader);
+        }
+        let (seat, handed_back) = Seat::new(direct.clone());
+        match self.lanes[lane].send((seat.clone(), reader)) {
+            Ok(()) => Ok((Leave(seat), handed_back)),
+            // The lane stopped: the sharer reads for itself.
+            Err(mpsc::error::SendError((_, reader))) => Err(reader),
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.execution.abort();
+        for lane in &self.lane_tasks {
+            lane.abort();
+        }
+    }
+}
+
+/// The running shared executions, by operation.
+pub struct SharedExecutions {
+    schema: LonglatSchema,
+    groups: Mutex<HashMap<String, Weak<Group>>>,
+}
+
+impl SharedExecutions {
+    /// No shared executions yet, over `schema`.
+    pub fn new(schema: LonglatSchema) -> Self {
+        Self {
+            schema,
+            groups: Mutex::default(),
+        }
+    }
+
+    /// The outcomes of `request` (whose `subscribe` payload was `key`): from
+    /// a shared execution when it is a live subscription, else run on its own
+    /// with the connection's `data`. With `direct`, a shared execution
+    /// writes `next` messages to the socket itself while the sharer keeps up.
+    pub fn join(
+        &self,
+        key: String,
+        request: async_graphql::Request,
+        data: Arc<async_graphql::Data>,
+        direct: Option<Direct>,
+    ) -> BoxStream<'static, Outcome> {
+        if !is_shareable(&request) {
+            return run_alone(&self.schema, request, data);
+        }
+        let mut groups = lock(&self.groups);
+        if let Some(group) = groups.get(&key).and_then(Weak::upgrade)
+            && !group.execution.is_finished()
+        {
+            let results = group.results.at_head();
+            return sharer(group, results, direct).boxed();
+        }
+        // Every sharer's connection was checked at `connection_init`.
+        let mut data = async_graphql::Data::default();
+        data.insert(crate::access::Caller::connection_checked());
+        let outcomes = run_alone(&self.schema, request, Arc::new(data));
+        // The first sharer reads from the execution's first result.
+        let (group, results) = Group::start(outcomes);
+        let group = Arc::new(group);
+        groups.retain(|_, group| group.strong_count() > 0);
+        groups.insert(key, Arc::downgrade(&group));
+        sharer(group, results, direct).boxed()
+    }
+}
+
+/// A parked sharer: it leaves when dropped, and waits to be handed back.
+type Parked = (Leave, oneshot::Receiver<Reader<Outcome>>);
+
+/// Where a sharer is.
+enum Sharer {
+    /// Reading results from the ring.
+    Reading(Reader<Outcome>),
+    /// Parked: results go to its socket until it is handed back.
+    Parked(Parked),
+}
+
+/// A sharer's group, place, lane, and socket.
+type SharerState = (Arc<Group>, Sharer, usize, Option<Direct>);
+
+/// One sharer's view: results until `Complete` or a refusal, or a lag notice
+/// and `Complete`. Results pushed while parked are not in it.
+fn sharer(
+    group: Arc<Group>,
+    results: Reader<Outcome>,
+    direct: Option<Direct>,
+) -> impl Stream<Item = Outcome> {
+    let lane = group.next_lane.fetch_add(1, Ordering::Relaxed) % group.lanes.len();
+    let state: SharerState = (group, Sharer::Reading(results), lane, direct);
+    futures::stream::unfold(Some(state), |state| async move {
+        let (group, mut at, lane, direct) = state?;
+        loop {
+            at = match at {
+                Sharer::Reading(results) => match &direct {
+                    Some(socket) => match group.park(lane, results, socket) {
+                        Ok(parked) => Sharer::Parked(parked),
+                        Err(results) => break Some(read(group, results, lane, direct).await),
+                    },
+                    None => break Some(read(group, results, lane, direct).await),
+                },
+                Sharer::Parked((leave, handed_back)) => match handed_back.await {
+                    Ok(results) => Sharer::Reading(results),
+                    // The execution is gone.
+                    Err(_) => {
+                        drop(leave);
+                        let done = futures::stream::iter(vec![Outcome::Complete]);
+                        break Some((done, None));
+                    }
+                },
+            };
+        }
+    })
+    .flatten()
+}
+
+/// The next outcomes from `results`, and what follows them.
+async fn read(
+    group: Arc<Group>,
+    mut results: Reader<Outcome>,
+    lane: usize,
+    direct: Option<Direct>,
+) -> (
+    futures::stream::Iter<std::vec::IntoIter<Outcome>>,
+    Option<SharerState>,
+) {
+    let (outcomes, next) = match results.recv().await {
+        Ok(Outcome::Next(text)) => (
+            vec![Outcome::Next(text)],
+            Some((group, Sharer::Reading(results), lane, direct)),
+        ),
+        Ok(last) => (vec![last], None),
+        Err(RecvError::Lagged(missed)) => (vec![lagged(missed), Outcome::Complete], None),
+        Err(RecvError::Closed) => (vec![Outcome::Complete], None),
+    };
+    (futures::stream::iter(outcomes), next)
+}
+
+/// The `events-lost` notice for a sharer that fell `missed` results behind.
+fn lagged(missed: u64) -> Outcome {
+    let gap = Gap {
+        reason: GapReason::Lagged,
+        after: None,
+        resumed_from: None,
+        missed: Some(missed),
+    };
+    let error: ServerError = Error::EventsLost(gap)
+        .extend()
+        .into_server_error(Pos::default())
+        .with_path(vec![PathSegment::Field("positions".into())]);
+    Outcome::of(&Response::from_errors(vec![error]))
+}
+
+/// Whether `request` is one live subscription without `after`.
+fn is_shareable(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let DocumentOperations::Single(operation) = &document.operations else {
+        return false;
+    };
+    operation.node.ty == OperationType::Subscription
+        && operation
+            .node
+            .selection_set
+            .node
+            .items
+            .iter()
+            .all(|item| match &item.node {
+                Selection::Field(field) => field
+                    .node
+                    .arguments
+                    .iter()
+                    .all(|(name, _)| name.node != "after"),
+                _ => false,
+            })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A group around `results` whose one lane is gone: sharers read.
+    fn group(results: &Reader<Outcome>) -> Arc<Group> {
+        let (lane, _) = mpsc::unbounded_channel();
+        Arc::new(Group {
+            results: results.clone(),
+            lanes: Box::new([lane]),
+            next_lane: AtomicUsize::new(0),
+            execution: tokio::spawn(std::future::pending()),
+            lane_tasks: Vec::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_sharer_that_falls_behind_the_ring_is_told_and_completes() {
+        let (sender, ring) = ring::channel(2);
+        let group = group(&ring);
+        for i in 0..5 {
+            sender.send(Outcome::Next(format!("{{\"n\":{i}}}").into()));
+        }
+        let seen: Vec<Outcome> = sharer(group, ring, None).collect().await;
+        let [Outcome::Next(notice), Outcome::Complete] = &seen[..] else {
+            panic!("expected a notice then Complete, got {seen:?}");
+        };
+        assert!(notice.contains(r#""code":"events-lost""#), "{notice}");
+        assert!(notice.contains(r#""reason":"lagged""#), "{notice}");
+        assert!(notice.contains(r#""missed":3"#), "{notice}");
+    }
+
+    #[tokio::test]
+    async fn a_sharer_gets_every_result_then_completes_when_the_execution_ends() {
+        let (sender, ring) = ring::channel(8);
+        let group = group(&ring);
+        sender.send(Outcome::Next("1".into()));
+        sender.send(Outcome::Next("2".into()));
+        drop(sender);
+        let seen: Vec<Outcome> = sharer(group, ring, None).collect().await;
+        assert!(
+            matches!(&seen[..], [Outcome::Next(a), Outcome::Next(b), Outcome::Complete] if &**a == "1" && &**b == "2"),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn only_live_subscriptions_are_shared() {
+        let shareable = |query: &str| is_shareable(&async_graphql::Request::new(query));
+        assert!(shareable("subscription { positions { id } }"));
+        assert!(shareable(
+            "subscription($t: [String!]) { positions(tracker: $t) { id } }"
+        ));
+        assert!(!shareable(
+            "subscription($a: ID) { positions(after: $a) { id } }"
+        ));
+        assert!(!shareable("{ latest { id } }"));
+        assert!(!shareable(
+            "mutation { publish(input: {longitude: 0, latitude: 0}) { id } }"
+        ));
+        assert!(!shareable(
+            "subscription { ...F } fragment F on Subscription { positions { id } }"
+        ));
+        assert!(!shareable("not graphql"));
+    }
+}
