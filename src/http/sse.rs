@@ -96,22 +96,24 @@ async fn events(
     // Subscribe before the 200 goes out, so nothing published after the
     // client connected can be missed.
     let subscription = state.broker.subscribe(after, filter.clone());
-    let live = raw
+    let socket = raw.map(|Extension(socket)| {
+        // A client that stops reading is cut, as on `/ws`, instead of
+        // holding its connection for as long as the kernel keeps it.
+        socket.set_send_timeout(state.config.send_timeout());
+        socket
+    });
+    let live = socket
+        .clone()
         .filter(|_| method == Method::GET && version == Version::HTTP_11)
-        .map(|Extension(socket)| {
-            // A client that stops reading is cut, as on `/ws`, instead of
-            // holding its connection for as long as the kernel keeps it.
-            socket.set_send_timeout(state.config.send_timeout());
-            Live {
-                seat: state.fanout.seat(socket.clone(), filter, Framing::SseChunk),
-                fanout: state.fanout.clone(),
-                socket,
-            }
+        .map(|socket| Live {
+            seat: state.fanout.seat(socket, filter, Framing::SseChunk),
+            fanout: state.fanout.clone(),
         });
     let keepalive = Duration::from_secs(state.config.sse_keepalive_secs);
     let preamble = Bytes::from(format!("retry: {}\n\n", state.config.sse_retry_ms));
     let stream = frames(
         subscription,
+        socket,
         live,
         state.shutdown.clone(),
         keepalive,
@@ -170,6 +172,8 @@ struct SseStream {
     /// The stream's place under the connection limits, freed with the stream.
     _permit: ConnectionPermit,
     subscription: Subscription,
+    /// The connection's socket, when the server set it aside.
+    socket: Option<Writer>,
     live: Option<Live>,
     /// Parked (or about to park) in the fan-out, which writes live events.
     parked: bool,
@@ -179,11 +183,10 @@ struct SseStream {
     ended: bool,
 }
 
-/// What a stream needs to park in the fan-out.
+/// What a stream needs to park in the fan-out (with its socket).
 struct Live {
     fanout: Fanout,
     seat: Arc<Seat>,
-    socket: Writer,
 }
 
 impl SseStream {
@@ -191,16 +194,17 @@ impl SseStream {
     /// to its shard only once hyper has flushed what it was given (the
     /// frames before this point), so pushed chunks come after them.
     fn park_if_caught_up(&mut self) {
-        let Some(live) = self.live.as_ref().filter(|_| !self.parked) else {
+        let (Some(live), Some(socket)) = (&self.live, &self.socket) else {
             return;
         };
+        if self.parked {
+            return;
+        }
         let Some(cursor) = self.subscription.caught_up() else {
             return;
         };
         let (fanout, seat) = (live.fanout.clone(), live.seat.clone());
-        self.parked = live
-            .socket
-            .on_next_flush(move || fanout.park(&seat, cursor));
+        self.parked = socket.on_next_flush(move || fanout.park(&seat, cursor));
     }
 }
 
@@ -210,9 +214,9 @@ impl Drop for SseStream {
     fn drop(&mut self) {
         if let Some(live) = &self.live {
             live.fanout.leave(&live.seat, self.parked);
-            if live.socket.timed_out() {
-                self.stats.dropped();
-            }
+        }
+        if self.socket.as_ref().is_some_and(Writer::timed_out) {
+            self.stats.dropped();
         }
     }
 }
@@ -221,6 +225,7 @@ impl Drop for SseStream {
 /// until shutdown or a `lagged` gap.
 fn frames(
     subscription: Subscription,
+    socket: Option<Writer>,
     live: Option<Live>,
     shutdown: Shutdown,
     period: Duration,
@@ -233,6 +238,7 @@ fn frames(
         stats: stats::Connection::open("sse"),
         _permit: permit,
         subscription,
+        socket,
         live,
         parked: false,
         shutdown,

@@ -291,24 +291,29 @@ async fn stopping_the_server_ends_open_event_streams() {
 }
 
 /// An SSE client on a raw socket with a 4 KiB receive buffer, so it can
-/// stop reading and make the server's writes back up. It decodes the
-/// chunked body itself, strictly, so a chunk written out of turn shows.
+/// stop reading and make the server's writes back up. Over HTTP/1.1 it
+/// decodes the chunked body itself, strictly, so a chunk written out of
+/// turn shows; over HTTP/1.0 the body is the rest of the connection.
 struct SmallBufferSse {
     stream: BufReader<tokio::net::TcpStream>,
     text: String,
+    chunked: bool,
 }
 
 impl SmallBufferSse {
     async fn open(app: &TestApp) -> Self {
+        Self::open_over(app, "1.1").await
+    }
+
+    /// Opens `/events` over HTTP/`version` (`1.1` or `1.0`).
+    async fn open_over(app: &TestApp, version: &str) -> Self {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let mut stream = socket.connect(app.addr).await.unwrap();
-        stream
-            .write_all(
-                b"GET /events HTTP/1.1\r\nHost: longlat\r\nAccept: text/event-stream\r\n\r\n",
-            )
-            .await
-            .unwrap();
+        let request = format!(
+            "GET /events HTTP/{version}\r\nHost: longlat\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
         let mut stream = BufReader::new(stream);
         let mut head = Vec::new();
         loop {
@@ -321,17 +326,33 @@ impl SmallBufferSse {
             }
             head.push(line.trim_end().to_ascii_lowercase());
         }
-        assert_eq!(head[0], "http/1.1 200 ok");
-        assert!(
-            head.iter().any(|h| h == "transfer-encoding: chunked"),
-            "{head:?}"
-        );
+        assert_eq!(head[0], format!("http/{version} 200 ok"));
+        let chunked = head.iter().any(|h| h == "transfer-encoding: chunked");
+        assert_eq!(chunked, version == "1.1", "{head:?}");
         let mut client = Self {
             stream,
             text: String::new(),
+            chunked,
         };
         assert_eq!(client.next_frame().await.as_deref(), Some("retry: 2000"));
         client
+    }
+
+    /// Reads more of the body onto `text`; `false` once the connection has
+    /// ended.
+    async fn read_more(&mut self) -> bool {
+        if self.chunked {
+            return self.read_chunk().await;
+        }
+        let mut data = [0; 4096];
+        match within("more of the body", self.stream.read(&mut data)).await {
+            Ok(0) | Err(_) => false,
+            Ok(read) => {
+                self.text
+                    .push_str(std::str::from_utf8(&data[..read]).unwrap());
+                true
+            }
+        }
     }
 
     /// Reads one chunk, `<size in hex>\r\n<data>\r\n`, onto `text`;
@@ -369,7 +390,7 @@ impl SmallBufferSse {
             if let Some(frame) = take_frame(&mut self.text) {
                 return Some(frame);
             }
-            if !self.read_chunk().await {
+            if !self.read_more().await {
                 return None;
             }
         }
@@ -418,10 +439,21 @@ async fn dropped_streams(app: &TestApp) -> f64 {
 
 #[tokio::test]
 async fn an_event_stream_that_stops_reading_is_cut_after_the_send_timeout_and_holds_up_nobody() {
+    // One after the other: the counter of cut streams is the whole test
+    // process's, so a cut in a test beside this one would look like ours.
+    for version in ["1.1", "1.0"] {
+        a_stalled_stream_is_cut(version).await;
+    }
+}
+
+/// A client over HTTP/`version` stops reading while positions are
+/// published: it is cut after the send timeout, a reader beside it gets
+/// every event, and what the stalled one was sent is a prefix, in order.
+async fn a_stalled_stream_is_cut(version: &str) {
     const EVENTS: usize = 1500;
     let app = spawn_app_for_slow_readers(4 * EVENTS as u64, 1).await;
     let cut_before = dropped_streams(&app).await;
-    let mut stalled = SmallBufferSse::open(&app).await;
+    let mut stalled = SmallBufferSse::open_over(&app, version).await;
     let (_, mut reader) = SseReader::open(&app, "", None).await;
     let reading = tokio::spawn(async move {
         let mut ids = Vec::with_capacity(EVENTS);
