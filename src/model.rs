@@ -6,7 +6,6 @@
 //! to build a [`ValidPosition`], and the broker accepts nothing else.
 
 use std::fmt;
-use std::io::Write as _;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -134,9 +133,42 @@ impl EventId {
     }
 }
 
+impl EventId {
+    /// The id as text (`<millis>-<seq>`), written without the formatting
+    /// machinery: every publish writes its id four times (the two stream
+    /// frames, the JSON, the `Location` header).
+    pub fn text(self) -> EventIdText {
+        let mut millis = itoa::Buffer::new();
+        let mut seq = itoa::Buffer::new();
+        let (millis, seq) = (millis.format(self.millis), seq.format(self.seq));
+        let mut text = EventIdText {
+            bytes: [0; 41],
+            len: millis.len() + 1 + seq.len(),
+        };
+        text.bytes[..millis.len()].copy_from_slice(millis.as_bytes());
+        text.bytes[millis.len()] = b'-';
+        text.bytes[millis.len() + 1..text.len].copy_from_slice(seq.as_bytes());
+        text
+    }
+}
+
+/// An [`EventId`] as text, on the stack: two `u64`s in decimal and a dash.
+#[derive(Debug, Clone, Copy)]
+pub struct EventIdText {
+    bytes: [u8; 41],
+    len: usize,
+}
+
+impl EventIdText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("digits and a dash")
+    }
+}
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.millis, self.seq)
+        f.write_str(self.text().as_str())
     }
 }
 
@@ -184,7 +216,7 @@ impl ToSchema for EventId {}
 
 impl Serialize for EventId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(self.text().as_str())
     }
 }
 
@@ -260,7 +292,9 @@ impl Event {
         let ws_start = ROOM - used;
         buf[ws_start..ROOM].copy_from_slice(&header[..used]);
         let ws_end = buf.len();
-        write!(buf, "id: {}\nevent: position\ndata: ", position.id).expect("writing to a Vec");
+        buf.extend_from_slice(b"id: ");
+        buf.extend_from_slice(position.id.text().as_str().as_bytes());
+        buf.extend_from_slice(b"\nevent: position\ndata: ");
         buf.extend_from_within(ROOM..ws_end);
         buf.extend_from_slice(b"\n\n");
         let buf = bytes::Bytes::from(buf);
@@ -454,6 +488,12 @@ mod tests {
     fn event_ids_round_trip_and_order() {
         let id: EventId = "1764000000000-7".parse().unwrap();
         assert_eq!(id.to_string(), "1764000000000-7");
+        assert_eq!(serde_json::to_string(&id).unwrap(), r#""1764000000000-7""#);
+        for (millis, seq) in [(0, 0), (u64::MAX, u64::MAX), (9, 10)] {
+            let id = EventId { millis, seq };
+            assert_eq!(id.text().as_str(), format!("{millis}-{seq}"));
+            assert_eq!(id.text().as_str().parse::<EventId>().unwrap(), id);
+        }
         assert_eq!(
             "42".parse::<EventId>().unwrap(),
             EventId { millis: 42, seq: 0 }

@@ -227,7 +227,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// per-process prefix and a counter, cheaper than a UUID per request.
 #[derive(Clone)]
 struct NextRequestId {
-    prefix: u32,
+    /// Eight hex digits and a dash.
+    prefix: Arc<str>,
     counter: Arc<AtomicU64>,
 }
 
@@ -236,8 +237,9 @@ impl Default for NextRequestId {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
+        let prefix = nanos ^ std::process::id().rotate_left(16);
         Self {
-            prefix: nanos ^ std::process::id().rotate_left(16),
+            prefix: format!("{prefix:08x}-").into(),
             counter: Arc::default(),
         }
     }
@@ -246,9 +248,8 @@ impl Default for NextRequestId {
 impl MakeRequestId for NextRequestId {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{:08x}-{n}", self.prefix))
-            .ok()
-            .map(RequestId::new)
+        let id = [&*self.prefix, itoa::Buffer::new().format(n)].concat();
+        HeaderValue::try_from(id).ok().map(RequestId::new)
     }
 }
 

@@ -110,7 +110,7 @@ impl<S: Sync> FromRequestParts<S> for ContentType {
 }
 
 fn created(event: &Event) -> Response {
-    let location = format!("/longlat/{}", event.id());
+    let location = ["/longlat/", event.id().text().as_str()].concat();
     let mut response = (StatusCode::CREATED, event.json.clone()).into_response();
     let headers = response.headers_mut();
     headers.insert(
