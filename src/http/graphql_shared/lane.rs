@@ -3,13 +3,13 @@
 //!
 //! Each lane follows the results ring like one more reader and, for each
 //! result, writes its `next` message to every socket parked in it: one
-//! `send` per socket, no task wake-up. A group has one lane per runtime
-//! worker and every sharer keeps to one of them, so a large group is
-//! written side by side and each socket gets its results in order; a lane
-//! held up by a slow pass holds up only its own sockets, and the execution
-//! never waits for any lane. A socket that does not take a whole message is
-//! handed back to its connection with a reader positioned just after that
-//! result.
+//! `send` per socket, no task wake-up. A group starts lanes as sharers
+//! come, up to one per runtime worker, and every sharer keeps to one of
+//! them, so a large group is written side by side and each socket gets its
+//! results in order; a lane held up by a slow pass holds up only its own
+//! sockets, and the execution never waits for any lane. A socket that does
+//! not take a whole message is handed back to its connection with a reader
+//! positioned just after that result.
 
 use std::sync::{Arc, Mutex};
 

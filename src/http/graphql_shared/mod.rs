@@ -108,12 +108,30 @@ pub struct Direct {
 struct Group {
     /// Where new sharers start reading: only results sent after they join.
     results: Reader<Outcome>,
-    /// Where sharers park, one lane per runtime worker.
-    lanes: Box<[mpsc::UnboundedSender<Park>]>,
-    /// The lane the next sharer keeps to.
-    next_lane: AtomicUsize,
+    /// Where sharers park: started as sharers come, a lane for each block
+    /// of [`LANE_BLOCK`] sharers in turn, up to one per runtime worker.
+    lanes: Mutex<Vec<Lane>>,
+    workers: usize,
+    /// Sharers that ever joined: where the next one goes.
+    joined: AtomicUsize,
     execution: JoinHandle<()>,
-    lane_tasks: Vec<JoinHandle<()>>,
+}
+
+/// Sharers that keep to one lane before the next lane takes the next
+/// ones: a small group (the usual distinct subscription) has one lane, a
+/// large one is written by a lane per worker.
+const LANE_BLOCK: usize = 64;
+
+/// A running lane, stopped when dropped.
+struct Lane {
+    parks: mpsc::UnboundedSender<Park>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Takes the seat out of every push when its sharer is dropped.
@@ -132,8 +150,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Group {
-    /// Starts `outcomes` with its lanes; `results` reads from its first
-    /// result on.
+    /// Starts `outcomes`; `results` reads from its first result on.
     fn start(outcomes: BoxStream<'static, Outcome>) -> (Self, Reader<Outcome>) {
         let (sender, results) = ring::channel(RING);
         let execution = tokio::spawn(async move {
@@ -146,20 +163,19 @@ impl Group {
             .metrics()
             .num_workers()
             .max(1);
-        let (lanes, lane_tasks): (Vec<_>, Vec<_>) = (0..workers)
-            .map(|_| {
-                let (parks, receiver) = mpsc::unbounded_channel();
-                (parks, tokio::spawn(lane::run(receiver, results.clone())))
-            })
-            .unzip();
         let group = Self {
             results: results.clone(),
-            lanes: lanes.into(),
-            next_lane: AtomicUsize::new(0),
+            lanes: Mutex::default(),
+            workers,
+            joined: AtomicUsize::new(0),
             execution,
-            lane_tasks,
         };
         (group, results)
+    }
+
+    /// The lane the next sharer to join keeps to.
+    fn lane_for_next(&self) -> usize {
+        self.joined.fetch_add(1, Ordering::Relaxed) / LANE_BLOCK % self.workers
     }
 
     /// Parks a sharer in `lane` if its `reader` has read everything and
@@ -174,7 +190,14 @@ impl Group {
             return Err(reader);
         }
         let (seat, handed_back) = Seat::new(direct.clone());
-        match self.lanes[lane].send((seat.clone(), reader)) {
+        let mut lanes = lock(&self.lanes);
+        while lanes.len() <= lane {
+            // Starts idle: it goes to the first parked sharer's place.
+            let (parks, receiver) = mpsc::unbounded_channel();
+            let task = tokio::spawn(lane::run(receiver, reader.clone()));
+            lanes.push(Lane { parks, task });
+        }
+        match lanes[lane].parks.send((seat.clone(), reader)) {
             Ok(()) => Ok((Leave(seat), handed_back)),
             // The lane stopped: the sharer reads for itself.
             Err(mpsc::error::SendError((_, reader))) => Err(reader),
@@ -185,9 +208,6 @@ impl Group {
 impl Drop for Group {
     fn drop(&mut self) {
         self.execution.abort();
-        for lane in &self.lane_tasks {
-            lane.abort();
-        }
     }
 }
 
@@ -261,7 +281,7 @@ fn sharer(
     results: Reader<Outcome>,
     direct: Option<Direct>,
 ) -> impl Stream<Item = Outcome> {
-    let lane = group.next_lane.fetch_add(1, Ordering::Relaxed) % group.lanes.len();
+    let lane = group.lane_for_next();
     let state: SharerState = (group, Sharer::Reading(results), lane, direct);
     futures::stream::unfold(Some(state), |state| async move {
         let (group, mut at, lane, direct) = state?;
@@ -356,15 +376,14 @@ fn is_shareable(request: &async_graphql::Request) -> bool {
 mod tests {
     use super::*;
 
-    /// A group around `results` whose one lane is gone: sharers read.
+    /// A group around `results`, its sharers reading for themselves.
     fn group(results: &Reader<Outcome>) -> Arc<Group> {
-        let (lane, _) = mpsc::unbounded_channel();
         Arc::new(Group {
             results: results.clone(),
-            lanes: Box::new([lane]),
-            next_lane: AtomicUsize::new(0),
+            lanes: Mutex::default(),
+            workers: 1,
+            joined: AtomicUsize::new(0),
             execution: tokio::spawn(std::future::pending()),
-            lane_tasks: Vec::new(),
         })
     }
 
