@@ -106,10 +106,13 @@ impl Seats {
 }
 
 /// Runs one lane: takes parking seats from `parks` and writes every result
-/// from `results` on to its parked seats, until the group is dropped.
-pub(super) async fn run(mut parks: mpsc::UnboundedReceiver<Park>, mut results: Reader<Outcome>) {
+/// on to its parked seats, until the group is dropped.
+pub(super) async fn run(mut parks: mpsc::UnboundedReceiver<Park>) {
     let delivered = counter!(stats::DELIVERED, "transport" => "graphql");
     let mut seats = Seats::default();
+    // Where the lane reads, while it has seats: an idle lane holds no
+    // reader, so it keeps no result in the ring.
+    let mut results: Option<Reader<Outcome>> = None;
     // The last outcome has been read: every sharer reads for itself.
     let mut ended = false;
     loop {
@@ -121,41 +124,56 @@ pub(super) async fn run(mut parks: mpsc::UnboundedReceiver<Park>, mut results: R
                     seat.hand_back(reader);
                     continue;
                 }
-                if seats.is_idle() && reader.cursor() > results.cursor() {
-                    // Nobody was parked: jump to the newcomer instead of
-                    // reading results no one here is waiting for.
-                    results = reader.clone();
-                }
-                match reader.cursor().cmp(&results.cursor()) {
+                let at = match &results {
+                    Some(results) if !seats.is_idle() => results,
+                    // Nobody was parked: start where the newcomer is.
+                    _ => results.insert(reader.clone()),
+                };
+                match reader.cursor().cmp(&at.cursor()) {
                     std::cmp::Ordering::Equal => seats.parked.push(seat),
                     std::cmp::Ordering::Greater => seats.waiting.push((seat, reader)),
                     // The lane wrote results past it already.
                     std::cmp::Ordering::Less => seat.hand_back(reader),
                 }
             }
-            // An idle lane does not follow the ring.
-            read = results.recv(), if !seats.is_idle() => match read {
-                Ok(Outcome::Next(payload)) => {
-                    let pushes = push(&mut seats.parked, payload, &results).await;
-                    delivered.increment(pushes);
-                    seats.arrive(results.cursor());
-                }
-                // The last outcome: every sharer reads it for itself.
-                Ok(_) => {
-                    ended = true;
-                    seats.hand_all_back(&results, results.cursor() - 1);
-                }
-                // Each sharer is told what it missed as it reads on.
-                Err(RecvError::Lagged(missed)) => {
-                    seats.hand_all_back(&results, results.cursor() - missed);
-                }
-                Err(RecvError::Closed) => {
-                    ended = true;
-                    seats.hand_all_back(&results, results.cursor());
+            read = next(&mut results), if !seats.is_idle() => {
+                let (Some(results), Some((at, read))) = (results.as_ref(), read) else { continue };
+                match read {
+                    Ok(Outcome::Next(payload)) => {
+                        let pushes = push(&mut seats.parked, payload, results).await;
+                        delivered.increment(pushes);
+                        seats.arrive(results.cursor());
+                    }
+                    // The last outcome: every sharer reads it for itself.
+                    Ok(_) => {
+                        ended = true;
+                        seats.hand_all_back(&at, at.cursor());
+                    }
+                    // Each sharer is told what it missed as it reads on.
+                    Err(RecvError::Lagged(missed)) => {
+                        seats.hand_all_back(results, results.cursor() - missed);
+                    }
+                    Err(RecvError::Closed) => {
+                        ended = true;
+                        seats.hand_all_back(results, results.cursor());
+                    }
                 }
             },
         }
+        if seats.is_idle() {
+            results = None;
+        }
     }
+}
+
+/// The next outcome from `results`, with a reader still at it (so the ring
+/// keeps it for whoever is handed that reader); never without a reader.
+async fn next(
+    results: &mut Option<Reader<Outcome>>,
+) -> Option<(Reader<Outcome>, Result<Outcome, RecvError>)> {
+    let results = results.as_mut()?;
+    let at = results.clone();
+    Some((at, results.recv().await))
 }
 
 /// Writes the `next` message of the result just read from `results` to
@@ -233,5 +251,55 @@ impl Frames {
             }
         };
         &self.made[index].1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::super::ring;
+    use super::*;
+
+    /// A parked seat on a real loopback socket, and the client's end.
+    async fn seat() -> (Arc<Seat>, oneshot::Receiver<Reader<Outcome>>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let direct = Direct {
+            socket: crate::net::Socket::new(server).writer(),
+            prefix: r#"{"type":"next","id":"1","payload":"#.into(),
+        };
+        let (seat, handed_back) = Seat::new(direct);
+        (seat, handed_back, client)
+    }
+
+    #[tokio::test]
+    async fn a_parked_sharer_is_written_each_result_and_handed_the_last_one_to_read() {
+        let (sender, results, _tap) = ring::channel(8);
+        let (parks, receiver) = mpsc::unbounded_channel();
+        let lane = tokio::spawn(run(receiver));
+        let (seat, handed_back, mut client) = seat().await;
+        parks.send((seat, results)).unwrap();
+        sender.send(Outcome::Next(r#"{"data":1}"#.into()));
+        // A refusal is the last outcome; the execution's end follows it at
+        // once, so the lane has gone past the refusal by the time the
+        // sharer reads.
+        sender.send(Outcome::Refused("[]".into()));
+        sender.send(Outcome::Complete);
+        drop(sender);
+        let mut reader = handed_back.await.expect("handed back");
+        assert!(
+            matches!(reader.recv().await, Ok(Outcome::Refused(errors)) if &*errors == "[]"),
+            "the sharer reads the refusal itself"
+        );
+        let expected = br#"{"type":"next","id":"1","payload":{"data":1}}"#;
+        let mut frame = vec![0; 2 + expected.len()];
+        client.read_exact(&mut frame).await.unwrap();
+        assert_eq!(&frame[2..], expected, "the result before it was pushed");
+        lane.abort();
     }
 }

@@ -43,7 +43,7 @@ use crate::graphql::LonglatSchema;
 use crate::net::Writer;
 
 use lane::{Park, Seat};
-use ring::{Reader, RecvError};
+use ring::{Reader, RecvError, Tap};
 
 /// Results a sharer may fall behind before it is told it lagged.
 pub const RING: usize = 1024;
@@ -107,7 +107,7 @@ pub struct Direct {
 /// One running shared execution; dropping the last sharer stops it.
 struct Group {
     /// Where new sharers start reading: only results sent after they join.
-    results: Reader<Outcome>,
+    results: Tap<Outcome>,
     /// Where sharers park: started as sharers come, a lane for each block
     /// of [`LANE_BLOCK`] sharers in turn, up to one per runtime worker.
     lanes: Mutex<Vec<Lane>>,
@@ -152,7 +152,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Group {
     /// Starts `outcomes`; `results` reads from its first result on.
     fn start(outcomes: BoxStream<'static, Outcome>) -> (Self, Reader<Outcome>) {
-        let (sender, results) = ring::channel(RING);
+        let (sender, results, tap) = ring::channel(RING);
         let execution = tokio::spawn(async move {
             let mut outcomes = outcomes;
             while let Some(outcome) = outcomes.next().await {
@@ -164,7 +164,7 @@ impl Group {
             .num_workers()
             .max(1);
         let group = Self {
-            results: results.clone(),
+            results: tap,
             lanes: Mutex::default(),
             workers,
             joined: AtomicUsize::new(0),
@@ -192,9 +192,8 @@ impl Group {
         let (seat, handed_back) = Seat::new(direct.clone());
         let mut lanes = lock(&self.lanes);
         while lanes.len() <= lane {
-            // Starts idle: it goes to the first parked sharer's place.
             let (parks, receiver) = mpsc::unbounded_channel();
-            let task = tokio::spawn(lane::run(receiver, reader.clone()));
+            let task = tokio::spawn(lane::run(receiver));
             lanes.push(Lane { parks, task });
         }
         match lanes[lane].parks.send((seat.clone(), reader)) {
@@ -244,7 +243,7 @@ impl SharedExecutions {
         if let Some(group) = groups.get(&key).and_then(Weak::upgrade)
             && !group.execution.is_finished()
         {
-            let results = group.results.at_head();
+            let results = group.results.reader_at_head();
             return sharer(group, results, direct).boxed();
         }
         // Every sharer's connection was checked at `connection_init`.
@@ -377,9 +376,9 @@ mod tests {
     use super::*;
 
     /// A group around `results`, its sharers reading for themselves.
-    fn group(results: &Reader<Outcome>) -> Arc<Group> {
+    fn group(results: Tap<Outcome>) -> Arc<Group> {
         Arc::new(Group {
-            results: results.clone(),
+            results,
             lanes: Mutex::default(),
             workers: 1,
             joined: AtomicUsize::new(0),
@@ -389,8 +388,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_sharer_that_falls_behind_the_ring_is_told_and_completes() {
-        let (sender, ring) = ring::channel(2);
-        let group = group(&ring);
+        let (sender, ring, tap) = ring::channel(2);
+        let group = group(tap);
         for i in 0..5 {
             sender.send(Outcome::Next(format!("{{\"n\":{i}}}").into()));
         }
@@ -405,8 +404,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_sharer_gets_every_result_then_completes_when_the_execution_ends() {
-        let (sender, ring) = ring::channel(8);
-        let group = group(&ring);
+        let (sender, ring, tap) = ring::channel(8);
+        let group = group(tap);
         sender.send(Outcome::Next("1".into()));
         sender.send(Outcome::Next("2".into()));
         drop(sender);

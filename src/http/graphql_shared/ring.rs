@@ -6,8 +6,14 @@
 //! last result that socket got, however far the execution has run ahead. A
 //! reader that falls more than the ring's capacity behind is told how many
 //! items it missed.
+//!
+//! The ring knows where its readers are, and keeps only what one of them has
+//! yet to read (and the last item, which ends an execution): a subscription
+//! whose readers keep up holds one result, not a ring full of them, so ten
+//! thousand distinct subscriptions do not each keep their last thousand
+//! results.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -25,11 +31,35 @@ struct State<T> {
     first: u64,
     /// The sender is gone: nothing follows the last item.
     closed: bool,
+    /// How many readers are at each position.
+    readers: BTreeMap<u64, usize>,
 }
 
 impl<T> State<T> {
     fn head(&self) -> u64 {
         self.first + self.items.len() as u64
+    }
+
+    fn join(&mut self, cursor: u64) {
+        *self.readers.entry(cursor).or_default() += 1;
+    }
+
+    fn leave(&mut self, cursor: u64) {
+        if let Some(count) = self.readers.get_mut(&cursor) {
+            *count -= 1;
+            if *count == 0 {
+                self.readers.remove(&cursor);
+            }
+        }
+    }
+
+    /// Drops the items every reader has gone past, but the last.
+    fn trim(&mut self) {
+        let wanted = self.readers.keys().next().copied().unwrap_or(u64::MAX);
+        while self.first < wanted && self.items.len() > 1 {
+            self.items.pop_front();
+            self.first += 1;
+        }
     }
 }
 
@@ -44,11 +74,15 @@ impl<T> Ring<T> {
 /// Appends to the ring; dropping it closes the ring.
 pub struct Sender<T>(Arc<Ring<T>>);
 
-/// A position in the ring: the next item it reads.
+/// A position in the ring: the next item it reads. What it has not read
+/// stays in the ring (up to the capacity) while it exists.
 pub struct Reader<T> {
     ring: Arc<Ring<T>>,
     cursor: u64,
 }
+
+/// The ring without a position: it keeps nothing, and makes readers.
+pub struct Tap<T>(Arc<Ring<T>>);
 
 /// Why a read found no item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,14 +94,15 @@ pub enum RecvError {
     Closed,
 }
 
-/// A ring keeping the last `capacity` items (at least one), and a reader at
-/// its start.
-pub fn channel<T>(capacity: usize) -> (Sender<T>, Reader<T>) {
+/// A ring keeping at most the last `capacity` items (at least one), a
+/// reader at its start, and a tap.
+pub fn channel<T>(capacity: usize) -> (Sender<T>, Reader<T>, Tap<T>) {
     let ring = Arc::new(Ring {
         state: Mutex::new(State {
             items: VecDeque::new(),
             first: 0,
             closed: false,
+            readers: BTreeMap::from([(0, 1)]),
         }),
         sent: Notify::new(),
         capacity: capacity.max(1),
@@ -76,7 +111,7 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Reader<T>) {
         ring: ring.clone(),
         cursor: 0,
     };
-    (Sender(ring), reader)
+    (Sender(ring.clone()), reader, Tap(ring))
 }
 
 impl<T> Sender<T> {
@@ -89,6 +124,7 @@ impl<T> Sender<T> {
             state.first += 1;
         }
         state.items.push_back(item);
+        state.trim();
         drop(state);
         self.0.sent.notify_waiters();
     }
@@ -101,32 +137,48 @@ impl<T> Drop for Sender<T> {
     }
 }
 
-impl<T> Clone for Reader<T> {
-    fn clone(&self) -> Self {
-        Self {
-            ring: self.ring.clone(),
-            cursor: self.cursor,
+impl<T> Tap<T> {
+    /// A reader that reads only what is sent from now on.
+    pub fn reader_at_head(&self) -> Reader<T> {
+        let mut state = self.0.lock();
+        let cursor = state.head();
+        state.join(cursor);
+        Reader {
+            ring: self.0.clone(),
+            cursor,
         }
     }
 }
 
-impl<T: Clone> Reader<T> {
+impl<T> Clone for Reader<T> {
+    fn clone(&self) -> Self {
+        self.at(self.cursor)
+    }
+}
+
+impl<T> Drop for Reader<T> {
+    fn drop(&mut self) {
+        let mut state = self.ring.lock();
+        state.leave(self.cursor);
+        state.trim();
+    }
+}
+
+impl<T> Reader<T> {
     /// The position of the next item this reader reads.
     pub fn cursor(&self) -> u64 {
         self.cursor
     }
 
-    /// A reader of the same ring at `cursor`.
+    /// A reader of the same ring at `cursor`. Items before this reader's
+    /// own position may be gone already (the new reader is then told it
+    /// lagged), except the last one, which stays.
     pub fn at(&self, cursor: u64) -> Self {
+        self.ring.lock().join(cursor);
         Self {
+            ring: self.ring.clone(),
             cursor,
-            ..self.clone()
         }
-    }
-
-    /// A reader of the same ring that reads only what is sent from now on.
-    pub fn at_head(&self) -> Self {
-        self.at(self.ring.lock().head())
     }
 
     /// Whether this reader has read every item sent so far.
@@ -134,18 +186,32 @@ impl<T: Clone> Reader<T> {
         self.cursor >= self.ring.lock().head()
     }
 
+    /// Moves this reader to `cursor`, under the ring's lock.
+    fn move_to(&mut self, state: &mut State<T>, cursor: u64) {
+        state.leave(self.cursor);
+        state.join(cursor);
+        self.cursor = cursor;
+        state.trim();
+    }
+}
+
+impl<T: Clone> Reader<T> {
     /// The next item, or `None` when there is none yet.
     pub fn try_recv(&mut self) -> Option<Result<T, RecvError>> {
-        let state = self.ring.lock();
+        let ring = self.ring.clone();
+        let mut state = ring.lock();
         if self.cursor < state.first {
             let missed = state.first - self.cursor;
-            self.cursor = state.first;
+            let first = state.first;
+            self.move_to(&mut state, first);
             return Some(Err(RecvError::Lagged(missed)));
         }
         match state.items.get((self.cursor - state.first) as usize) {
             Some(item) => {
-                self.cursor += 1;
-                Some(Ok(item.clone()))
+                let item = item.clone();
+                let next = self.cursor + 1;
+                self.move_to(&mut state, next);
+                Some(Ok(item))
             }
             None if state.closed => Some(Err(RecvError::Closed)),
             None => None,
@@ -173,9 +239,13 @@ impl<T: Clone> Reader<T> {
 mod tests {
     use super::*;
 
+    fn kept<T>(tap: &Tap<T>) -> usize {
+        tap.0.lock().items.len()
+    }
+
     #[tokio::test]
     async fn a_copied_reader_reads_on_from_the_same_place() {
-        let (sender, mut reader) = channel(8);
+        let (sender, mut reader, tap) = channel(8);
         for i in 0..3 {
             sender.send(i);
         }
@@ -183,8 +253,8 @@ mod tests {
         let mut copy = reader.clone();
         assert_eq!(reader.recv().await, Ok(1));
         assert_eq!(copy.recv().await, Ok(1));
-        assert_eq!(reader.at(0).recv().await, Ok(0));
-        let mut late = reader.at_head();
+        assert_eq!(copy.at(2).recv().await, Ok(2));
+        let mut late = tap.reader_at_head();
         assert!(late.is_caught_up());
         sender.send(3);
         assert!(!late.is_caught_up());
@@ -196,7 +266,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_the_ring_moved_past_is_told_how_much_it_missed() {
-        let (sender, mut reader) = channel(2);
+        let (sender, mut reader, _tap) = channel(2);
         for i in 0..5 {
             sender.send(i);
         }
@@ -207,8 +277,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_what_a_reader_has_yet_to_read_is_kept_and_the_last_item() {
+        let (sender, mut fast, tap) = channel(100);
+        let mut slow = fast.clone();
+        for i in 0..10 {
+            sender.send(i);
+        }
+        assert_eq!(kept(&tap), 10, "nobody has read anything");
+        for i in 0..10 {
+            assert_eq!(fast.recv().await, Ok(i));
+        }
+        assert_eq!(kept(&tap), 10, "the slow reader has read nothing");
+        for i in 0..4 {
+            assert_eq!(slow.recv().await, Ok(i));
+        }
+        assert_eq!(kept(&tap), 6);
+        drop(slow);
+        assert_eq!(kept(&tap), 1, "the last item stays");
+        let behind = fast.at(fast.cursor() - 1);
+        sender.send(10);
+        assert_eq!(kept(&tap), 2, "a reader is behind the new item");
+        drop((behind, fast));
+        sender.send(11);
+        assert_eq!(kept(&tap), 1, "nobody reads: only the last item");
+        assert_eq!(tap.reader_at_head().try_recv(), None);
+    }
+
+    #[tokio::test]
     async fn a_waiting_reader_wakes_when_an_item_is_sent() {
-        let (sender, mut reader) = channel(2);
+        let (sender, mut reader, _tap) = channel(2);
         let waiting = tokio::spawn(async move { reader.recv().await });
         tokio::task::yield_now().await;
         sender.send("x");
