@@ -131,12 +131,10 @@ impl EventId {
             }
         }
     }
-}
 
-impl EventId {
     /// The id as text (`<millis>-<seq>`), written without the formatting
-    /// machinery: every publish writes its id four times (the two stream
-    /// frames, the JSON, the `Location` header).
+    /// machinery: every publish writes its id three times (in its JSON,
+    /// its SSE `id:` line and the `Location` header).
     pub fn text(self) -> EventIdText {
         let mut millis = itoa::Buffer::new();
         let mut seq = itoa::Buffer::new();

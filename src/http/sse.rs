@@ -183,7 +183,7 @@ struct SseStream {
     ended: bool,
 }
 
-/// What a stream needs to park in the fan-out (with its socket).
+/// What a stream needs, besides its socket, to park in the fan-out.
 struct Live {
     fanout: Fanout,
     seat: Arc<Seat>,
@@ -194,12 +194,9 @@ impl SseStream {
     /// to its shard only once hyper has flushed what it was given (the
     /// frames before this point), so pushed chunks come after them.
     fn park_if_caught_up(&mut self) {
-        let (Some(live), Some(socket)) = (&self.live, &self.socket) else {
+        let (Some(live), Some(socket), false) = (&self.live, &self.socket, self.parked) else {
             return;
         };
-        if self.parked {
-            return;
-        }
         let Some(cursor) = self.subscription.caught_up() else {
             return;
         };

@@ -116,6 +116,9 @@ pub(super) async fn run(mut parks: mpsc::UnboundedReceiver<Park>) {
     // The last outcome has been read: every sharer reads for itself.
     let mut ended = false;
     loop {
+        if seats.is_idle() {
+            results = None;
+        }
         tokio::select! {
             biased;
             park = parks.recv() => {
@@ -124,11 +127,8 @@ pub(super) async fn run(mut parks: mpsc::UnboundedReceiver<Park>) {
                     seat.hand_back(reader);
                     continue;
                 }
-                let at = match &results {
-                    Some(results) if !seats.is_idle() => results,
-                    // Nobody was parked: start where the newcomer is.
-                    _ => results.insert(reader.clone()),
-                };
+                // An idle lane starts where the newcomer is.
+                let at = results.get_or_insert_with(|| reader.clone());
                 match reader.cursor().cmp(&at.cursor()) {
                     std::cmp::Ordering::Equal => seats.parked.push(seat),
                     std::cmp::Ordering::Greater => seats.waiting.push((seat, reader)),
@@ -159,9 +159,6 @@ pub(super) async fn run(mut parks: mpsc::UnboundedReceiver<Park>) {
                     }
                 }
             },
-        }
-        if seats.is_idle() {
-            results = None;
         }
     }
 }

@@ -151,10 +151,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Group {
     /// Starts `outcomes`; `results` reads from its first result on.
-    fn start(outcomes: BoxStream<'static, Outcome>) -> (Self, Reader<Outcome>) {
+    fn start(mut outcomes: BoxStream<'static, Outcome>) -> (Self, Reader<Outcome>) {
         let (sender, results, tap) = ring::channel(RING);
         let execution = tokio::spawn(async move {
-            let mut outcomes = outcomes;
             while let Some(outcome) = outcomes.next().await {
                 sender.send(outcome);
             }
@@ -178,17 +177,20 @@ impl Group {
         self.joined.fetch_add(1, Ordering::Relaxed) / LANE_BLOCK % self.workers
     }
 
-    /// Parks a sharer in `lane` if its `reader` has read everything and
-    /// its socket is drained; gives the reader back otherwise.
+    /// Parks a sharer in `lane` if it can be written to directly, its
+    /// `reader` has read everything and its socket is drained; gives the
+    /// reader back otherwise.
     fn park(
         &self,
         lane: usize,
         reader: Reader<Outcome>,
-        direct: &Direct,
+        direct: Option<&Direct>,
     ) -> Result<Parked, Reader<Outcome>> {
-        if !direct.socket.is_drained() || !reader.is_caught_up() {
+        let Some(direct) =
+            direct.filter(|direct| direct.socket.is_drained() && reader.is_caught_up())
+        else {
             return Err(reader);
-        }
+        };
         let (seat, handed_back) = Seat::new(direct.clone());
         let mut lanes = lock(&self.lanes);
         while lanes.len() <= lane {
@@ -286,12 +288,9 @@ fn sharer(
         let (group, mut at, lane, direct) = state?;
         loop {
             at = match at {
-                Sharer::Reading(results) => match &direct {
-                    Some(socket) => match group.park(lane, results, socket) {
-                        Ok(parked) => Sharer::Parked(parked),
-                        Err(results) => break Some(read(group, results, lane, direct).await),
-                    },
-                    None => break Some(read(group, results, lane, direct).await),
+                Sharer::Reading(results) => match group.park(lane, results, direct.as_ref()) {
+                    Ok(parked) => Sharer::Parked(parked),
+                    Err(results) => break Some(read(group, results, lane, direct).await),
                 },
                 Sharer::Parked((leave, handed_back)) => match handed_back.await {
                     Ok(results) => Sharer::Reading(results),

@@ -44,6 +44,14 @@ impl<T> State<T> {
         *self.readers.entry(cursor).or_default() += 1;
     }
 
+    /// Moves a reader from `*cursor` to `to`.
+    fn move_reader(&mut self, cursor: &mut u64, to: u64) {
+        self.leave(*cursor);
+        self.join(to);
+        *cursor = to;
+        self.trim();
+    }
+
     fn leave(&mut self, cursor: u64) {
         if let Some(count) = self.readers.get_mut(&cursor) {
             *count -= 1;
@@ -65,9 +73,7 @@ impl<T> State<T> {
 
 impl<T> Ring<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        super::lock(&self.state)
     }
 }
 
@@ -185,32 +191,23 @@ impl<T> Reader<T> {
     pub fn is_caught_up(&self) -> bool {
         self.cursor >= self.ring.lock().head()
     }
-
-    /// Moves this reader to `cursor`, under the ring's lock.
-    fn move_to(&mut self, state: &mut State<T>, cursor: u64) {
-        state.leave(self.cursor);
-        state.join(cursor);
-        self.cursor = cursor;
-        state.trim();
-    }
 }
 
 impl<T: Clone> Reader<T> {
     /// The next item, or `None` when there is none yet.
     pub fn try_recv(&mut self) -> Option<Result<T, RecvError>> {
-        let ring = self.ring.clone();
-        let mut state = ring.lock();
+        let mut state = self.ring.lock();
         if self.cursor < state.first {
             let missed = state.first - self.cursor;
             let first = state.first;
-            self.move_to(&mut state, first);
+            state.move_reader(&mut self.cursor, first);
             return Some(Err(RecvError::Lagged(missed)));
         }
         match state.items.get((self.cursor - state.first) as usize) {
             Some(item) => {
                 let item = item.clone();
                 let next = self.cursor + 1;
-                self.move_to(&mut state, next);
+                state.move_reader(&mut self.cursor, next);
                 Some(Ok(item))
             }
             None if state.closed => Some(Err(RecvError::Closed)),
