@@ -12,6 +12,7 @@ mod metrics;
 mod origin;
 mod pages;
 mod params;
+mod request_id;
 mod rest;
 mod sse;
 mod ws;
@@ -19,16 +20,12 @@ mod ws;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use std::sync::atomic::{AtomicU64, Ordering};
 use tower::{Service, ServiceBuilder};
 
-use axum::http::{HeaderValue, Request, Uri};
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use axum::http::{Request, Uri};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -171,7 +168,6 @@ pub fn app(
 + Send
 + Sync
 + 'static {
-    let body_limit = DefaultBodyLimit::max(state.config.max_body_bytes);
     let (routes, api) = documented_routes().split_for_parts();
     let cors = origin::cors(&state.config.cors_origins);
     // Request spans cost a good share of publish throughput: only build
@@ -196,12 +192,10 @@ pub fn app(
     // Around the whole router, not `Router::layer`: that wraps every route
     // in its own boxed service, one allocation per layer per request.
     ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(NextRequestId::default()))
+        .layer(request_id::RequestIdLayer::default())
         .option_layer(trace)
-        .layer(PropagateRequestIdLayer::x_request_id())
         .option_layer(cors)
         .option_layer(origin_check)
-        .layer(body_limit)
         .service(routes)
 }
 
@@ -221,36 +215,6 @@ fn documented_routes() -> OpenApiRouter<AppState> {
 /// The OpenAPI document, as `GET /openapi.json` serves it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     documented_routes().split_for_parts().1
-}
-
-/// Request ids for requests that come without `x-request-id`: a random
-/// per-process prefix and a counter, cheaper than a UUID per request.
-#[derive(Clone)]
-struct NextRequestId {
-    /// Eight hex digits and a dash.
-    prefix: Arc<str>,
-    counter: Arc<AtomicU64>,
-}
-
-impl Default for NextRequestId {
-    fn default() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let prefix = nanos ^ std::process::id().rotate_left(16);
-        Self {
-            prefix: format!("{prefix:08x}-").into(),
-            counter: Arc::default(),
-        }
-    }
-}
-
-impl MakeRequestId for NextRequestId {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let id = [&*self.prefix, itoa::Buffer::new().format(n)].concat();
-        HeaderValue::try_from(id).ok().map(RequestId::new)
-    }
 }
 
 /// The span every log line of a request is in: method, path, request id.

@@ -167,23 +167,32 @@ async fn event_by_id(
 
 /// Reads a position from a body of the given declared type.
 fn parse_position(content_type: Option<&HeaderValue>, body: &[u8]) -> Result<PositionInput, Error> {
-    let media_type = content_type.and_then(|v| v.to_str().ok()).map(|v| {
-        v.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    });
-    let looks_like_json = body
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_none_or(|&b| b == b'{' || b == b'[' || b == b'"');
-    match media_type.as_deref() {
-        None | Some("application/json") => parse_json(body),
-        Some(t) if t.starts_with("application/") && t.ends_with("+json") => parse_json(body),
-        Some("application/x-www-form-urlencoded") if looks_like_json => parse_json(body),
-        Some("application/x-www-form-urlencoded") => parse_form(body),
-        Some(other) => Err(Error::UnsupportedMediaType(other.to_owned())),
+    // Compared without a lower-cased copy: this runs for every publish.
+    let Some(media_type) = content_type
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+    else {
+        return parse_json(body);
+    };
+    let is = |wanted: &str| media_type.eq_ignore_ascii_case(wanted);
+    let bytes = media_type.as_bytes();
+    let is_json_suffixed = bytes.len() >= "application/+json".len()
+        && bytes[..12].eq_ignore_ascii_case(b"application/")
+        && bytes[bytes.len() - 5..].eq_ignore_ascii_case(b"+json");
+    if is("application/json") || is_json_suffixed {
+        parse_json(body)
+    } else if is("application/x-www-form-urlencoded") {
+        let looks_like_json = body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_none_or(|&b| b == b'{' || b == b'[' || b == b'"');
+        if looks_like_json {
+            parse_json(body)
+        } else {
+            parse_form(body)
+        }
+    } else {
+        Err(Error::UnsupportedMediaType(media_type.to_ascii_lowercase()))
     }
 }
 
@@ -212,6 +221,11 @@ fn parse_json(body: &[u8]) -> Result<PositionInput, Error> {
             },
         );
     }
+    // The usual case first: a good body, read without tracking where the
+    // reader is (that is only needed to name the field in an error).
+    if let Ok(input) = serde_json::from_slice(body) {
+        return Ok(input);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let input: PositionInput =
         serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
@@ -239,4 +253,81 @@ fn parse_form(body: &[u8]) -> Result<PositionInput, Error> {
         detail: format!("form body: {e}: {EXPECTED}"),
         field: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(content_type: &str, body: &str) -> Result<PositionInput, Error> {
+        parse_position(
+            Some(&HeaderValue::from_str(content_type).unwrap()),
+            body.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn the_declared_media_type_is_read_without_regard_to_case_or_parameters() {
+        let json = r#"{"longitude": 18.06, "latitude": 59.33}"#;
+        for json_type in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/geo+json",
+            "APPLICATION/VND.LONGLAT+JSON ; q=1",
+            // The tutorial's `curl -d` labels JSON as a form.
+            "application/x-www-form-urlencoded",
+        ] {
+            let input = read(json_type, json).unwrap_or_else(|e| panic!("{json_type}: {e:?}"));
+            assert_eq!(
+                (input.longitude, input.latitude),
+                (18.06, 59.33),
+                "{json_type}"
+            );
+        }
+        let form = read(
+            "Application/X-WWW-Form-Urlencoded",
+            "longitude=1.5&latitude=2.5",
+        )
+        .unwrap();
+        assert_eq!((form.longitude, form.latitude), (1.5, 2.5));
+        assert!(
+            parse_position(None, json.as_bytes()).is_ok(),
+            "no type: JSON"
+        );
+        for refused in [
+            "text/csv",
+            "application/+jso",
+            "json",
+            "Text/Plain; charset=utf-8",
+        ] {
+            match read(refused, json) {
+                Err(Error::UnsupportedMediaType(named)) => {
+                    assert_eq!(
+                        named,
+                        refused
+                            .split(';')
+                            .next()
+                            .unwrap()
+                            .trim()
+                            .to_ascii_lowercase()
+                    );
+                }
+                other => panic!("{refused}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_field_is_named_though_good_bodies_are_read_without_tracking() {
+        match parse_json(br#"{"longitude": 18.06, "latitude": "north"}"#) {
+            Err(Error::InvalidBody { field, .. }) => assert_eq!(field.as_deref(), Some("latitude")),
+            other => panic!("{other:?}"),
+        }
+        match parse_json(br#"{"longitude": 18.06, "latitude": 59.33} x"#) {
+            Err(Error::MalformedBody { detail, .. }) => {
+                assert!(detail.contains("nothing after it"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
