@@ -165,6 +165,13 @@ pub struct Config {
     #[arg(long, env = "LONGLAT_WORKERS", default_value_t = 0)]
     pub workers: usize,
 
+    /// Whether the live fan-out to `/ws` and `/events` sends through
+    /// io_uring, one submission for a batch of sockets (`on`, where the
+    /// kernel allows it), or with one `send` per socket (`off`).
+    #[arg(long, env = "LONGLAT_IO_URING", default_value = "on",
+          value_parser = ["on", "off"])]
+    pub io_uring: String,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "LONGLAT_LOG_FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
@@ -205,6 +212,7 @@ impl Config {
             graphql_init_timeout_ms: 3000,
             shutdown_timeout_secs: 5,
             workers: 0,
+            io_uring: "on".into(),
             log_format: "text".into(),
         }
     }
@@ -227,6 +235,11 @@ impl Config {
     /// How often idle WebSockets are pinged, when they are.
     pub fn ping_interval(&self) -> Option<Duration> {
         (self.ping_interval_secs > 0).then(|| Duration::from_secs(self.ping_interval_secs))
+    }
+
+    /// Whether the live fan-out may send through io_uring.
+    pub fn uses_io_uring(&self) -> bool {
+        self.io_uring == "on"
     }
 
     /// How long shutdown waits for requests and streams.

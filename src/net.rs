@@ -24,6 +24,9 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Sleep;
 
+mod batch;
+pub use batch::Batch;
+
 /// One accepted TCP connection, as hyper reads and writes it. Reading is
 /// tokio's own (it knows a short read drained the socket); writing goes
 /// through the [`Writer`] it shares.
@@ -131,6 +134,30 @@ impl Out {
             Err(err) => Err(err),
         }
     }
+
+    /// [`Writer::push`], under the lock.
+    fn push(&mut self, tcp: &TcpStream, frame: &[u8]) -> Pushed {
+        if self.closed {
+            return Pushed::Closed;
+        }
+        let written = match self.drain(tcp) {
+            Ok(true) => self.write_whole(tcp, &[IoSlice::new(frame)]),
+            Ok(false) => Ok(false),
+            Err(err) => Err(err),
+        };
+        match written {
+            Ok(true) if self.is_drained() => Pushed::Sent,
+            Ok(true) => Pushed::Queued,
+            Ok(false) => {
+                self.pending.extend_from_slice(frame);
+                Pushed::Queued
+            }
+            Err(_) => {
+                self.closed = true;
+                Pushed::Closed
+            }
+        }
+    }
 }
 
 /// What [`Socket::push`] did with a frame.
@@ -179,28 +206,7 @@ impl Writer {
 
     /// Writes one whole frame without waiting, between other writes.
     pub fn push(&self, frame: &[u8]) -> Pushed {
-        let mut out = self.out();
-        if out.closed {
-            return Pushed::Closed;
-        }
-        let tcp = self.tcp();
-        let written = match out.drain(tcp) {
-            Ok(true) => out.write_whole(tcp, &[IoSlice::new(frame)]),
-            Ok(false) => Ok(false),
-            Err(err) => Err(err),
-        };
-        match written {
-            Ok(true) if out.is_drained() => Pushed::Sent,
-            Ok(true) => Pushed::Queued,
-            Ok(false) => {
-                out.pending.extend_from_slice(frame);
-                Pushed::Queued
-            }
-            Err(_) => {
-                out.closed = true;
-                Pushed::Closed
-            }
-        }
+        self.out().push(self.tcp(), frame)
     }
 
     /// Whether every byte written so far went to the kernel (and the
@@ -503,5 +509,123 @@ mod tests {
         assert_eq!(socket.push(b"one"), Pushed::Sent);
         socket.stop_pushes();
         assert_eq!(socket.push(b"two"), Pushed::Closed);
+    }
+
+    /// A batch through io_uring where the kernel allows it (said on stderr
+    /// where not), and one that pushes each frame in turn: every test of
+    /// batches holds for both.
+    fn batches() -> Vec<Batch> {
+        let mut batches = vec![Batch::sequential()];
+        match Batch::io_uring() {
+            Ok(batch) => batches.push(batch),
+            Err(err) => eprintln!("io_uring unavailable, only pushes in turn are tested: {err}"),
+        }
+        batches
+    }
+
+    /// Reads `frames` (tag, length) from `client`: each whole, in order.
+    async fn read_frames(client: &mut TcpStream, frames: &[(u8, usize)]) {
+        let total = frames.iter().map(|&(_, len)| len).sum();
+        let mut received = vec![0u8; total];
+        client.read_exact(&mut received).await.unwrap();
+        let mut at = 0;
+        for &(tag, len) in frames {
+            assert!(
+                received[at..at + len].iter().all(|&b| b == tag),
+                "frame {tag} is whole and in its place"
+            );
+            at += len;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_pushes_as_pushing_each_in_turn() {
+        for mut batch in batches() {
+            let io_uring = batch.uses_io_uring();
+            // A peer that reads nothing until the end: its socket fills up.
+            let (mut quiet, mut quiet_client) = pair().await;
+            let (open, mut open_client) = pair().await;
+            let (closed, _closed_client) = pair().await;
+            closed.writer().stop_pushes();
+            // A peer that has reset the connection.
+            let (mut broken, broken_client) = pair().await;
+            socket2::SockRef::from(&broken_client)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(broken_client);
+            // Wait until the reset has arrived: the connection reads it.
+            let mut byte = [0u8; 1];
+            let reset = broken.read(&mut byte).await;
+            assert!(reset.is_err(), "the peer reset: {reset:?}");
+            let (quiet_writer, open_writer) = (quiet.writer(), open.writer());
+            let (closed_writer, broken_writer) = (closed.writer(), broken.writer());
+            let mut quiet_frames = Vec::new();
+            let mut quiet_results = Vec::new();
+            let mut open_frames = Vec::new();
+            let mut results = Vec::new();
+            for round in 0..40u8 {
+                // The quiet socket twice in one batch: its frames go in order.
+                let (first, second) = (frame(2 * round + 1, 1000), frame(2 * round + 2, 700));
+                let small = frame(round, 10);
+                let items = [
+                    (&quiet_writer, &first[..]),
+                    (&open_writer, &small[..]),
+                    (&closed_writer, &small[..]),
+                    (&quiet_writer, &second[..]),
+                    (&broken_writer, &small[..]),
+                ];
+                batch.push_all(&items, &mut results);
+                assert_eq!(results.len(), items.len(), "io_uring: {io_uring}");
+                assert_eq!(results[1], Pushed::Sent, "io_uring: {io_uring}");
+                assert_eq!(results[2], Pushed::Closed, "io_uring: {io_uring}");
+                assert_eq!(results[4], Pushed::Closed, "io_uring: {io_uring}");
+                quiet_frames.extend([(2 * round + 1, 1000), (2 * round + 2, 700)]);
+                quiet_results.extend([results[0], results[3]]);
+                open_frames.push((round, 10));
+            }
+            // The kernel took whole frames until the quiet peer's buffers
+            // filled; then part of one, or none, and the rest is pending.
+            let first_queued = quiet_results
+                .iter()
+                .position(|&pushed| pushed == Pushed::Queued)
+                .expect("the quiet socket fills up");
+            assert!(first_queued > 0, "io_uring: {io_uring}: {quiet_results:?}");
+            assert!(!quiet_results.contains(&Pushed::Closed));
+            assert!(!quiet_writer.is_drained(), "io_uring: {io_uring}");
+            assert!(
+                !broken_writer.is_drained(),
+                "a failed send closes the socket"
+            );
+            read_frames(&mut open_client, &open_frames).await;
+            // Whatever was sent or pending arrives, each frame whole, once
+            // the connection drains its pending bytes.
+            let flushed = tokio::spawn(async move { quiet.flush().await });
+            read_frames(&mut quiet_client, &quiet_frames).await;
+            flushed.await.unwrap().unwrap();
+            assert!(quiet_writer.is_drained());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_ring_sends_every_frame() {
+        for mut batch in batches() {
+            let mut pairs = Vec::new();
+            for _ in 0..300 {
+                pairs.push(pair().await);
+            }
+            let writers: Vec<Writer> = pairs.iter().map(|(socket, _)| socket.writer()).collect();
+            let frames: Vec<Vec<u8>> = (0..300).map(|i| frame(i as u8, 100 + i % 7)).collect();
+            let items: Vec<(&Writer, &[u8])> = writers
+                .iter()
+                .zip(&frames)
+                .map(|(writer, frame)| (writer, &frame[..]))
+                .collect();
+            let mut results = Vec::new();
+            batch.push_all(&items, &mut results);
+            assert!(results.iter().all(|&pushed| pushed == Pushed::Sent));
+            for (i, (_, client)) in pairs.iter_mut().enumerate() {
+                read_frames(client, &[(i as u8, 100 + i % 7)]).await;
+            }
+        }
     }
 }

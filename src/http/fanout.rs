@@ -10,13 +10,16 @@
 //! ([`Event::ws`](crate::model::Event)), or the SSE frame as one chunk of
 //! the chunked response body (made once per event and shard). Per event
 //! and subscriber that is one filter check and one `send`: no task wakes,
-//! no frame encoding, no copy.
+//! no frame encoding, no copy. Where the kernel allows it (and unless
+//! `--io-uring off`), a shard makes the sends to up to 256 sockets with
+//! one io_uring submission (see [`Batch`]): one system call, not one each.
 //!
 //! A socket the kernel does not take a whole frame from is handed back to
 //! its connection with the cursor after that frame: the connection drains
 //! the rest under its send timeout and goes on from its cursor, so a slow
 //! subscriber holds up no one and is told about a gap exactly as before.
 
+use std::cell::OnceCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -26,12 +29,13 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::broker::{Broker, Delivery, Subscription};
 use crate::model::{EventId, Filter};
-use crate::net::{Pushed, Writer};
+use crate::net::{Batch, Pushed, Writer};
 use crate::shutdown::Shutdown;
 use crate::stats;
 
 /// Pushes written between two yields to the runtime, so a long pass over
-/// many sockets does not hold a worker thread for all of it.
+/// many sockets does not hold a worker thread for all of it; also the most
+/// in one batch.
 const PUSHES_PER_YIELD: usize = 256;
 
 /// The shards; cheap to clone.
@@ -90,17 +94,38 @@ const UNSEATED: usize = usize::MAX;
 
 impl Fanout {
     /// One shard per runtime worker, each following `broker`'s hub until
-    /// `shutdown`.
-    pub fn start(broker: &Arc<dyn Broker>, shutdown: &Shutdown) -> Self {
+    /// `shutdown`; sending through io_uring if `io_uring` and the kernel
+    /// allows it.
+    pub fn start(broker: &Arc<dyn Broker>, shutdown: &Shutdown, io_uring: bool) -> Self {
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
-        let shards = (0..workers.max(1))
+        let mut unavailable = None;
+        let shards: Arc<[_]> = (0..workers.max(1))
             .map(|_| {
+                let batch = match io_uring.then(Batch::io_uring) {
+                    Some(Ok(batch)) => batch,
+                    Some(Err(err)) => {
+                        unavailable = Some(err);
+                        Batch::sequential()
+                    }
+                    None => Batch::sequential(),
+                };
                 let (commands, receiver) = mpsc::unbounded_channel();
                 let feed = broker.subscribe(None, Filter::default());
-                tokio::spawn(run_shard(feed, receiver, shutdown.clone()));
+                tokio::spawn(run_shard(feed, receiver, batch, shutdown.clone()));
                 commands
             })
             .collect();
+        match unavailable {
+            None if io_uring => tracing::info!(
+                shards = shards.len(),
+                "live fan-out sends through io_uring, one submission per batch"
+            ),
+            None => tracing::info!("live fan-out sends one `send` per socket (--io-uring off)"),
+            Some(err) => tracing::info!(
+                error = %err,
+                "io_uring unavailable: live fan-out sends one `send` per socket"
+            ),
+        }
         Self {
             shards,
             next: Arc::new(AtomicUsize::new(0)),
@@ -207,6 +232,19 @@ impl Seats {
         seat
     }
 
+    /// Takes out `seat`, one of the first `*passed` seats (those a pass over
+    /// the list has gone past), so that the first `*passed` (one fewer) are
+    /// still the ones it went past and every other stays after them.
+    fn remove_passed(&mut self, seat: &Arc<Seat>, passed: &mut usize) -> Arc<Seat> {
+        let slot = seat.slot.load(Ordering::Relaxed);
+        *passed -= 1;
+        let last = *passed;
+        debug_assert!(slot <= last && Arc::ptr_eq(&self.parked[slot], seat));
+        self.parked.swap(slot, last);
+        self.parked[slot].slot.store(slot, Ordering::Relaxed);
+        self.remove(last)
+    }
+
     fn leave(&mut self, seat: &Arc<Seat>) {
         let slot = seat.slot.load(Ordering::Relaxed);
         if self.parked.get(slot).is_some_and(|s| Arc::ptr_eq(s, seat)) {
@@ -252,6 +290,7 @@ fn chunk(data: &[u8]) -> Vec<u8> {
 async fn run_shard(
     mut feed: Subscription,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    mut batch: Batch,
     shutdown: Shutdown,
 ) {
     let delivered_ws = counter!(stats::DELIVERED, "transport" => "ws");
@@ -259,6 +298,9 @@ async fn run_shard(
     let handed_back = counter!(stats::HANDED_BACK);
     let pass_seconds = histogram!(stats::FANOUT_SECONDS);
     let mut seats = Seats::default();
+    // One batch's pushes: their seats' places in the list, and results.
+    let mut places = Vec::with_capacity(PUSHES_PER_YIELD);
+    let mut results = Vec::with_capacity(PUSHES_PER_YIELD);
     // The shard has gone past every event before `position`.
     let mut position = feed.cursor();
     let mut last_id = None;
@@ -294,35 +336,50 @@ async fn run_shard(
                     let mut pushes = 0;
                     let mut sse_pushes = 0;
                     // Made for the first SSE socket, shared by the rest.
-                    let mut sse_chunk = None;
-                    let mut index = 0;
+                    let sse_chunk = OnceCell::new();
+                    // The seats before `passed` have been given the event.
+                    let mut passed = 0;
                     let after = feed.cursor();
                     last_id = Some(event.id());
-                    while index < seats.parked.len() {
-                        let seat = &seats.parked[index];
-                        if !seat.filter.matches(&event.position) {
-                            index += 1;
-                            continue;
-                        }
-                        let frame: &[u8] = match seat.framing {
-                            Framing::WebSocket => &event.ws,
-                            Framing::SseChunk => {
-                                sse_pushes += 1;
-                                sse_chunk.get_or_insert_with(|| chunk(&event.sse))
+                    while passed < seats.parked.len() {
+                        let mut sockets = Vec::with_capacity(
+                            PUSHES_PER_YIELD.min(seats.parked.len() - passed),
+                        );
+                        places.clear();
+                        while passed < seats.parked.len() && sockets.len() < PUSHES_PER_YIELD {
+                            let seat = &seats.parked[passed];
+                            if seat.filter.matches(&event.position) {
+                                let frame: &[u8] = match seat.framing {
+                                    Framing::WebSocket => &event.ws,
+                                    Framing::SseChunk => {
+                                        sse_pushes += 1;
+                                        sse_chunk.get_or_init(|| chunk(&event.sse))
+                                    }
+                                };
+                                sockets.push((&seat.socket, frame));
+                                places.push(passed);
                             }
-                        };
-                        let pushed = seat.socket.push(frame);
-                        pushes += 1;
-                        if pushed == Pushed::Sent {
-                            index += 1;
-                        } else {
-                            // Queued: the connection drains the rest and
-                            // reads on after this event. Closed: it finds
-                            // out as it does so.
-                            seats.remove(index).hand_back(Handback::Resume { cursor: after, last_id });
+                            passed += 1;
+                        }
+                        batch.push_all(&sockets, &mut results);
+                        pushes += sockets.len();
+                        let full = sockets.len() == PUSHES_PER_YIELD;
+                        // Queued: the connection drains the rest and reads
+                        // on after this event. Closed: it finds out as it
+                        // does so.
+                        let unsent: Vec<Arc<Seat>> = places
+                            .iter()
+                            .zip(&results)
+                            .filter(|&(_, &pushed)| pushed != Pushed::Sent)
+                            .map(|(&place, _)| seats.parked[place].clone())
+                            .collect();
+                        for seat in unsent {
+                            seats
+                                .remove_passed(&seat, &mut passed)
+                                .hand_back(Handback::Resume { cursor: after, last_id });
                             handed_back.increment(1);
                         }
-                        if pushes % PUSHES_PER_YIELD == 0 {
+                        if full {
                             tokio::task::yield_now().await;
                         }
                     }

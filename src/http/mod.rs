@@ -80,7 +80,7 @@ impl AppState {
         shutdown: Shutdown,
     ) -> Self {
         let graphql = crate::graphql::build(broker.clone(), access.clone());
-        let fanout = fanout::Fanout::start(&broker, &shutdown);
+        let fanout = fanout::Fanout::start(&broker, &shutdown, config.uses_io_uring());
         Self(Arc::new(Services {
             fanout,
             access,

@@ -1,0 +1,250 @@
+//! Pushes to many connections with one system call: the live fan-out's
+//! sends, through io_uring where the kernel allows it.
+
+use std::io;
+
+use super::{Pushed, Writer};
+
+/// Pushes many frames, each to its connection, as if by [`Writer::push`]
+/// on each in turn, but with one io_uring submission (one system call)
+/// for a batch of sends instead of one `send` each; or, where there is no
+/// io_uring (not Linux, a kernel before 5.6, a seccomp filter such as
+/// Docker's default one, the `kernel.io_uring_disabled` sysctl), by
+/// pushing each in turn.
+///
+/// A send through the ring is a `send` with `MSG_DONTWAIT`: the kernel does
+/// it inline as the batch is submitted, and a socket that has no room
+/// answers `EAGAIN` at once (no poll is armed), so waiting for a batch's
+/// completions does not wait on any peer.
+///
+/// Such an `EAGAIN` goes past tokio's readiness tracking, which still
+/// thinks the socket writable. That is harmless: the frame is then kept
+/// pending as any push's would be, and the connection's own drain writes
+/// it through tokio (`try_write`), which gets `EAGAIN` itself, clears the
+/// readiness and waits for the kernel's next write-space wakeup. A stale
+/// "writable" only costs that one extra try; no wakeup is lost.
+pub struct Batch {
+    /// None: a push at a time.
+    #[cfg(target_os = "linux")]
+    ring: Option<io_uring::IoUring>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("io_uring", &self.uses_io_uring())
+            .finish()
+    }
+}
+
+impl Batch {
+    /// A batch through an io_uring of its own; fails where the kernel has
+    /// none, or refuses it, or cannot send through it.
+    pub fn io_uring() -> io::Result<Self> {
+        #[cfg(target_os = "linux")]
+        return linux::ring().map(|ring| Self { ring: Some(ring) });
+        #[cfg(not(target_os = "linux"))]
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "io_uring is Linux's",
+        ));
+    }
+
+    /// A batch that pushes each frame in turn, one `send` each.
+    pub fn sequential() -> Self {
+        Self {
+            #[cfg(target_os = "linux")]
+            ring: None,
+        }
+    }
+
+    /// Whether sends go through io_uring.
+    pub fn uses_io_uring(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.ring.is_some();
+        #[cfg(not(target_os = "linux"))]
+        return false;
+    }
+
+    /// Pushes each `(socket, frame)` of `items` in turn, as
+    /// [`Writer::push`] does, and puts in `results` what became of each (in
+    /// the same order). A socket may come more than once: its frames go in
+    /// order.
+    pub fn push_all(&mut self, items: &[(&Writer, &[u8])], results: &mut Vec<Pushed>) {
+        results.clear();
+        #[cfg(target_os = "linux")]
+        if let Some(ring) = &mut self.ring {
+            return linux::push_all(ring, items, results);
+        }
+        results.extend(items.iter().map(|&(socket, frame)| socket.push(frame)));
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::io;
+    use std::os::fd::{AsRawFd, RawFd};
+    use std::sync::{MutexGuard, TryLockError};
+
+    use io_uring::{IoUring, opcode, types};
+
+    use super::super::{Out, Pushed, Writer};
+
+    /// Sends in one submission at most (the ring's size).
+    const BATCH_SENDS: u32 = 256;
+
+    /// A ring that can send.
+    pub(super) fn ring() -> io::Result<IoUring> {
+        let ring = IoUring::new(BATCH_SENDS)?;
+        let mut probe = io_uring::Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        if !probe.is_supported(opcode::Send::CODE) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring without IORING_OP_SEND",
+            ));
+        }
+        Ok(ring)
+    }
+
+    /// A send queued in a batch: its connection's write side stays locked
+    /// until the kernel has answered, so no other write comes between.
+    struct Held<'a> {
+        /// Where in the batch.
+        index: usize,
+        out: MutexGuard<'a, Out>,
+        fd: RawFd,
+        frame: &'a [u8],
+    }
+
+    impl Held<'_> {
+        /// What a push that got `res` from `send` says, after keeping what
+        /// the kernel did not take (as [`Out::write_whole`] does).
+        fn complete(&mut self, res: i32) -> Pushed {
+            match usize::try_from(res) {
+                Ok(taken) if taken >= self.frame.len() => Pushed::Sent,
+                Ok(taken) => {
+                    self.out.pending.extend_from_slice(&self.frame[taken..]);
+                    Pushed::Queued
+                }
+                Err(_) if res == -libc::EAGAIN => {
+                    self.out.pending.extend_from_slice(self.frame);
+                    Pushed::Queued
+                }
+                Err(_) => {
+                    self.out.closed = true;
+                    Pushed::Closed
+                }
+            }
+        }
+    }
+
+    /// [`Batch::push_all`](super::Batch::push_all) through `ring`;
+    /// `results` is empty on entry.
+    pub(super) fn push_all(
+        ring: &mut IoUring,
+        items: &[(&Writer, &[u8])],
+        results: &mut Vec<Pushed>,
+    ) {
+        results.resize(items.len(), Pushed::Closed);
+        let mut held = Vec::with_capacity(items.len().min(BATCH_SENDS as usize));
+        for (index, &(socket, frame)) in items.iter().enumerate() {
+            let mut out = match socket.0.out.try_lock() {
+                Ok(out) => out,
+                Err(TryLockError::Poisoned(poison)) => poison.into_inner(),
+                // Locked by the connection writing for itself, or by this
+                // batch (the socket came before): send what is held first,
+                // so that neither waits on the other, then wait for it.
+                Err(TryLockError::WouldBlock) => {
+                    send(ring, &mut held, results);
+                    socket.out()
+                }
+            };
+            if out.closed || !out.is_drained() || u32::try_from(frame.len()).is_err() {
+                // Nothing to send now, or pending bytes to go first: as a
+                // push does it, then and there.
+                results[index] = out.push(socket.tcp(), frame);
+                continue;
+            }
+            if held.len() == BATCH_SENDS as usize {
+                send(ring, &mut held, results);
+            }
+            held.push(Held {
+                index,
+                out,
+                fd: socket.tcp().as_raw_fd(),
+                frame,
+            });
+        }
+        send(ring, &mut held, results);
+    }
+
+    /// Sends every frame of `held` through `ring` in one submission, waits
+    /// for every answer, sets each one's result, and unlocks them (`held`
+    /// is left empty). The ring's queues are empty before and after.
+    #[allow(unsafe_code)]
+    fn send(ring: &mut IoUring, held: &mut Vec<Held<'_>>, results: &mut [Pushed]) {
+        if held.is_empty() {
+            return;
+        }
+        assert!(held.len() <= ring.params().sq_entries() as usize);
+        // From the first send queued until the last answer is reaped, the
+        // kernel may read the frames: a panic in between must not unwind
+        // into code that frees them.
+        let abort = AbortOnUnwind;
+        for (at, send) in held.iter().enumerate() {
+            let entry = opcode::Send::new(
+                types::Fd(send.fd),
+                send.frame.as_ptr(),
+                send.frame.len() as u32,
+            )
+            .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(at as u64);
+            // SAFETY: the kernel reads `frame` and uses `fd` until it posts
+            // the send's completion. `frame` is borrowed, and the socket
+            // (whose `Writer` owns the fd) locked, for as long as `held`
+            // lives, and this function reaps every completion of what it
+            // queues before it returns (a panic before then aborts, see
+            // `abort`), so both stay valid for the whole operation. The
+            // queue is empty on entry and holds `sq_entries`, so it has room.
+            let queued = unsafe { ring.submission().push(&entry) };
+            queued.expect("the submission queue has room");
+        }
+        let mut unanswered = held.len();
+        while unanswered > 0 {
+            // Every send completes inline (MSG_DONTWAIT), so this waits on
+            // no peer. If the kernel stopped short of the whole queue, it
+            // returns without waiting and the next round submits the rest.
+            match ring.submit_and_wait(unanswered) {
+                Ok(_) => {}
+                Err(err)
+                    if matches!(
+                        err.raw_os_error(),
+                        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+                    ) =>
+                {
+                    std::thread::yield_now();
+                }
+                Err(err) => panic!("io_uring_enter failed with sends in flight: {err}"),
+            }
+            for answer in ring.completion() {
+                let send = &mut held[answer.user_data() as usize];
+                results[send.index] = send.complete(answer.result());
+                unanswered -= 1;
+            }
+        }
+        std::mem::forget(abort);
+        held.clear();
+    }
+
+    /// Aborts the process if dropped: by a panic while the kernel may still
+    /// use memory that unwinding would free.
+    struct AbortOnUnwind;
+
+    impl Drop for AbortOnUnwind {
+        fn drop(&mut self) {
+            std::process::abort();
+        }
+    }
+}
