@@ -232,16 +232,17 @@ impl Seats {
         seat
     }
 
-    /// Takes out `seat`, one of the first `*passed` seats (those a pass over
-    /// the list has gone past), so that the first `*passed` (one fewer) are
-    /// still the ones it went past and every other stays after them.
-    fn remove_passed(&mut self, seat: &Arc<Seat>, passed: &mut usize) -> Arc<Seat> {
-        let slot = seat.slot.load(Ordering::Relaxed);
+    /// Takes out the seat at `index`, one of the first `*passed` (those a
+    /// pass over the list has gone past), so that the first `*passed` (one
+    /// fewer) are still the ones it went past and every other stays after
+    /// them. Seats before `index` keep their places: several are taken out
+    /// highest index first.
+    fn remove_passed(&mut self, index: usize, passed: &mut usize) -> Arc<Seat> {
         *passed -= 1;
         let last = *passed;
-        debug_assert!(slot <= last && Arc::ptr_eq(&self.parked[slot], seat));
-        self.parked.swap(slot, last);
-        self.parked[slot].slot.store(slot, Ordering::Relaxed);
+        debug_assert!(index <= last);
+        self.parked.swap(index, last);
+        self.parked[index].slot.store(index, Ordering::Relaxed);
         self.remove(last)
     }
 
@@ -366,16 +367,16 @@ async fn run_shard(
                         let full = sockets.len() == PUSHES_PER_YIELD;
                         // Queued: the connection drains the rest and reads
                         // on after this event. Closed: it finds out as it
-                        // does so.
-                        let unsent: Vec<Arc<Seat>> = places
+                        // does so. Highest place first, so the places still
+                        // to take out stay where they are.
+                        for (&place, _) in places
                             .iter()
                             .zip(&results)
+                            .rev()
                             .filter(|&(_, &pushed)| pushed != Pushed::Sent)
-                            .map(|(&place, _)| seats.parked[place].clone())
-                            .collect();
-                        for seat in unsent {
+                        {
                             seats
-                                .remove_passed(&seat, &mut passed)
+                                .remove_passed(place, &mut passed)
                                 .hand_back(Handback::Resume { cursor: after, last_id });
                             handed_back.increment(1);
                         }
@@ -407,7 +408,67 @@ async fn run_shard(
 
 #[cfg(test)]
 mod tests {
-    use super::chunk;
+    use super::*;
+    use crate::net::Socket;
+
+    /// A seat on a real loopback socket.
+    async fn seat(listener: &tokio::net::TcpListener) -> Arc<Seat> {
+        let (client, accepted) = tokio::join!(
+            tokio::net::TcpStream::connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        drop(client);
+        let socket = Socket::new(accepted.unwrap().0);
+        Arc::new(Seat {
+            socket: socket.writer(),
+            filter: Filter::default(),
+            framing: Framing::WebSocket,
+            shard: 0,
+            slot: AtomicUsize::new(UNSEATED),
+            handback: Mutex::new(None),
+            notify: Notify::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn seats_taken_out_of_a_pass_leave_the_rest_in_place() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut seats = Seats::default();
+        let mut all = Vec::new();
+        for _ in 0..8 {
+            let seat = seat(&listener).await;
+            seats.add(seat.clone());
+            all.push(seat);
+        }
+        // A pass has gone past the first 6; 1, 3 and 4 are handed back,
+        // highest first.
+        let mut passed = 6;
+        for place in [4, 3, 1] {
+            let taken = seats.remove_passed(place, &mut passed);
+            assert!(
+                Arc::ptr_eq(&taken, &all[place]),
+                "seat {place} is the one taken"
+            );
+        }
+        assert_eq!(passed, 3);
+        let is = |seat: &Arc<Seat>, of: &[usize]| of.iter().any(|&i| Arc::ptr_eq(seat, &all[i]));
+        assert!(
+            seats.parked[..passed].iter().all(|s| is(s, &[0, 2, 5])),
+            "passed: 0, 2, 5"
+        );
+        assert!(
+            seats.parked[passed..].iter().all(|s| is(s, &[6, 7])),
+            "not passed: 6, 7"
+        );
+        assert_eq!(seats.parked.len(), 5);
+        for (index, seat) in seats.parked.iter().enumerate() {
+            assert_eq!(
+                seat.slot.load(Ordering::Relaxed),
+                index,
+                "each seat knows its slot"
+            );
+        }
+    }
 
     #[test]
     fn a_chunk_is_its_size_in_hex_then_the_data_then_crlf() {
