@@ -3,7 +3,9 @@
 //! stream has caught up, the live fan-out (see [`crate::http::fanout`])
 //! also writes each event's ready-made frame to it directly, through a
 //! [`Writer`] handle, from its own task (as a shared GraphQL subscription
-//! does its results).
+//! does its results). An `/events` stream also takes the connection over
+//! from hyper ([`Writer::take_over`]) and writes the rest of its response
+//! itself.
 //!
 //! Two writers on one byte stream must never interleave inside a frame. So
 //! every write here is whole: a write either goes to the kernel entirely, or
@@ -15,6 +17,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -47,6 +50,8 @@ pub struct Writer(Arc<Shared>);
 struct Shared {
     write: OwnedWriteHalf,
     out: Mutex<Out>,
+    /// The connection is no longer hyper's (see [`Writer::take_over`]).
+    taken: AtomicBool,
 }
 
 /// Pending capacity kept once drained; more is given back.
@@ -182,6 +187,7 @@ impl Socket {
             writer: Writer(Arc::new(Shared {
                 write,
                 out: Mutex::new(Out::default()),
+                taken: AtomicBool::new(false),
             })),
         }
     }
@@ -257,6 +263,118 @@ impl Writer {
         self.out().timed_out
     }
 
+    /// Takes the connection over from its [`Socket`] (hyper): from now on
+    /// that reads nothing more and its writes, flushes and shutdown are
+    /// dropped, so hyper can end its response and let go of the
+    /// connection (and its buffers) while the caller goes on writing
+    /// through [`send`](Self::send). Call it only once hyper has flushed
+    /// everything it should send (see [`on_next_flush`](Self::on_next_flush)).
+    pub fn take_over(&self) {
+        self.0.taken.store(true, Ordering::Release);
+    }
+
+    fn is_taken(&self) -> bool {
+        self.0.taken.load(Ordering::Acquire)
+    }
+
+    /// Writes `bufs` whole, after whatever is pending, and waits until the
+    /// kernel has taken all of it: a connection's own write, for whoever
+    /// [took it over](Self::take_over). Fails (and refuses later pushes)
+    /// when the connection breaks, or when the kernel takes nothing for
+    /// the send timeout, which [`timed_out`](Self::timed_out) then says.
+    pub async fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
+        let sent = self.send_whole(bufs).await;
+        if sent.is_err() {
+            self.out().closed = true;
+        }
+        sent
+    }
+
+    /// Waits until every byte written so far (pushes the kernel did not
+    /// take whole, say) has gone to the kernel, as [`send`](Self::send)
+    /// does, then runs the [`on_next_flush`](Self::on_next_flush) hook:
+    /// what hyper's flush does, for whoever took the connection over.
+    pub async fn flush(&self) -> io::Result<()> {
+        self.send(&[]).await?;
+        self.flushed();
+        Ok(())
+    }
+
+    /// Whether some bytes written so far have not gone to the kernel yet.
+    pub fn has_pending(&self) -> bool {
+        !self.out().is_drained()
+    }
+
+    async fn send_whole(&self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
+        let mut written = bufs.is_empty();
+        loop {
+            {
+                let mut out = self.out();
+                if out.drain(self.tcp())? {
+                    if written {
+                        return Ok(());
+                    }
+                    if out.write_whole(self.tcp(), bufs)? {
+                        written = true;
+                        continue;
+                    }
+                }
+            }
+            let timeout = self.out().send_timeout;
+            let Some(timeout) = timeout else {
+                self.tcp().writable().await?;
+                continue;
+            };
+            if tokio::time::timeout(timeout, self.tcp().writable())
+                .await
+                .is_err()
+            {
+                self.out().timed_out = true;
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+        }
+    }
+
+    /// Runs the [`on_next_flush`](Self::on_next_flush) hook if every byte
+    /// written so far has gone to the kernel.
+    pub fn flushed(&self) {
+        let hook = {
+            let mut out = self.out();
+            if !out.is_drained() {
+                return;
+            }
+            out.on_flush.take()
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
+    /// Resolves once the peer has closed or reset the connection; whatever
+    /// it sends meanwhile is read and dropped. For whoever took the
+    /// connection over.
+    pub async fn peer_closed(&self) {
+        let mut scratch = [0; 256];
+        loop {
+            if self.tcp().readable().await.is_err() {
+                return;
+            }
+            match self.tcp().try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Ends the writing side (the peer reads the end of the stream) and
+    /// refuses later pushes: for whoever took the connection over.
+    pub fn shut_down(&self) {
+        self.out().closed = true;
+        let _ = socket2::SockRef::from(self.tcp()).shutdown(std::net::Shutdown::Write);
+    }
+
     /// Drains pending bytes; ready once there are none.
     fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<MutexGuard<'_, Out>>> {
         loop {
@@ -312,6 +430,10 @@ impl AsyncRead for Socket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.writer.is_taken() {
+            // Whoever took the connection over reads it now.
+            return Poll::Pending;
+        }
         Pin::new(&mut self.read).poll_read(cx, buf)
     }
 }
@@ -332,6 +454,9 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.writer.is_taken() {
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+        }
         let written = self.as_mut().poll_write_whole(cx, bufs);
         self.watch(cx, written)
     }
@@ -341,6 +466,9 @@ impl AsyncWrite for Socket {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.writer.is_taken() {
+            return Poll::Ready(Ok(()));
+        }
         let drained = self
             .writer
             .poll_drain(cx)
@@ -353,6 +481,9 @@ impl AsyncWrite for Socket {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.writer.is_taken() {
+            return Poll::Ready(Ok(()));
+        }
         let drained = self
             .writer
             .poll_drain(cx)

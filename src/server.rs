@@ -5,8 +5,10 @@
 //! connections and sends headers one byte at a time (slow loris) would keep
 //! them forever. Here hyper's own timer closes a connection whose request
 //! headers do not arrive within `--header-read-timeout-secs`, idle
-//! keep-alive connections included. Upgraded WebSockets are out of hyper's
-//! hands from then on; they close themselves on shutdown and on a missing pong.
+//! keep-alive connections included. Upgraded WebSockets and event streams
+//! taken over from hyper are out of hyper's hands from then on; they close
+//! themselves on shutdown (the event streams are waited for, as requests
+//! are) and on a missing pong or the send timeout.
 
 use std::io;
 use std::sync::Arc;
@@ -88,8 +90,9 @@ where
             let handle = socket.writer();
             let service = app.map_request(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(remote));
-                // Only an upgrade takes the socket over, and only an event
-                // stream writes to it beside hyper (see `http::sse`).
+                // Only an upgrade or an event stream takes the socket over
+                // (an event stream once hyper has sent the response head;
+                // see `http::sse`).
                 if request.headers().contains_key(UPGRADE) || request.uri().path() == "/events" {
                     request.extensions_mut().insert(handle.clone());
                 }
@@ -105,8 +108,12 @@ where
         });
     }
     drop(listener);
+    let in_flight = async {
+        graceful.shutdown().await;
+        shutdown.tasks_ended().await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = in_flight => {}
         () = tokio::time::sleep(options.grace) => {
             tracing::warn!(grace = ?options.grace, "requests still open after the shutdown timeout; closing them");
         }

@@ -282,10 +282,16 @@ impl Seats {
 /// `data` as one chunk of a chunked HTTP/1.1 body (RFC 9112, 7.1).
 fn chunk(data: &[u8]) -> Vec<u8> {
     let mut chunk = Vec::with_capacity(data.len() + 20);
-    chunk.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
-    chunk.extend_from_slice(data);
-    chunk.extend_from_slice(b"\r\n");
+    push_chunk(&mut chunk, data);
     chunk
+}
+
+/// Appends `data` to `out` as one chunk of a chunked HTTP/1.1 body.
+pub(super) fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    use std::io::Write;
+    let _ = write!(out, "{:X}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 async fn run_shard(

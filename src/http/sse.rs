@@ -9,16 +9,25 @@
 //! the stream ends and the client's reconnection is told precisely what it
 //! missed.
 //!
-//! A stream that has read everything parks its socket in the live fan-out
-//! (see [`super::fanout`]), which then writes each event's frame to it as
-//! one chunk of the response body, as it does for `/ws`; hyper keeps the
-//! response open meanwhile, and the stream is handed the socket back when it
-//! falls behind. This needs the body to be chunked, so only `GET` over
-//! HTTP/1.1 parks (a `HEAD` has no body, HTTP/1.0 has no chunks), and no
+//! Over HTTP/1.1 a `GET` stream is taken out of hyper's hands once hyper
+//! has written the response head and the first frame: a task of its own
+//! ([`write_body`]) writes the rest of the body to the socket, each frame
+//! as one chunk, and hyper, its response ended, lets go of the connection
+//! and of the buffers it keeps per connection (two of 8 KiB). The response
+//! says `Connection: close`: when the stream ends, the task writes the last
+//! chunk and closes the connection. A stream that has read everything parks
+//! its socket in the live fan-out (see [`super::fanout`]), which then writes
+//! each event's frame to it as one chunk, as it does for `/ws`; the stream
+//! is handed the socket back when it falls behind. `HEAD` (no body) and
+//! HTTP/1.0 (no chunks) stay with hyper and read every event themselves. No
 //! layer may re-encode this route's body (compression, say).
 
 use std::convert::Infallible;
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -26,12 +35,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Version, header};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::sync::oneshot;
 use tokio::time::{Interval, MissedTickBehavior, interval_at};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::fanout::{Fanout, Framing, Handback, Seat, handed_back};
+use super::fanout::{Fanout, Framing, Handback, Seat, handed_back, push_chunk};
 use super::params::parse_cursor;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::{ConnectionPermit, Scope};
@@ -109,6 +119,7 @@ async fn events(
             seat: state.fanout.seat(socket, filter, Framing::SseChunk),
             fanout: state.fanout.clone(),
         });
+    let (has_live, live_socket) = (live.is_some(), socket.clone());
     let keepalive = Duration::from_secs(state.config.sse_keepalive_secs);
     let preamble = Bytes::from(format!("retry: {}\n\n", state.config.sse_retry_ms));
     let stream = frames(
@@ -120,7 +131,12 @@ async fn events(
         preamble,
         permit,
     );
-    let mut response = Body::from_stream(stream).into_response();
+    let taken_over = live_socket.filter(|_| has_live);
+    let mut response = match taken_over {
+        Some(socket) => Body::from_stream(hand_over(stream, socket, state.shutdown.clone())),
+        None => Body::from_stream(stream),
+    }
+    .into_response();
     let headers = response.headers_mut();
     // What parking relies on, said rather than left to hyper's choice.
     if version == Version::HTTP_11 {
@@ -128,6 +144,10 @@ async fn events(
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),
         );
+    }
+    if has_live {
+        // The stream's task closes the connection when the stream ends.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     headers.insert(
         header::CONTENT_TYPE,
@@ -283,4 +303,115 @@ fn frames(
         };
         Some((Ok(frame), st))
     })
+}
+
+/// The body of a stream that parks: hyper writes the response head and the
+/// preamble; once it has flushed them, the connection is
+/// [taken over](Writer::take_over) and the rest of the stream is written by
+/// a task of its own ([`write_body`]). hyper's response then ends (its last
+/// chunk dropped), and hyper lets go of the connection and of the buffers
+/// it keeps per connection, some 16 KiB.
+fn hand_over<S>(
+    stream: S,
+    socket: Writer,
+    shutdown: Shutdown,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send
+where
+    S: Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+{
+    enum Step<S> {
+        Preamble(Pin<Box<S>>),
+        Flushing(Pin<Box<S>>, oneshot::Receiver<()>),
+    }
+    futures::stream::unfold(Step::Preamble(Box::pin(stream)), move |step| {
+        let (socket, shutdown) = (socket.clone(), shutdown.clone());
+        async move {
+            match step {
+                Step::Preamble(mut stream) => {
+                    let first = stream.next().await?;
+                    let (flushed, on_flush) = oneshot::channel();
+                    let hooked = socket.on_next_flush(move || {
+                        let _ = flushed.send(());
+                    });
+                    hooked.then_some((first, Step::Flushing(stream, on_flush)))
+                }
+                Step::Flushing(stream, on_flush) => {
+                    // Dropped unrun: the connection is closing.
+                    if on_flush.await.is_ok() {
+                        socket.take_over();
+                        shutdown.spawn(write_body(stream, socket));
+                    }
+                    None
+                }
+            }
+        }
+    })
+}
+
+/// Bytes of frames a taken-over stream writes at once, at most (but always
+/// a whole frame).
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// The chunk that ends a chunked body.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Writes the rest of a taken-over stream's body to its socket, each frame
+/// as one chunk, until the stream ends (then the last chunk) or the
+/// connection does; then closes the connection.
+async fn write_body<S>(mut stream: Pin<Box<S>>, socket: Writer)
+where
+    S: Stream<Item = Result<Bytes, Infallible>>,
+{
+    loop {
+        let next = tokio::select! {
+            next = poll_fn(|cx| match stream.as_mut().poll_next(cx) {
+                Poll::Ready(next) => Poll::Ready(Some(next)),
+                // A push the kernel did not take whole: drained first, as
+                // hyper's flush would.
+                Poll::Pending if socket.has_pending() => Poll::Ready(None),
+                Poll::Pending => {
+                    // A stream that has read everything parks now.
+                    socket.flushed();
+                    Poll::Pending
+                }
+            }) => next,
+            () = socket.peer_closed() => break,
+        };
+        let sent = match next {
+            None => socket.flush().await,
+            Some(Some(Ok(frame))) => {
+                // With the frames that are ready too (a stream catching
+                // up), in one write.
+                let mut chunks = Vec::with_capacity(frame.len() + 8);
+                push_chunk(&mut chunks, &frame);
+                let mut ended = false;
+                while chunks.len() < BATCH_BYTES {
+                    match stream.next().now_or_never() {
+                        Some(Some(Ok(frame))) => push_chunk(&mut chunks, &frame),
+                        Some(None) => {
+                            chunks.extend_from_slice(LAST_CHUNK);
+                            ended = true;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                let sent = socket.send(&[IoSlice::new(&chunks)]).await;
+                if ended {
+                    break;
+                }
+                sent
+            }
+            Some(None) => {
+                let _ = socket.send(&[IoSlice::new(LAST_CHUNK)]).await;
+                break;
+            }
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    // Leaves the fan-out before the connection closes.
+    drop(stream);
+    socket.shut_down();
 }

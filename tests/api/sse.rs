@@ -296,6 +296,8 @@ async fn stopping_the_server_ends_open_event_streams() {
 /// turn shows; over HTTP/1.0 the body is the rest of the connection.
 struct SmallBufferSse {
     stream: BufReader<tokio::net::TcpStream>,
+    /// The response head's lines, lower-cased.
+    head: Vec<String>,
     text: String,
     chunked: bool,
 }
@@ -331,6 +333,7 @@ impl SmallBufferSse {
         assert_eq!(chunked, version == "1.1", "{head:?}");
         let mut client = Self {
             stream,
+            head,
             text: String::new(),
             chunked,
         };
@@ -384,6 +387,19 @@ impl SmallBufferSse {
         true
     }
 
+    /// The rest of the bytes, as they come, until the server closes the
+    /// connection.
+    async fn rest(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        within(
+            "the connection to close",
+            self.stream.read_to_end(&mut rest),
+        )
+        .await
+        .unwrap();
+        rest
+    }
+
     /// The next frame; `None` once the connection has ended.
     async fn next_frame(&mut self) -> Option<String> {
         loop {
@@ -429,6 +445,53 @@ async fn an_event_stream_that_pauses_within_history_gets_every_event_in_order_wh
     published.push(live["id"].as_str().unwrap().to_owned());
     received.push(paused.next_id().await.expect("the stream goes on"));
     assert_eq!(received, published, "every event once, in order");
+}
+
+#[tokio::test]
+async fn a_client_that_closes_a_caught_up_stream_frees_its_place_at_once() {
+    // One stream per address, and no keep-alive comment to find the
+    // closed connection by: only the close itself frees the place.
+    let app = spawn_app_with(|c| {
+        c.max_connections_per_ip = 1;
+        c.sse_keepalive_secs = 3600;
+    })
+    .await;
+    let mut first = SmallBufferSse::open(&app).await;
+    assert!(
+        first.head.iter().any(|h| h == "connection: close"),
+        "the server closes the connection when the stream ends: {:?}",
+        first.head
+    );
+    // Caught up: the live event comes through the fan-out.
+    let published = app.publish(1.0, 2.0, None).await;
+    assert_eq!(first.next_id().await.as_deref(), published["id"].as_str());
+    drop(first);
+    within("a freed place", async {
+        loop {
+            let second = reqwest::get(app.url("/events")).await.unwrap();
+            if second.status() == 200 {
+                return;
+            }
+            assert_eq!(second.status(), 503);
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stream_that_ends_sends_the_last_chunk_then_closes_the_connection() {
+    let app = spawn_app().await;
+    let mut stream = SmallBufferSse::open(&app).await;
+    let published = app.publish(1.0, 2.0, None).await;
+    assert_eq!(stream.next_id().await.as_deref(), published["id"].as_str());
+    app.shutdown.trigger();
+    let rest = stream.rest().await;
+    assert!(
+        rest.ends_with(b"0\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
 }
 
 /// Event streams cut for not taking frames, so far (all tests together).
