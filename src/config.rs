@@ -165,9 +165,10 @@ pub struct Config {
     #[arg(long, env = "LONGLAT_WORKERS", default_value_t = 0)]
     pub workers: usize,
 
-    /// Whether the live fan-out to `/ws` and `/events` sends through
-    /// io_uring, one submission for a batch of sockets (`on`, where the
-    /// kernel allows it), or with one `send` per socket (`off`).
+    /// Whether the live fan-out to `/ws`, `/events` and shared GraphQL
+    /// subscriptions sends through io_uring, one submission for a batch of
+    /// sockets (`on`, where the kernel allows it), or with one `send` per
+    /// socket (`off`).
     #[arg(long, env = "LONGLAT_IO_URING", default_value = "on",
           value_parser = ["on", "off"])]
     pub io_uring: String,

@@ -84,7 +84,10 @@ impl AppState {
         Self(Arc::new(Services {
             fanout,
             access,
-            graphql_shared: Arc::new(SharedExecutions::new(graphql.clone())),
+            graphql_shared: Arc::new(SharedExecutions::new(
+                graphql.clone(),
+                config.uses_io_uring(),
+            )),
             graphql,
             broker,
             config: Arc::new(config),

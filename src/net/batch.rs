@@ -1,6 +1,7 @@
 //! Pushes to many connections with one system call: the live fan-out's
 //! sends, through io_uring where the kernel allows it.
 
+use std::cell::RefCell;
 use std::io;
 
 use super::{Pushed, Writer};
@@ -56,6 +57,23 @@ impl Batch {
             #[cfg(target_os = "linux")]
             ring: None,
         }
+    }
+
+    /// Runs `f` with this thread's batch through io_uring, made the first
+    /// time it is asked for (pushing each frame in turn where the kernel
+    /// has no io_uring): one ring per thread, for tasks that each send now
+    /// and then, many of which would each otherwise keep a ring. `f` must
+    /// not ask for it again.
+    pub fn with_thread_ring<R>(f: impl FnOnce(&mut Self) -> R) -> R {
+        thread_local! {
+            static BATCH: RefCell<Option<Batch>> = const { RefCell::new(None) };
+        }
+        BATCH.with_borrow_mut(|batch| {
+            f(
+                batch
+                    .get_or_insert_with(|| Self::io_uring().unwrap_or_else(|_| Self::sequential())),
+            )
+        })
     }
 
     /// Whether sends go through io_uring.

@@ -115,6 +115,8 @@ struct Group {
     /// Sharers that ever joined: where the next one goes.
     joined: AtomicUsize,
     execution: JoinHandle<()>,
+    /// Its lanes send through io_uring where the kernel allows it.
+    io_uring: bool,
 }
 
 /// Sharers that keep to one lane before the next lane takes the next
@@ -151,7 +153,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Group {
     /// Starts `outcomes`; `results` reads from its first result on.
-    fn start(mut outcomes: BoxStream<'static, Outcome>) -> (Self, Reader<Outcome>) {
+    fn start(mut outcomes: BoxStream<'static, Outcome>, io_uring: bool) -> (Self, Reader<Outcome>) {
         let (sender, results, tap) = ring::channel(RING);
         let execution = tokio::spawn(async move {
             while let Some(outcome) = outcomes.next().await {
@@ -168,6 +170,7 @@ impl Group {
             workers,
             joined: AtomicUsize::new(0),
             execution,
+            io_uring,
         };
         (group, results)
     }
@@ -195,7 +198,7 @@ impl Group {
         let mut lanes = lock(&self.lanes);
         while lanes.len() <= lane {
             let (parks, receiver) = mpsc::unbounded_channel();
-            let task = tokio::spawn(lane::run(receiver));
+            let task = tokio::spawn(lane::run(receiver, self.io_uring));
             lanes.push(Lane { parks, task });
         }
         match lanes[lane].parks.send((seat.clone(), reader)) {
@@ -216,14 +219,19 @@ impl Drop for Group {
 pub struct SharedExecutions {
     schema: LonglatSchema,
     groups: Mutex<HashMap<String, Weak<Group>>>,
+    /// Lanes send a result's messages through io_uring where the kernel
+    /// allows it.
+    io_uring: bool,
 }
 
 impl SharedExecutions {
-    /// No shared executions yet, over `schema`.
-    pub fn new(schema: LonglatSchema) -> Self {
+    /// No shared executions yet, over `schema`; lanes send through io_uring
+    /// if `io_uring` and the kernel allows it.
+    pub fn new(schema: LonglatSchema, io_uring: bool) -> Self {
         Self {
             schema,
             groups: Mutex::default(),
+            io_uring,
         }
     }
 
@@ -253,7 +261,7 @@ impl SharedExecutions {
         data.insert(crate::access::Caller::connection_checked());
         let outcomes = run_alone(&self.schema, request, Arc::new(data));
         // The first sharer reads from the execution's first result.
-        let (group, results) = Group::start(outcomes);
+        let (group, results) = Group::start(outcomes, self.io_uring);
         let group = Arc::new(group);
         groups.retain(|_, group| group.strong_count() > 0);
         groups.insert(key, Arc::downgrade(&group));
@@ -382,6 +390,7 @@ mod tests {
             workers: 1,
             joined: AtomicUsize::new(0),
             execution: tokio::spawn(std::future::pending()),
+            io_uring: true,
         })
     }
 
