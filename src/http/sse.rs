@@ -119,7 +119,8 @@ async fn events(
             seat: state.fanout.seat(socket, filter, Framing::SseChunk),
             fanout: state.fanout.clone(),
         });
-    let (has_live, live_socket) = (live.is_some(), socket.clone());
+    // A stream that parks also writes its own body.
+    let taken_over = socket.clone().filter(|_| live.is_some());
     let keepalive = Duration::from_secs(state.config.sse_keepalive_secs);
     let preamble = Bytes::from(format!("retry: {}\n\n", state.config.sse_retry_ms));
     let stream = frames(
@@ -131,7 +132,7 @@ async fn events(
         preamble,
         permit,
     );
-    let taken_over = live_socket.filter(|_| has_live);
+    let connection_close = taken_over.is_some();
     let mut response = match taken_over {
         Some(socket) => Body::from_stream(hand_over(stream, socket, state.shutdown.clone())),
         None => Body::from_stream(stream),
@@ -145,7 +146,7 @@ async fn events(
             HeaderValue::from_static("chunked"),
         );
     }
-    if has_live {
+    if connection_close {
         // The stream's task closes the connection when the stream ends.
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -377,37 +378,30 @@ where
             }) => next,
             () = socket.peer_closed() => break,
         };
-        let sent = match next {
-            None => socket.flush().await,
-            Some(Some(Ok(frame))) => {
-                // With the frames that are ready too (a stream catching
-                // up), in one write.
-                let mut chunks = Vec::with_capacity(frame.len() + 8);
-                push_chunk(&mut chunks, &frame);
-                let mut ended = false;
-                while chunks.len() < BATCH_BYTES {
-                    match stream.next().now_or_never() {
-                        Some(Some(Ok(frame))) => push_chunk(&mut chunks, &frame),
-                        Some(None) => {
-                            chunks.extend_from_slice(LAST_CHUNK);
-                            ended = true;
-                            break;
-                        }
-                        None => break,
-                    }
-                }
-                let sent = socket.send(&[IoSlice::new(&chunks)]).await;
-                if ended {
-                    break;
-                }
-                sent
-            }
-            Some(None) => {
-                let _ = socket.send(&[IoSlice::new(LAST_CHUNK)]).await;
+        let Some(mut next) = next else {
+            if socket.flush().await.is_err() {
                 break;
             }
+            continue;
         };
-        if sent.is_err() {
+        // With the frames that are ready too (a stream catching up), in
+        // one write; the end of the stream as the last chunk.
+        let mut chunks = Vec::new();
+        let ended = loop {
+            let Some(Ok(frame)) = next else {
+                chunks.extend_from_slice(LAST_CHUNK);
+                break true;
+            };
+            push_chunk(&mut chunks, &frame);
+            if chunks.len() >= BATCH_BYTES {
+                break false;
+            }
+            match stream.next().now_or_never() {
+                Some(ready) => next = ready,
+                None => break false,
+            }
+        };
+        if socket.send(&[IoSlice::new(&chunks)]).await.is_err() || ended {
             break;
         }
     }
