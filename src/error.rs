@@ -32,6 +32,10 @@ pub enum Error {
     /// A well-formed position that breaks a rule.
     #[error(transparent)]
     InvalidPosition(#[from] InvalidPosition),
+    /// A GraphQL document over a size or complexity limit, refused before
+    /// it is run (see `graphql::guard`).
+    #[error("{0}")]
+    DocumentRefused(String),
     /// A query parameter that cannot be used.
     #[error("{param}: {detail}")]
     InvalidParameter {
@@ -47,8 +51,13 @@ pub enum Error {
         limit: usize,
     },
     /// The body's media type is not one the endpoint reads.
-    #[error("send the position as application/json (or a form); got Content-Type {0:?}")]
-    UnsupportedMediaType(String),
+    #[error("send {expected}; got Content-Type {got:?}")]
+    UnsupportedMediaType {
+        /// What the endpoint reads, for the client.
+        expected: &'static str,
+        /// The media type sent, lower-cased.
+        got: String,
+    },
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
@@ -119,10 +128,12 @@ impl Error {
     /// HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MalformedBody { .. } | Self::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            Self::MalformedBody { .. }
+            | Self::InvalidParameter { .. }
+            | Self::DocumentRefused(_) => StatusCode::BAD_REQUEST,
             Self::InvalidBody { .. } | Self::InvalidPosition(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::OriginNotAllowed(_) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -143,8 +154,9 @@ impl Error {
             Self::InvalidBody { .. } => "invalid-body",
             Self::InvalidPosition(_) => "invalid-position",
             Self::InvalidParameter { .. } => "invalid-parameter",
+            Self::DocumentRefused(_) => "document-refused",
             Self::PayloadTooLarge { .. } => "payload-too-large",
-            Self::UnsupportedMediaType(_) => "unsupported-media-type",
+            Self::UnsupportedMediaType { .. } => "unsupported-media-type",
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed(_) => "method-not-allowed",
             Self::OriginNotAllowed(_) => "origin-not-allowed",

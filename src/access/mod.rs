@@ -216,6 +216,18 @@ impl Access {
         }
     }
 
+    /// Refuses `caller` when it may do none of `scopes`: the check an
+    /// endpoint that runs several kinds of operation (GraphQL over HTTP)
+    /// makes before it reads what the request asks for. The refusal is the
+    /// first scope's.
+    pub fn authorize_any(&self, caller: &Caller, scopes: &[Scope]) -> Result<(), Error> {
+        let mut refusals = scopes.iter().map(|&scope| self.authorize(caller, scope));
+        match refusals.next() {
+            Some(Err(first)) if refusals.all(|other| other.is_err()) => Err(first),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses a publish for `tracker` that `caller`'s credential does not
     /// cover (a token or JWT restricted to some trackers).
     pub fn authorize_tracker(&self, caller: &Caller, tracker: Option<&str>) -> Result<(), Error> {

@@ -2,12 +2,15 @@
 //! same broker as REST and the raw WebSocket.
 //!
 //! [`schema::build`] makes the schema once at start-up, with depth and
-//! complexity limits; the transports live in `crate::http::graphql`.
+//! complexity limits, behind [`guard::DocumentGuard`], which bounds a
+//! document's cost before anything expands its fragments; the transports
+//! live in `crate::http::graphql`.
 //! Resolvers only translate arguments and call the broker: validation stays
 //! in [`crate::model`]. Each resolver first asks [`crate::access`] whether
 //! the operation's [`Caller`] (put in the request's data by the transport)
 //! may do it.
 
+pub mod guard;
 mod mutation;
 mod query;
 pub mod schema;

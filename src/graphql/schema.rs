@@ -25,6 +25,7 @@ pub fn build(broker: Arc<dyn Broker>, access: Arc<Access>) -> LonglatSchema {
     Schema::build(Query, Mutation, Subscription)
         .data(broker)
         .data(access)
+        .extension(super::guard::DocumentGuard)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()

@@ -4,12 +4,11 @@
 //! the binary, so it works with no internet.
 
 use async_graphql::http::parse_query_string;
-use async_graphql_axum::GraphQLResponse;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value};
@@ -18,8 +17,9 @@ use utoipa_axum::routes;
 
 use super::graphql_ws::{self, Protocol, Timing};
 use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body, ws};
-use crate::access::Caller;
+use crate::access::{Caller, Scope};
 use crate::error::{Error, Problem};
+use crate::graphql::guard;
 use crate::net::Writer;
 
 /// The GraphiQL page: loads the vendored assets and subscribes over `/graphql`.
@@ -90,10 +90,15 @@ pub struct GraphQLAnswer {
 
 /// Run a GraphQL query or mutation.
 ///
-/// One GraphQL request as JSON (no batches: each request is bounded by the
-/// depth and complexity limits, a batch would multiply them), within
-/// `--max-body-bytes`. GraphQL errors (validation, limits, refused input)
-/// come back as 200 with `errors`, as GraphQL clients expect.
+/// One GraphQL request as `application/json` (no batches: each request is
+/// bounded by the document, depth and complexity limits, a batch would
+/// multiply them), within `--max-body-bytes`. The answer follows the
+/// GraphQL-over-HTTP specification: `application/json` (always 200, errors
+/// in `errors`) unless `Accept` prefers `application/graphql-response+json`,
+/// where a request error (a document that does not parse, validate or fit
+/// the limits, a variable that cannot be coerced) is a 400 without `data`.
+/// When every operation needs a credential, a request without a usable one
+/// is refused before its document is read.
 #[utoipa::path(
     post,
     path = "/graphql",
@@ -101,19 +106,35 @@ pub struct GraphQLAnswer {
     security((), ("bearer" = [])),
     request_body(content = GraphQLRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "The GraphQL answer", body = GraphQLAnswer,
-            content_type = "application/graphql-response+json"),
-        (status = 400, description = "Not one GraphQL request as JSON (`malformed-body`)",
+        (status = 200, description = "The GraphQL answer", content(
+            (GraphQLAnswer = "application/json"),
+            (GraphQLAnswer = "application/graphql-response+json"))),
+        (status = 400, description = "Not one GraphQL request as JSON (`malformed-body`), or, \
+                                      for a client that accepts `application/graphql-response+json`, \
+                                      a request error (`errors` only)", content(
+            (Problem = "application/problem+json"),
+            (GraphQLAnswer = "application/graphql-response+json"))),
+        (status = 401, description = "Every operation needs a bearer token (`unauthorized`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may neither read nor publish (`forbidden`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the size limit (`payload-too-large`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json` (`unsupported-media-type`)",
             body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn post_graphql(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
+    headers: HeaderMap,
     body: Body,
-) -> Result<GraphQLResponse, Error> {
+) -> Result<Response, Error> {
+    // Refused before the document is read, when the caller may run nothing.
+    state
+        .access
+        .authorize_any(&caller, &[Scope::Subscribe, Scope::Publish])?;
+    require_json(&headers)?;
     let body = read_body(&state, body).await?;
     let request: async_graphql::Request =
         serde_json::from_slice(&body).map_err(|err| Error::MalformedBody {
@@ -128,7 +149,25 @@ async fn post_graphql(
             field: Some("query".into()),
         });
     }
-    Ok(state.graphql.execute(request.data(caller)).await.into())
+    let response = state.graphql.execute(request.data(caller)).await;
+    Ok(answer(&headers, response))
+}
+
+/// A GraphQL request body is JSON, and says so: a body sent as anything
+/// else (a form, plain text, no type) is refused with 415 rather than
+/// guessed at.
+fn require_json(headers: &HeaderMap) -> Result<(), Error> {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(';').next().unwrap_or_default().trim());
+    match media_type {
+        Some(json) if json.eq_ignore_ascii_case("application/json") => Ok(()),
+        other => Err(Error::UnsupportedMediaType {
+            expected: "a GraphQL request as application/json",
+            got: other.unwrap_or("(none)").to_ascii_lowercase(),
+        }),
+    }
 }
 
 /// GraphiQL, a query in the URL, or subscriptions over a WebSocket.
@@ -157,9 +196,15 @@ async fn post_graphql(
     ),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The GraphQL answer (or the GraphiQL page for a browser)",
-            body = GraphQLAnswer, content_type = "application/graphql-response+json"),
-        (status = 400, description = "The URL holds no usable request (`invalid-parameter`)",
+        (status = 200, description = "The GraphQL answer (or the GraphiQL page for a browser)", content(
+            (GraphQLAnswer = "application/json"),
+            (GraphQLAnswer = "application/graphql-response+json"))),
+        (status = 400, description = "The URL holds no usable request (`invalid-parameter`), a document \
+                                      over the limits (`document-refused`), or, for a client that accepts \
+                                      `application/graphql-response+json`, a request error", content(
+            (Problem = "application/problem+json"),
+            (GraphQLAnswer = "application/graphql-response+json"))),
+        (status = 401, description = "Reading needs a bearer token (`unauthorized`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 405, description = "A mutation sent with GET (`method-not-allowed`)",
             body = Problem, content_type = "application/problem+json"),
@@ -180,28 +225,111 @@ async fn get_graphql(
     if query.is_empty() && accepts_html(&headers) {
         return Html(GRAPHIQL_PAGE).into_response();
     }
-    let request = match parse_query_string(query) {
-        Ok(request) => request,
-        Err(err) => {
-            return Error::InvalidParameter {
-                param: "query",
-                detail: err.to_string(),
-            }
-            .into_response();
-        }
-    };
+    match run_get(&state, caller, &headers, query).await {
+        Ok(response) => response,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// A query sent in the URL: reading needs the subscribe credential, and
+/// only queries run (GET must not change state).
+async fn run_get(
+    state: &AppState,
+    caller: Caller,
+    headers: &HeaderMap,
+    query: &str,
+) -> Result<Response, Error> {
+    state.access.authorize(&caller, Scope::Subscribe)?;
+    let request = parse_query_string(query).map_err(|err| Error::InvalidParameter {
+        param: "query",
+        detail: err.to_string(),
+    })?;
     if request.query.is_empty() {
-        return Error::InvalidParameter {
+        return Err(Error::InvalidParameter {
             param: "query",
             detail: "a GraphQL document is required: /graphql?query={ latest { id } }".into(),
-        }
-        .into_response();
+        });
+    }
+    if let Err(refused) = guard::check(&request.query) {
+        let refused = async_graphql::Response::from_errors(vec![guard::server_error(&refused)]);
+        return Ok(answer(headers, refused));
     }
     if is_mutation(&request.query) {
-        return Error::MethodNotAllowed("mutations are sent with POST /graphql".into())
-            .into_response();
+        return Err(Error::MethodNotAllowed(
+            "mutations are sent with POST /graphql".into(),
+        ));
     }
-    GraphQLResponse::from(state.graphql.execute(request.data(caller)).await).into_response()
+    let response = state.graphql.execute(request.data(caller)).await;
+    Ok(answer(headers, response))
+}
+
+/// The HTTP answer for a GraphQL response, as the GraphQL-over-HTTP
+/// specification has it: `application/graphql-response+json` when the
+/// client prefers it, where a request error (the document did not parse,
+/// validate or fit the limits, or a variable could not be coerced: nothing
+/// ran) is a 400; `application/json` otherwise, always 200. A request
+/// error has no `data` entry.
+fn answer(headers: &HeaderMap, response: async_graphql::Response) -> Response {
+    let graphql_response = prefers_graphql_response(headers);
+    // Anything that ran and failed has a path; a request error has none.
+    let request_error = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|error| error.path.is_empty());
+    let body = if request_error {
+        serde_json::to_vec(&serde_json::json!({ "errors": response.errors }))
+    } else {
+        serde_json::to_vec(&response)
+    };
+    let status = if graphql_response && request_error {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let content_type = if graphql_response {
+        "application/graphql-response+json; charset=utf-8"
+    } else {
+        "application/json; charset=utf-8"
+    };
+    let mut answer = (
+        status,
+        [(header::CONTENT_TYPE, content_type)],
+        body.unwrap_or_default(),
+    )
+        .into_response();
+    if response.is_ok()
+        && let Some(value) = response.cache_control.value()
+        && let Ok(value) = HeaderValue::from_str(&value)
+    {
+        answer.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    answer
+}
+
+/// Whether the `Accept` header prefers `application/graphql-response+json`
+/// to `application/json` (a tie goes to the former; `*/*` or no header
+/// means JSON).
+fn prefers_graphql_response(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut best = (0.0_f32, false);
+    for entry in accept.split(',') {
+        let mut parts = entry.split(';');
+        let media_type = parts.next().unwrap_or_default().trim();
+        let quality = parts
+            .find_map(|part| part.trim().strip_prefix("q="))
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(1.0);
+        let graphql_response = match media_type.to_ascii_lowercase().as_str() {
+            "application/graphql-response+json" => true,
+            "application/json" | "application/*" | "*/*" => false,
+            _ => continue,
+        };
+        if quality > best.0 || (quality == best.0 && quality > 0.0 && graphql_response) {
+            best = (quality, graphql_response);
+        }
+    }
+    best.1
 }
 
 fn websocket(

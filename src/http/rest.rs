@@ -192,7 +192,10 @@ fn parse_position(content_type: Option<&HeaderValue>, body: &[u8]) -> Result<Pos
             parse_form(body)
         }
     } else {
-        Err(Error::UnsupportedMediaType(media_type.to_ascii_lowercase()))
+        Err(Error::UnsupportedMediaType {
+            expected: "the position as application/json (or a form)",
+            got: media_type.to_ascii_lowercase(),
+        })
     }
 }
 
@@ -301,7 +304,7 @@ mod tests {
             "Text/Plain; charset=utf-8",
         ] {
             match read(refused, json) {
-                Err(Error::UnsupportedMediaType(named)) => {
+                Err(Error::UnsupportedMediaType { got: named, .. }) => {
                     assert_eq!(
                         named,
                         refused

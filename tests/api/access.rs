@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::graphql_limits::graphql_get;
 use crate::node_client::POSITIONS;
 use crate::test_app::{TestApp, spawn_app_with, within};
 
@@ -215,18 +216,16 @@ async fn protected_reading_needs_a_token_on_every_transport() {
         .expect("GET /events");
     assert_eq!(sse.status(), 200);
 
-    // GraphQL over HTTP and over WebSocket.
+    // GraphQL over HTTP (refused before the document is read: every
+    // operation needs a token) and over WebSocket.
     let query = app
         .http
         .post(app.url("/graphql"))
         .json(&json!({"query": "{ latest { id } }"}))
         .send()
         .await
-        .expect("POST /graphql")
-        .json::<Value>()
-        .await
-        .expect("an answer");
-    assert_eq!(query["errors"][0]["extensions"]["code"], "unauthorized");
+        .expect("POST /graphql");
+    problem(query, StatusCode::UNAUTHORIZED, "unauthorized").await;
     let mut anonymous = app.graphql_subscribe(POSITIONS, json!({}));
     assert_eq!(anonymous.close_code().await, 4401);
     let mut publisher = app.graphql_subscribe_with(
@@ -396,4 +395,50 @@ async fn a_server_with_a_token_file_it_cannot_use_does_not_start() {
     );
     assert!(said.contains("line 1"), "{said}");
     assert!(!said.contains("some-token"), "{said}");
+}
+
+#[tokio::test]
+async fn with_every_operation_protected_a_graphql_document_is_not_read_without_a_credential() {
+    let app = app_with_tokens("graphql-before-parse", &["publish", "subscribe"]).await;
+    // Fragments that double at each level: refused unread, so at no cost.
+    let mut hostile = String::from("query { ...F0 }");
+    for level in 0..30 {
+        let next = level + 1;
+        hostile.push_str(&format!(
+            " fragment F{level} on Query {{ ...F{next} ...F{next} }}"
+        ));
+    }
+    hostile.push_str(" fragment F30 on Query { latest { id } }");
+    for token in [None, Some("not-a-token")] {
+        let mut request = app
+            .http
+            .post(app.url("/graphql"))
+            .json(&json!({ "query": hostile }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("POST /graphql");
+        problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+
+        let mut request = app.http.get(app.url(&graphql_get(&hostile)));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("GET /graphql");
+        problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+    // A token that may only publish still sends mutations.
+    let mutation =
+        json!({"query": "mutation { publish(input: {longitude: 1, latitude: 2}) { id } }"});
+    let response = app
+        .http
+        .post(app.url("/graphql"))
+        .bearer_auth("pub-all")
+        .json(&mutation)
+        .send()
+        .await
+        .expect("POST /graphql");
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert!(answer["data"]["publish"]["id"].is_string(), "{answer}");
 }

@@ -6,6 +6,7 @@ mod cli;
 mod fuzz;
 mod generated;
 mod graphql_http;
+mod graphql_limits;
 mod graphql_protocol;
 mod graphql_push;
 mod graphql_subscriptions;
