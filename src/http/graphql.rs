@@ -180,7 +180,9 @@ fn require_json(headers: &HeaderMap) -> Result<(), Error> {
 /// needed, 4403 a token that may not subscribe, 4408 no `connection_init`
 /// in time, 4409 duplicate subscription id, 4429 second `connection_init`,
 /// 1013 at a connection limit, 4000 no answer to ping, 1001 server shutting
-/// down. The token goes in the `connection_init` payload
+/// down, 1002 a frame that breaks the WebSocket protocol, 1007 text that is
+/// not UTF-8, 1009 a message over the size limit; a client's Close is
+/// answered with the same code. The token goes in the `connection_init` payload
 /// (`{"authorization": "Bearer …"}`), the `Authorization` header or `access_token`. Otherwise `query` (and `variables`, `operationName`) run a query;
 /// mutations need `POST`.
 #[utoipa::path(

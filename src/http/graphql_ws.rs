@@ -8,9 +8,11 @@
 //! subscribe before `connection_ack`, or a `connection_init` without a valid
 //! token when reading needs one, 4403 a token that may not subscribe, 4408
 //! no `connection_init` in time, 4409 an operation id already in use, 4429 a
-//! second `connection_init`, 4000 no answer to a ping, 1009 a message over
-//! `--max-message-bytes`, 1013 at a connection limit, 1001 server shutting
-//! down.
+//! second `connection_init`, 4000 no answer to a ping, 1013 at a connection
+//! limit, 1001 server shutting down; and on both protocols those of
+//! [`ws::End`]: a client's Close is answered with the same code, 1002 a frame
+//! that breaks the WebSocket protocol, 1007 text that is not UTF-8, 1009 a
+//! message over `--max-message-bytes`.
 //!
 //! The connection's credential is the token in the `connection_init` payload
 //! (see [`crate::access::token_in_payload`]), else the one of the upgrade
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use async_graphql::Data;
 use axum::body::Bytes;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use futures::stream::{BoxStream, StreamExt};
 use metrics::Counter;
 use serde::Deserialize;
@@ -29,7 +31,7 @@ use serde_json::{Value, json};
 use tokio_stream::StreamMap;
 
 use super::graphql_shared::{Direct, Outcome, SharedExecutions};
-use super::ws::{self, CLOSE_PING_TIMEOUT, CLOSE_TOO_BIG, Heartbeat, close_reason, is_too_big};
+use super::ws::{self, CLOSE_PING_TIMEOUT, End, Heartbeat};
 use crate::access::{Access, Caller, Scope, token_in_payload};
 use crate::error::Error;
 use crate::net::Writer;
@@ -101,16 +103,6 @@ struct ClientMessage {
     payload: Option<Value>,
 }
 
-/// How a connection ends: a close frame to send, or nothing (client gone).
-enum End {
-    Close(u16, String),
-    Gone,
-}
-
-fn close(code: u16, reason: impl Into<String>) -> End {
-    End::Close(code, close_reason(reason.into()))
-}
-
 /// Most operations one socket may run at once; each costs a broker cursor.
 pub const MAX_OPERATIONS: usize = 100;
 
@@ -167,14 +159,7 @@ pub async fn serve(socket: WebSocket, session: Session, shutdown: Shutdown) {
     if let Some(raw) = &connection.socket_writer {
         raw.stop_pushes();
     }
-    if let End::Close(code, reason) = end {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let send = connection.socket.send(Message::Close(Some(frame)));
-        let _ = tokio::time::timeout(timing.socket.send, send).await;
-    }
+    end.tell(&mut connection.socket, timing.socket.send).await;
 }
 
 impl Connection {
@@ -183,26 +168,27 @@ impl Connection {
         tokio::pin!(init_deadline);
         loop {
             let step = tokio::select! {
-                () = shutdown.wait() => Err(close(1001, "server shutting down")),
+                () = shutdown.wait() => Err(End::close(1001, "server shutting down")),
                 () = &mut init_deadline, if !self.init_received => {
-                    Err(close(4408, "Connection initialisation timeout"))
+                    Err(End::close(4408, "Connection initialisation timeout"))
                 }
                 alive = self.heartbeat.due() => {
                     if alive {
                         self.send_message(Message::Ping(Bytes::new())).await
                     } else {
-                        Err(close(CLOSE_PING_TIMEOUT, "no answer to ping"))
+                        Err(End::close(CLOSE_PING_TIMEOUT, "no answer to ping"))
                     }
                 }
                 incoming = self.socket.recv() => {
                     self.heartbeat.heard();
                     match incoming {
                         Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
-                        Some(Ok(Message::Binary(_))) => Err(close(4400, "Binary frames are not part of the protocol")),
+                        Some(Ok(Message::Binary(_))) => Err(End::close(4400, "Binary frames are not part of the protocol")),
                         // Pings are answered by the WebSocket layer as they are read.
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
-                        Some(Err(err)) if is_too_big(&err) => Err(close(CLOSE_TOO_BIG, "Message over the size limit")),
-                        Some(Ok(Message::Close(_)) | Err(_)) | None => Err(End::Gone),
+                        Some(Ok(Message::Close(_))) => Err(End::Answer),
+                        Some(Err(err)) => Err(End::after_read_error(&err)),
+                        None => Err(End::Gone),
                     }
                 },
                 Some((id, item)) = self.operations.next(), if !self.operations.is_empty() => {
@@ -217,7 +203,7 @@ impl Connection {
 
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
         let Ok(message) = serde_json::from_str::<ClientMessage>(text) else {
-            return Err(close(4400, "Invalid message received"));
+            return Err(End::close(4400, "Invalid message received"));
         };
         match (self.protocol, message.kind.as_str()) {
             (_, "connection_init") => self.on_init(message.payload).await,
@@ -238,14 +224,14 @@ impl Connection {
                     None => Ok(()),
                 }
             }
-            (Protocol::Legacy, "connection_terminate") => Err(close(1000, "terminated")),
-            _ => Err(close(4400, "Invalid message received")),
+            (Protocol::Legacy, "connection_terminate") => Err(End::close(1000, "terminated")),
+            _ => Err(End::close(4400, "Invalid message received")),
         }
     }
 
     async fn on_init(&mut self, payload: Option<Value>) -> Result<(), End> {
         if self.init_received {
-            return Err(close(4429, "Too many initialisation requests"));
+            return Err(End::close(4429, "Too many initialisation requests"));
         }
         self.init_received = true;
         let payload = payload.unwrap_or_default();
@@ -265,20 +251,23 @@ impl Connection {
                     Error::Forbidden(_) => 4403,
                     _ => 4401,
                 };
-                Err(close(code, refused.to_string()))
+                Err(End::close(code, refused.to_string()))
             }
         }
     }
 
     fn on_subscribe(&mut self, id: Option<String>, payload: Option<Value>) -> Result<(), End> {
         let Some(data) = self.data.clone() else {
-            return Err(close(4401, "Unauthorized"));
+            return Err(End::close(4401, "Unauthorized"));
         };
         let (Some(id), Some(payload)) = (id, payload) else {
-            return Err(close(4400, "Invalid message received"));
+            return Err(End::close(4400, "Invalid message received"));
         };
         if self.operations.contains_key(&id) {
-            return Err(close(4409, format!("Subscriber for {id} already exists")));
+            return Err(End::close(
+                4409,
+                format!("Subscriber for {id} already exists"),
+            ));
         }
         if self.operations.len() >= MAX_OPERATIONS {
             let refusal = format!(
@@ -290,7 +279,7 @@ impl Connection {
         }
         let key = payload.to_string();
         let Ok(request) = serde_json::from_value::<async_graphql::Request>(payload) else {
-            return Err(close(4400, "Invalid message received"));
+            return Err(End::close(4400, "Invalid message received"));
         };
         let direct = self.socket_writer.clone().map(|socket| Direct {
             socket,

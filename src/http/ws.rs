@@ -4,7 +4,10 @@
 //! Frames other than events are notices with a `"type"` field:
 //! `{"type":"gap",…}` when events were lost (see [`crate::broker::Gap`]).
 //! Close codes: 1001 server shutting down, 1003 the client sent a data frame,
-//! 4008 the subscriber fell further behind than history reaches.
+//! 4008 the subscriber fell further behind than history reaches, and those
+//! of [`End`] for any WebSocket: a client's Close is answered with the same
+//! code, a frame that breaks the protocol is closed with 1002, text that is
+//! not UTF-8 with 1007, a message over the limit with 1009 (RFC 6455, 7.4.1).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +36,12 @@ use crate::stats;
 
 /// Close code: the server is going away.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code: the client broke the WebSocket protocol.
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 /// Close code: the client sent data on a read-only socket.
 pub const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
+/// Close code: the client sent a text message that is not UTF-8.
+pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// Close code: the client sent a message over `--max-message-bytes`.
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code: the server is at a connection limit; try again later.
@@ -59,7 +66,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// 4008 the subscriber fell behind history (after a gap frame; reconnect with
 /// `?after=`), 1013 the server or this address holds as many streams as
 /// allowed (the reason says which), 4000 no answer to the server's ping
-/// before the next one. Pings are answered.
+/// before the next one, 1002 a frame that breaks the WebSocket protocol,
+/// 1007 text that is not UTF-8, 1009 a message over the size limit. A
+/// client's Close is answered with the same code. Pings are answered.
 #[utoipa::path(
     get,
     path = "/ws",
@@ -155,13 +164,6 @@ pub fn refuse(upgrade: WebSocketUpgrade, refused: &Error) -> Response {
     })
 }
 
-/// Whether a read failed because the client's message is over the limit.
-pub fn is_too_big(err: &axum::Error) -> bool {
-    std::error::Error::source(err)
-        .and_then(|e| e.downcast_ref::<tungstenite::Error>())
-        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
-}
-
 /// A close frame's reason: at most 123 bytes, cut at a character boundary.
 pub fn close_reason(mut reason: String) -> String {
     if reason.len() > 123 {
@@ -233,10 +235,64 @@ impl Heartbeat {
     }
 }
 
-/// Why a stream ended, and what (if anything) the client is told.
-enum End {
-    Close(u16, &'static str),
+/// How a WebSocket ends, and what the client is told: on `/ws` and on
+/// `/graphql` alike.
+pub enum End {
+    /// The server closes with this code and reason.
+    Close(u16, String),
+    /// The client closed: its Close is answered with the same code.
+    Answer,
+    /// The client is gone: nothing can reach it.
     Gone,
+}
+
+impl End {
+    /// The server closes with `code` and `reason` (cut to fit a frame).
+    pub fn close(code: u16, reason: impl Into<String>) -> Self {
+        Self::Close(code, close_reason(reason.into()))
+    }
+
+    /// The end a failed read calls for (RFC 6455, 7.4.1): 1002 for a frame
+    /// that breaks the protocol, 1007 for text that is not UTF-8, 1009 for
+    /// a message over `--max-message-bytes`. tungstenite stays open for
+    /// writing after such an error, so the close frame can still be sent.
+    pub fn after_read_error(err: &axum::Error) -> Self {
+        use tungstenite::error::{Error as WsError, ProtocolError};
+        let err = std::error::Error::source(err).and_then(|e| e.downcast_ref::<WsError>());
+        match err {
+            // The peer dropped the connection: there is no one to tell.
+            Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) | None => {
+                Self::Gone
+            }
+            Some(WsError::Protocol(err)) => Self::close(CLOSE_PROTOCOL_ERROR, err.to_string()),
+            Some(WsError::Utf8(_)) => Self::close(CLOSE_INVALID_DATA, "text is not UTF-8"),
+            Some(WsError::Capacity(_)) => Self::close(CLOSE_TOO_BIG, "message over the size limit"),
+            Some(_) => Self::Gone,
+        }
+    }
+
+    /// Tells the client, taking at most `timeout`. The answer to a client's
+    /// Close was queued by tungstenite as it read that Close (the same
+    /// code and reason); a flush writes it, after which the connection is
+    /// done and dropping the socket closes it.
+    pub async fn tell(self, socket: &mut WebSocket, timeout: Duration) {
+        let close = match self {
+            Self::Close(code, reason) => Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }),
+            Self::Answer => None,
+            Self::Gone => return,
+        };
+        let told = async {
+            if let Some(frame) = close {
+                socket.feed(Message::Close(Some(frame))).await?;
+            }
+            socket.flush().await
+        };
+        // Boxed: an idle connection's state holds none of the send's.
+        let _ = Box::pin(tokio::time::timeout(timeout, told)).await;
+    }
 }
 
 async fn stream_events(
@@ -264,10 +320,10 @@ async fn stream_events(
         }
         tokio::select! {
             biased;
-            () = &mut stopping => break End::Close(CLOSE_GOING_AWAY, "server shutting down"),
+            () = &mut stopping => break End::close(CLOSE_GOING_AWAY, "server shutting down"),
             alive = heartbeat.due() => {
                 if !alive {
-                    break End::Close(CLOSE_PING_TIMEOUT, "no answer to ping");
+                    break End::close(CLOSE_PING_TIMEOUT, "no answer to ping");
                 }
                 match tokio::time::timeout(send_timeout, socket.send(Message::Ping(Bytes::new()))).await {
                     Ok(Ok(())) => {}
@@ -278,12 +334,11 @@ async fn stream_events(
                 // Pings are answered by the protocol layer as they are read.
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => heartbeat.heard(),
                 Some(Ok(Message::Text(_) | Message::Binary(_))) => {
-                    break End::Close(CLOSE_UNSUPPORTED_DATA, "this socket is read-only")
+                    break End::close(CLOSE_UNSUPPORTED_DATA, "this socket is read-only")
                 }
-                Some(Err(err)) if is_too_big(&err) => {
-                    break End::Close(CLOSE_TOO_BIG, "message over the size limit")
-                }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
+                Some(Ok(Message::Close(_))) => break End::Answer,
+                Some(Err(err)) => break End::after_read_error(&err),
+                None => break End::Gone,
             },
             handback = handed_back(live.as_ref().filter(|_| parked).map(|live| &*live.seat)) => {
                 parked = false;
@@ -317,22 +372,16 @@ async fn stream_events(
                 stats.delivered.increment(sent.frames);
                 if sent.lagged {
                     stats.lagged();
-                    break End::Close(CLOSE_LAGGED, "subscriber fell behind; resume with ?after=");
+                    break End::close(CLOSE_LAGGED, "subscriber fell behind; resume with ?after=");
                 }
             }
         }
     };
+    // Out of the fan-out first, so no event frame follows the close.
     if let Some(live) = &live {
         live.fanout.leave(&live.seat, parked);
     }
-    if let End::Close(code, reason) = end {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let close = socket.send(Message::Close(Some(frame)));
-        let _ = Box::pin(tokio::time::timeout(send_timeout, close)).await;
-    }
+    end.tell(&mut socket, send_timeout).await;
 }
 
 /// What a connection needs to park in the fan-out: its seat there (made
