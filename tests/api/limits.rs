@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::raw_websocket::RawWebSocket;
 use crate::test_app::{Seen, TestApp, WsClient, listening_entry, spawn_app_with, within};
 
 async fn post(app: &TestApp, token: Option<&str>) -> reqwest::Response {
@@ -151,43 +152,7 @@ async fn assert_closed_for_the_limit(socket: &mut WsClient, why: &str) {
 /// A WebSocket opened by hand that never answers anything: the frames the
 /// server sends, as (opcode, payload), until it closes.
 async fn silent_websocket(app: &TestApp, path: &str) -> Vec<(u8, Vec<u8>)> {
-    let mut tcp = TcpStream::connect(app.addr).await.expect("connect");
-    let handshake = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        app.addr
-    );
-    tcp.write_all(handshake.as_bytes()).await.expect("send");
-    let mut reader = BufReader::new(tcp);
-    let mut status = String::new();
-    reader.read_line(&mut status).await.expect("status line");
-    assert!(status.contains("101"), "{status}");
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).await.expect("a header");
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut frames = Vec::new();
-    loop {
-        let mut head = [0u8; 2];
-        if reader.read_exact(&mut head).await.is_err() {
-            return frames;
-        }
-        let opcode = head[0] & 0x0f;
-        let len = match head[1] & 0x7f {
-            126 => usize::from(reader.read_u16().await.unwrap()),
-            127 => usize::try_from(reader.read_u64().await.unwrap()).unwrap(),
-            n => usize::from(n),
-        };
-        let mut payload = vec![0; len];
-        reader.read_exact(&mut payload).await.expect("a payload");
-        frames.push((opcode, payload));
-        if opcode == 8 {
-            return frames;
-        }
-    }
+    RawWebSocket::open(app, path, None).await.frames().await
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 mod access;
 mod browser;
 mod cli;
+mod close_handshake;
 mod fuzz;
 mod generated;
 mod graphql_http;
@@ -18,6 +19,7 @@ mod openapi;
 mod operations;
 mod origins;
 mod publish;
+mod raw_websocket;
 mod redis;
 mod redis_server;
 mod shutdown;

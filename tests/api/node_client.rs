@@ -83,10 +83,16 @@ impl NodeClient {
 
     /// The close code the client finally saw.
     pub async fn close_code(&mut self) -> u64 {
+        self.closed().await["code"].as_u64().expect("a close code")
+    }
+
+    /// The close the client finally saw (`code`, `reason`, and from
+    /// ws-raw.mjs `wasClean`), skipping what came before it.
+    pub async fn closed(&mut self) -> Value {
         loop {
             let line = self.next_line().await;
             if let Some(closed) = line.get("closed") {
-                return closed["code"].as_u64().expect("a close code");
+                return closed.clone();
             }
         }
     }
@@ -132,10 +138,17 @@ impl TestApp {
     /// Opens a raw WebSocket on /graphql with `subprotocol` ("-" for none)
     /// and sends `script` (messages, or "wait" for the next frame).
     pub fn graphql_raw(&self, subprotocol: &str, script: &[&str]) -> NodeClient {
-        let url = self.ws_url("/graphql");
+        self.ws_raw("/graphql", subprotocol, script)
+    }
+
+    /// Opens a raw `ws` WebSocket on `path` with `subprotocol` ("-" for
+    /// none) and runs `script`: messages, "wait" for the next frame,
+    /// "close:<code>" to close.
+    pub fn ws_raw(&self, path: &str, subprotocol: &str, script: &[&str]) -> NodeClient {
+        let url = self.ws_url(path);
         let mut args = vec![url.as_str(), subprotocol];
         args.extend_from_slice(script);
-        NodeClient::start("graphql-raw.mjs", &args)
+        NodeClient::start("ws-raw.mjs", &args)
     }
 
     /// Posts a GraphQL request and returns the JSON answer; fails unless 200.
