@@ -50,6 +50,9 @@ struct Ring {
     horizon: EventId,
     /// The greatest id ever appended.
     last_id: EventId,
+    /// Sequence number where history begins again after [`Hub::restart`]:
+    /// a cursor before it points into a history that is gone.
+    restarted_at: u64,
 }
 
 impl Ring {
@@ -77,6 +80,8 @@ enum Read {
     Behind {
         first_seq: u64,
         first_id: Option<EventId>,
+        /// The cursor is from before a [`Hub::restart`].
+        forgotten: bool,
     },
     Pending,
 }
@@ -93,6 +98,7 @@ impl Hub {
                 first_seq: 0,
                 horizon,
                 last_id: horizon,
+                restarted_at: 0,
             }),
             head: AtomicU64::new(0),
             published,
@@ -163,6 +169,31 @@ impl Hub {
         Some(event)
     }
 
+    /// Forgets all history because the backing store lost it (Redis came
+    /// back empty, say): history begins again after `horizon`, so a cursor
+    /// below it is too old, as for events dropped from the ring. Every
+    /// subscriber, even one that had read everything, is told its cursor
+    /// is too old, then goes on with what is appended next.
+    pub fn restart(&self, horizon: EventId) {
+        let mut ring = self.write_ring();
+        // One sequence number is skipped, so that a subscriber at the head
+        // finds itself behind, like every other.
+        ring.first_seq = ring.next_seq() + 1;
+        ring.events.clear();
+        ring.restarted_at = ring.first_seq;
+        ring.horizon = horizon;
+        ring.last_id = horizon;
+        let next = ring.next_seq();
+        self.head.store(next, Ordering::Release);
+        drop(ring);
+        self.published.send_replace(next);
+    }
+
+    /// The greatest id this hub has seen: appended, or below its horizon.
+    pub fn last_id(&self) -> EventId {
+        self.read_ring().last_id
+    }
+
     /// Starts a subscription; see [`super::Broker::subscribe`].
     pub fn subscribe(hub: &Arc<Self>, after: Option<EventId>, filter: Filter) -> Subscription {
         hub.expire();
@@ -201,6 +232,7 @@ impl Hub {
             return Read::Behind {
                 first_seq: ring.first_seq,
                 first_id: ring.events.front().map(|e| e.id()),
+                forgotten: cursor < ring.restarted_at,
             };
         }
         match ring.events.get((cursor - ring.first_seq) as usize) {
@@ -320,13 +352,20 @@ impl Subscription {
                 Read::Behind {
                     first_seq,
                     first_id,
+                    forgotten,
                 } => {
-                    let gap = Gap {
+                    let mut gap = Gap {
                         reason: GapReason::Lagged,
                         after: self.last_id,
                         resumed_from: first_id,
                         missed: Some(first_seq - self.cursor),
                     };
+                    if forgotten {
+                        gap.reason = GapReason::CursorTooOld;
+                        gap.missed = None;
+                        // Ids start again with the new history.
+                        self.last_id = None;
+                    }
                     self.cursor = first_seq;
                     return Some(Delivery::Gap(gap));
                 }
@@ -468,6 +507,36 @@ mod tests {
         assert_eq!(next_event(&mut sub).await, kept[0]);
         let mut exact = Hub::subscribe(&hub, Some(first), Filter::default());
         assert_eq!(next_event(&mut exact).await, kept[0]);
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_every_cursor_from_before_is_too_old() {
+        let hub = hub(10);
+        let old: Vec<_> = (0..3).map(|_| append(&hub, "a")).collect();
+        let mut reading = Hub::subscribe(&hub, Some(old[0]), Filter::default());
+        let mut caught_up = Hub::subscribe(&hub, None, Filter::default());
+        hub.restart(EventId { millis: 20, seq: 0 });
+        let new = append(&hub, "a");
+        for sub in [&mut reading, &mut caught_up] {
+            match sub.recv().await {
+                Delivery::Gap(gap) => {
+                    assert_eq!(gap.reason, GapReason::CursorTooOld);
+                    assert_eq!(gap.missed, None);
+                }
+                other => panic!("expected a gap, got {other:?}"),
+            }
+            assert_eq!(next_event(sub).await, new);
+        }
+        let mut late = Hub::subscribe(&hub, Some(old[2]), Filter::default());
+        assert!(
+            matches!(late.recv().await, Delivery::Gap(g) if g.reason == GapReason::CursorTooOld)
+        );
+        assert!(
+            hub.history(Some(old[2]), 10, &Filter::default())
+                .cursor_too_old
+        );
+        let mut current = Hub::subscribe(&hub, Some(new), Filter::default());
+        assert!(current.try_recv().is_none());
     }
 
     #[tokio::test]
