@@ -48,7 +48,8 @@ pub struct Gap {
 #[serde(rename_all = "kebab-case")]
 pub enum GapReason {
     /// The subscriber asked to resume from an id older than history (or one
-    /// this broker never issued, for example from before a restart).
+    /// this broker never issued, for example from before a restart), or the
+    /// history its cursor pointed into was lost (Redis came back empty).
     CursorTooOld,
     /// The subscriber read so slowly that history moved past its cursor.
     Lagged,

@@ -12,7 +12,13 @@
 //! When Redis goes away, publishing fails fast (503 at the HTTP layer),
 //! subscribers stay connected, [`Broker::is_ready`] turns false, and the
 //! reader reconnects with backoff and resumes from its last id, so nothing
-//! appended meanwhile is missed or delivered twice.
+//! appended meanwhile is missed or delivered twice. The first publish after
+//! Redis is back is taken (see `RedisBroker::reconnect_publisher`): the
+//! publishing connection is made again at once, not left to a backoff.
+//!
+//! When Redis comes back without the stream (restarted without
+//! persistence, flushed), the events it held are gone: the `generation`
+//! module says how every instance finds out and tells its clients.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
+use self::generation::{Keys, Scripts};
 use super::{Broker, BrokerError, Hub, HubSettings};
 use crate::model::{Event, EventId, PositionEvent, ValidPosition};
 use crate::shutdown::Shutdown;
@@ -36,8 +43,12 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 const READ_BLOCK_MS: u64 = 5_000;
 /// Most entries taken by one `XREAD`.
 const READ_BATCH: usize = 512;
-/// Longest wait between two reconnection attempts of the reader.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest wait between two reconnection attempts: an attempt on a Redis
+/// that is down costs one refused connection, and a Redis that is back
+/// should be used at once.
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
+
+mod generation;
 
 /// The stored fields of a position; the id is the stream entry's.
 #[derive(Serialize, Deserialize)]
@@ -55,15 +66,18 @@ struct StoredPosition {
 pub struct RedisBroker {
     hub: Arc<Hub>,
     publisher: ConnectionManager,
-    stream: String,
+    keys: Keys,
+    scripts: Scripts,
     max_len: usize,
     ready: Arc<AtomicBool>,
+    /// Redis was lost since the publishing connection last worked.
+    lost: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for RedisBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBroker")
-            .field("stream", &self.stream)
+            .field("stream", &self.keys.stream)
             .finish_non_exhaustive()
     }
 }
@@ -93,31 +107,77 @@ impl RedisBroker {
             .await
             .map_err(unavailable)?;
         let mut reader = reader_connection(&client).await?;
+        let keys = Keys::new(stream);
+        let scripts = Scripts::load(&mut reader).await.map_err(unavailable)?;
+        let generation = scripts
+            .generation(&mut reader, &keys, EventId::default())
+            .await
+            .map_err(unavailable)?;
         let (events, horizon) = load_history(&mut reader, stream, settings.capacity).await?;
         let hub = Hub::new(settings, horizon);
-        let mut last = horizon;
-        for event in events {
-            last = event.id();
-            hub.append_with(|_| Some(event));
-        }
+        let last = append_all(&hub, events, horizon);
         let ready = Arc::new(AtomicBool::new(true));
+        let lost = Arc::new(AtomicBool::new(false));
         let follower = Follower {
             client,
-            stream: stream.to_owned(),
+            keys: keys.clone(),
+            scripts: scripts.clone(),
+            generation,
+            capacity: settings.capacity,
             hub: hub.clone(),
             ready: ready.clone(),
+            lost: lost.clone(),
             last,
         };
         let task = tokio::spawn(follower.run(reader, shutdown));
         let broker = Arc::new(Self {
             hub,
             publisher,
-            stream: stream.to_owned(),
+            keys,
+            scripts,
             max_len: settings.capacity,
             ready,
+            lost,
         });
         Ok((broker, task))
     }
+
+    /// Makes sure the publishing connection works again after Redis was
+    /// lost. redis-rs's connection manager keeps the error of its last
+    /// reconnection attempt and returns it to the next command, which only
+    /// then sets off a new attempt: so the first publish after Redis came
+    /// back would be refused, however long ago it came back. An `XADD` must
+    /// not be sent twice, so an idempotent `PING` goes first, and a second
+    /// one waits for the reconnection the first set off.
+    async fn reconnect_publisher(&self) -> Result<(), BrokerError> {
+        let mut conn = self.publisher.clone();
+        let ping = || redis::cmd("PING");
+        let probe = async {
+            match ping().query_async::<()>(&mut conn).await {
+                Ok(()) => Ok(()),
+                Err(_) => ping().query_async::<()>(&mut conn).await,
+            }
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT, probe).await {
+            Ok(Ok(())) => {
+                self.lost.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(err)) => Err(unavailable(err)),
+            Err(_) => Err(unavailable("no answer from redis")),
+        }
+    }
+}
+
+/// Appends `events` (oldest first) to `hub`, and returns the last id seen:
+/// the last event's, or `horizon` when there are none.
+fn append_all(hub: &Hub, events: Vec<Arc<Event>>, horizon: EventId) -> EventId {
+    let mut last = horizon;
+    for event in events {
+        last = event.id();
+        hub.append_with(|_| Some(event));
+    }
+    last
 }
 
 async fn reader_connection(client: &Client) -> Result<MultiplexedConnection, BrokerError> {
@@ -219,9 +279,15 @@ fn decode(entry: &StreamId) -> Option<Arc<Event>> {
 /// The one reader of the stream in this process.
 struct Follower {
     client: Client,
-    stream: String,
+    keys: Keys,
+    scripts: Scripts,
+    /// The token of the generation the hub holds.
+    generation: String,
+    /// How many events to load when history starts again.
+    capacity: usize,
     hub: Arc<Hub>,
     ready: Arc<AtomicBool>,
+    lost: Arc<AtomicBool>,
     last: EventId,
 }
 
@@ -233,10 +299,7 @@ impl Follower {
             let step = async {
                 match conn.as_mut() {
                     Some(c) => self.read_once(c).await,
-                    None => reader_connection(&self.client).await.map(|c| {
-                        tracing::info!("reconnected to redis; resuming from {}", self.last);
-                        conn = Some(c);
-                    }),
+                    None => self.reconnect().await.map(|c| conn = Some(c)),
                 }
             };
             let result = tokio::select! {
@@ -249,6 +312,7 @@ impl Follower {
                     backoff = Duration::from_millis(100);
                 }
                 Err(err) => {
+                    self.lost.store(true, Ordering::Relaxed);
                     if self.ready.swap(false, Ordering::Relaxed) {
                         tracing::warn!(%err, "lost redis; subscribers stay connected, publishing is refused");
                     }
@@ -263,19 +327,62 @@ impl Follower {
         }
     }
 
+    async fn reconnect(&mut self) -> Result<MultiplexedConnection, BrokerError> {
+        let mut conn = reader_connection(&self.client).await?;
+        tracing::info!("reconnected to redis; resuming from {}", self.last);
+        self.check_generation(&mut conn).await?;
+        Ok(conn)
+    }
+
+    /// Starts history again when the stream is not the one the hub holds
+    /// (see the `generation` module), starting a generation if there is none.
+    async fn check_generation(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<(), BrokerError> {
+        let token = self
+            .scripts
+            .generation(conn, &self.keys, self.last)
+            .await
+            .map_err(unavailable)?;
+        if token == self.generation {
+            return Ok(());
+        }
+        let (events, horizon) = load_history(conn, &self.keys.stream, self.capacity).await?;
+        tracing::warn!(
+            stream = %self.keys.stream,
+            "the redis stream was lost or replaced: history starts again, \
+             and clients are told their cursors are too old"
+        );
+        self.hub.restart(horizon);
+        self.last = append_all(&self.hub, events, horizon);
+        self.generation = token;
+        Ok(())
+    }
+
     /// One blocking read from the last id seen; appends what arrived.
     async fn read_once(&mut self, conn: &mut MultiplexedConnection) -> Result<(), BrokerError> {
-        let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+        // The marker is read after the entries, in the same pipeline: if it
+        // still names the hub's generation, so did the stream they came from.
+        let (reply, marker): (Option<StreamReadReply>, Option<String>) = redis::pipe()
+            .cmd("XREAD")
             .arg("COUNT")
             .arg(READ_BATCH)
             .arg("BLOCK")
             .arg(READ_BLOCK_MS)
             .arg("STREAMS")
-            .arg(&self.stream)
+            .arg(&self.keys.stream)
             .arg(self.last.to_string())
+            .cmd("GET")
+            .arg(self.keys.marker())
             .query_async(conn)
             .await
             .map_err(unavailable)?;
+        if marker.as_deref() != Some(self.generation.as_str()) {
+            // The entries may be from either generation: history is read
+            // again from the stream as it is now.
+            return self.check_generation(conn).await;
+        }
         let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
         for entry in entries {
             if let Ok(id) = entry.id.parse::<EventId>() {
@@ -303,18 +410,21 @@ impl Broker for RedisBroker {
                 received_at,
             };
             let json = serde_json::to_string(&stored).map_err(unavailable)?;
+            if self.lost.load(Ordering::Relaxed) {
+                self.reconnect_publisher().await?;
+            }
             let mut conn = self.publisher.clone();
-            let id: String = redis::cmd("XADD")
-                .arg(&self.stream)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.max_len)
-                .arg("*")
-                .arg("p")
-                .arg(json)
-                .query_async(&mut conn)
+            let seen = self.hub.last_id();
+            let id = self
+                .scripts
+                .publish(&mut conn, &self.keys, seen, self.max_len, &json)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|err| {
+                    if err.is_io_error() || err.is_timeout() {
+                        self.lost.store(true, Ordering::Relaxed);
+                    }
+                    unavailable(err)
+                })?;
             let id = id.parse().map_err(unavailable)?;
             Ok(Arc::new(Event::new(PositionEvent { id, ..draft })))
         })

@@ -22,6 +22,7 @@ mod publish;
 mod raw_websocket;
 mod redis;
 mod redis_server;
+mod redis_wipe;
 mod shutdown;
 mod sse;
 mod test_app;

@@ -43,11 +43,21 @@ impl RedisServer {
     /// Starts (again) on the same port and directory, keeping the data
     /// (append-only file), and waits until it accepts connections.
     pub async fn restart(&mut self) {
+        self.launch("yes").await;
+    }
+
+    /// Starts again on the same port without persistence, as a Redis
+    /// configured without it comes back after a crash: with no data at all.
+    pub async fn restart_empty(&mut self) {
+        self.launch("no").await;
+    }
+
+    async fn launch(&mut self, appendonly: &str) {
         let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(&self.dir)
-            .args(["--save", "", "--appendonly", "yes", "--logfile", ""])
+            .args(["--save", "", "--appendonly", appendonly, "--logfile", ""])
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -65,6 +75,40 @@ impl RedisServer {
         // Keep draining its output so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.child = Some(child);
+    }
+
+    /// Waits until the server answers PING.
+    pub async fn wait_for_ping(&self) {
+        let client = ::redis::Client::open(self.url()).expect("a redis URL");
+        within("redis-server to answer PING", async {
+            loop {
+                if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                    let pong: ::redis::RedisResult<String> =
+                        ::redis::cmd("PING").query_async(&mut conn).await;
+                    if pong.is_ok() {
+                        return;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+    }
+
+    /// While the server is down, holds its port and turns away the next
+    /// `attempts` connections (accepted, then closed at once): a way to
+    /// wait for an outage to have lasted through that many reconnection
+    /// attempts of the clients, without guessing a duration.
+    pub async fn turn_away(&self, attempts: usize) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("hold the port of the stopped redis-server");
+        within("clients to try to reconnect", async {
+            for _ in 0..attempts {
+                drop(listener.accept().await.expect("accept a connection"));
+            }
+        })
+        .await;
     }
 
     /// Kills the server at once, as a crash would.
