@@ -92,7 +92,13 @@ impl Batch {
         results.clear();
         #[cfg(target_os = "linux")]
         if let Some(ring) = &mut self.ring {
-            return linux::push_all(ring, items, results);
+            if let Err(err) = linux::push_all(ring, items, results) {
+                // Every push was made all the same (see `linux::Broken`);
+                // the ring is not used again.
+                tracing::error!(%err, "io_uring failed: this batch sends one `send` per socket from now on");
+                self.ring = None;
+            }
+            return;
         }
         results.extend(items.iter().map(|&(socket, frame)| socket.push(frame)));
     }
@@ -101,10 +107,11 @@ impl Batch {
 #[cfg(target_os = "linux")]
 mod linux {
     use std::io;
-    use std::os::fd::{AsRawFd, RawFd};
+    use std::os::fd::AsRawFd;
     use std::sync::{MutexGuard, TryLockError};
 
     use io_uring::{IoUring, opcode, types};
+    use tokio::net::TcpStream;
 
     use super::super::{Out, Pushed, Writer};
 
@@ -131,8 +138,22 @@ mod linux {
         /// Where in the batch.
         index: usize,
         out: MutexGuard<'a, Out>,
-        fd: RawFd,
+        tcp: &'a TcpStream,
         frame: &'a [u8],
+        answered: bool,
+    }
+
+    /// `io_uring_enter` failed in a way that retrying does not mend, before
+    /// the kernel took the sends still unanswered. Those were then pushed
+    /// one at a time instead; the ring, whose queue still holds them, must
+    /// be dropped without entering the kernel again.
+    #[derive(Debug)]
+    pub(super) struct Broken(io::Error);
+
+    impl std::fmt::Display for Broken {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
     }
 
     impl Held<'_> {
@@ -158,12 +179,14 @@ mod linux {
     }
 
     /// [`Batch::push_all`](super::Batch::push_all) through `ring`;
-    /// `results` is empty on entry.
+    /// `results` is empty on entry. Every item is pushed, even when the ring
+    /// breaks on the way: then the rest are pushed one at a time, and the
+    /// caller must drop the ring.
     pub(super) fn push_all(
         ring: &mut IoUring,
         items: &[(&Writer, &[u8])],
         results: &mut Vec<Pushed>,
-    ) {
+    ) -> Result<(), Broken> {
         results.resize(items.len(), Pushed::Closed);
         let mut held = Vec::with_capacity(items.len().min(BATCH_SENDS as usize));
         for (index, &(socket, frame)) in items.iter().enumerate() {
@@ -174,7 +197,10 @@ mod linux {
                 // batch (the socket came before): send what is held first,
                 // so that neither waits on the other, then wait for it.
                 Err(TryLockError::WouldBlock) => {
-                    send(ring, &mut held, results);
+                    if let Err(broken) = send(ring, &mut held, results) {
+                        push_rest(&items[index..], &mut results[index..]);
+                        return Err(broken);
+                    }
                     socket.out()
                 }
             };
@@ -184,26 +210,43 @@ mod linux {
                 results[index] = out.push(socket.tcp(), frame);
                 continue;
             }
-            if held.len() == BATCH_SENDS as usize {
-                send(ring, &mut held, results);
+            if held.len() == BATCH_SENDS as usize
+                && let Err(broken) = send(ring, &mut held, results)
+            {
+                drop(out);
+                push_rest(&items[index..], &mut results[index..]);
+                return Err(broken);
             }
             held.push(Held {
                 index,
                 out,
-                fd: socket.tcp().as_raw_fd(),
+                tcp: socket.tcp(),
                 frame,
+                answered: false,
             });
         }
-        send(ring, &mut held, results);
+        send(ring, &mut held, results)
+    }
+
+    /// Pushes `items` one at a time, after the ring broke.
+    fn push_rest(items: &[(&Writer, &[u8])], results: &mut [Pushed]) {
+        for (result, &(socket, frame)) in results.iter_mut().zip(items) {
+            *result = socket.push(frame);
+        }
     }
 
     /// Sends every frame of `held` through `ring` in one submission, waits
     /// for every answer, sets each one's result, and unlocks them (`held`
-    /// is left empty). The ring's queues are empty before and after.
+    /// is left empty). The ring's queues are empty before and after, unless
+    /// it broke (see [`Broken`]).
     #[allow(unsafe_code)]
-    fn send(ring: &mut IoUring, held: &mut Vec<Held<'_>>, results: &mut [Pushed]) {
+    fn send(
+        ring: &mut IoUring,
+        held: &mut Vec<Held<'_>>,
+        results: &mut [Pushed],
+    ) -> Result<(), Broken> {
         if held.is_empty() {
-            return;
+            return Ok(());
         }
         assert!(held.len() <= ring.params().sq_entries() as usize);
         // From the first send queued until the last answer is reaped, the
@@ -212,7 +255,7 @@ mod linux {
         let abort = AbortOnUnwind;
         for (at, send) in held.iter().enumerate() {
             let entry = opcode::Send::new(
-                types::Fd(send.fd),
+                types::Fd(send.tcp.as_raw_fd()),
                 send.frame.as_ptr(),
                 send.frame.len() as u32,
             )
@@ -244,16 +287,33 @@ mod linux {
                 {
                     std::thread::yield_now();
                 }
+                Err(err) if ring.submission().len() == unanswered => {
+                    // The kernel took none of the sends still unanswered
+                    // (it reads a send's frame only as it takes it from the
+                    // queue, and never will once the ring is dropped):
+                    // push them one at a time instead.
+                    std::mem::forget(abort);
+                    for send in held.iter_mut().filter(|send| !send.answered) {
+                        results[send.index] = send.out.push(send.tcp, send.frame);
+                    }
+                    held.clear();
+                    return Err(Broken(err));
+                }
+                // Sends the kernel took and has not answered may still read
+                // their frames: nothing here can be freed, so nothing may
+                // unwind (see `abort`).
                 Err(err) => panic!("io_uring_enter failed with sends in flight: {err}"),
             }
             for answer in ring.completion() {
                 let send = &mut held[answer.user_data() as usize];
                 results[send.index] = send.complete(answer.result());
+                send.answered = true;
                 unanswered -= 1;
             }
         }
         std::mem::forget(abort);
         held.clear();
+        Ok(())
     }
 
     /// Aborts the process if dropped: by a panic while the kernel may still
@@ -263,6 +323,54 @@ mod linux {
     impl Drop for AbortOnUnwind {
         fn drop(&mut self) {
             std::process::abort();
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::super::{Pushed, Socket};
+    use super::Batch;
+
+    #[tokio::test]
+    #[ignore = "needs io_uring: tests/run runs it where the kernel has one"]
+    #[allow(unsafe_code)]
+    async fn a_ring_that_fails_is_dropped_and_every_frame_still_goes_out() {
+        let mut batch = Batch::io_uring().expect("io_uring on this kernel");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut pairs = Vec::new();
+        for _ in 0..3 {
+            let (client, accepted) = tokio::join!(
+                TcpStream::connect(listener.local_addr().unwrap()),
+                listener.accept()
+            );
+            pairs.push((Socket::new(accepted.unwrap().0), client.unwrap()));
+        }
+        // The ring's descriptor now names another file: io_uring_enter
+        // fails before the kernel takes a send, as an unexpected error of
+        // the kernel's would.
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let ring = batch.ring.as_ref().unwrap().as_raw_fd();
+        // SAFETY: both descriptors are open; `ring` stays open, naming
+        // /dev/null, until the ring is dropped.
+        assert!(unsafe { libc::dup2(null.as_raw_fd(), ring) } == ring);
+        let writers: Vec<_> = pairs.iter().map(|(socket, _)| socket.writer()).collect();
+        let items: Vec<_> = writers.iter().map(|w| (w, &b"frame"[..])).collect();
+        let mut results = Vec::new();
+        batch.push_all(&items, &mut results);
+        assert_eq!(results, vec![Pushed::Sent; 3]);
+        assert!(!batch.uses_io_uring(), "the broken ring is dropped");
+        batch.push_all(&items, &mut results);
+        assert_eq!(results, vec![Pushed::Sent; 3], "and sends go on without it");
+        for (_, client) in &mut pairs {
+            let mut received = [0u8; 10];
+            client.read_exact(&mut received).await.unwrap();
+            assert_eq!(&received, b"frameframe");
         }
     }
 }
