@@ -15,7 +15,8 @@
 //! JWTs are checked with `--jwt-secret` (HS256/384/512) or `--jwt-public-key`
 //! (a PEM RSA key for RS*/PS*, an EC key for ES256/ES384): signature, `exp`
 //! (required), `nbf`, and `aud`/`iss` when `--jwt-audience`/`--jwt-issuer`
-//! are set. Claims longlat reads: `sub` (who, for rate limits), `scope`
+//! are set (a token without the claim is then refused, not let through).
+//! Claims longlat reads: `sub` (who, for rate limits), `scope`
 //! (space-separated; `publish` and/or `subscribe`; both when absent) and
 //! `trackers` (the only trackers the bearer may publish for).
 
@@ -250,6 +251,29 @@ impl Jwt {
         }))
     }
 
+    /// The rules a JWT signed with `alg` must meet. A configured audience
+    /// or issuer makes its claim required: `jsonwebtoken` checks `aud` and
+    /// `iss` only when they are present unless they are listed as required.
+    fn validation(&self, alg: jsonwebtoken::Algorithm) -> Validation {
+        let mut validation = Validation::new(alg);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        let mut required = vec!["exp"];
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+
     fn verify(&self, token: &str) -> Result<Grant, String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
         let key = match header.alg.family() {
@@ -261,19 +285,7 @@ impl Jwt {
             AlgorithmFamily::Ed => None,
         }
         .ok_or_else(|| format!("JWTs signed with {:?} are not accepted here", header.alg))?;
-        let mut validation = Validation::new(header.alg);
-        validation.validate_nbf = true;
-        validation.leeway = 30;
-        match &self.audience {
-            Some(audience) => {
-                validation.set_audience(&[audience]);
-                validation.set_required_spec_claims(&["exp", "aud"]);
-            }
-            None => validation.validate_aud = false,
-        }
-        if let Some(issuer) = &self.issuer {
-            validation.set_issuer(&[issuer]);
-        }
+        let validation = self.validation(header.alg);
         let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map_err(|e| format!("invalid JWT: {e}"))?
             .claims;

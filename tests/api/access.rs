@@ -346,6 +346,56 @@ async fn hs256_jwts_are_checked_for_signature_expiry_not_before_and_audience() {
 }
 
 #[tokio::test]
+async fn with_an_issuer_and_audience_configured_a_jwt_lacking_either_claim_is_401() {
+    let app = spawn_app_with(|c| {
+        c.jwt_secret = Some("test-secret".into());
+        c.jwt_issuer = Some("https://auth.example".into());
+        c.jwt_audience = Some("longlat".into());
+    })
+    .await;
+    let key = EncodingKey::from_secret(b"test-secret");
+    let good =
+        json!({"sub": "d", "iss": "https://auth.example", "aud": "longlat", "exp": now() + 600});
+    let token = jwt(Algorithm::HS256, &key, good.clone());
+    assert_eq!(
+        post(&app, Some(&token), STOCKHOLM()).await.status(),
+        StatusCode::CREATED
+    );
+    for claim in ["iss", "aud"] {
+        let mut lacking = good.clone();
+        lacking.as_object_mut().unwrap().remove(claim);
+        let token = jwt(Algorithm::HS256, &key, lacking);
+        let body = problem(
+            post(&app, Some(&token), STOCKHOLM()).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        )
+        .await;
+        assert!(
+            body["detail"].as_str().unwrap().contains(claim),
+            "the refusal names the missing {claim}: {body}"
+        );
+    }
+
+    let issuer_only = spawn_app_with(|c| {
+        c.jwt_secret = Some("test-secret".into());
+        c.jwt_issuer = Some("https://auth.example".into());
+    })
+    .await;
+    let token = jwt(
+        Algorithm::HS256,
+        &key,
+        json!({"sub": "d", "exp": now() + 600}),
+    );
+    problem(
+        post(&issuer_only, Some(&token), STOCKHOLM()).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn rs256_and_es256_jwts_are_checked_with_the_public_key() {
     for (public, private, algorithm) in [
         ("rsa-public.pem", "rsa-private.pem", Algorithm::RS256),
