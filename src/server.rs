@@ -25,7 +25,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Service, ServiceExt};
 
@@ -63,7 +62,13 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
+        .header_read_timeout(options.header_read_timeout)
+        // Header names are case-insensitive, but some clients look them up
+        // spelt just so (Python gql's WebSocket transport wants
+        // `Sec-WebSocket-Protocol`): title case, and an upgrade's answer
+        // spelt as its request was (see below).
+        .title_case_headers(true)
+        .preserve_header_case(true);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     loop {
@@ -88,20 +93,30 @@ where
             tune(&tcp, options.socket_send_buffer);
             let socket = Socket::new(tcp);
             let handle = socket.writer();
-            let service = app.map_request(move |mut request: Request<Incoming>| {
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(remote));
+                let upgrade = request.headers().contains_key(UPGRADE);
                 // Only an upgrade or an event stream takes the socket over
                 // (an event stream once hyper has sent the response head;
                 // see `http::sse`).
-                if request.headers().contains_key(UPGRADE) || request.uri().path() == "/events" {
+                if upgrade || request.uri().path() == "/events" {
                     request.extensions_mut().insert(handle.clone());
                 }
-                request.map(Body::new)
+                // The request's extensions hold how the client spelt its
+                // header names (`preserve_header_case`): given to the 101,
+                // hyper writes `Sec-WebSocket-Protocol` back as the client
+                // wrote it, for clients that look it up case-sensitively.
+                let spelling = upgrade.then(|| request.extensions().clone());
+                let answer = app.clone().oneshot(request.map(Body::new));
+                async move {
+                    let mut response = answer.await?;
+                    if let Some(spelling) = spelling {
+                        response.extensions_mut().extend(spelling);
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
-            let connection = builder.serve_connection_with_upgrades(
-                TokioIo::new(socket),
-                TowerToHyperService::new(service),
-            );
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
             if let Err(err) = watcher.watch(connection).await {
                 tracing::trace!(%remote, %err, "connection ended with an error");
             }

@@ -19,6 +19,7 @@ mod openapi;
 mod operations;
 mod origins;
 mod publish;
+mod raw_http;
 mod raw_websocket;
 mod redis;
 mod redis_server;
