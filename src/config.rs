@@ -44,8 +44,11 @@ pub struct Config {
     pub sse_retry_ms: u64,
 
     /// Origins allowed to use the API from a browser (WebSockets, SSE,
-    /// publishing), comma-separated, e.g. `https://map.example.com,null`
-    /// (`null`: pages opened from disk). Empty: every origin.
+    /// publishing), comma-separated, scheme included, e.g.
+    /// `https://map.example.com,null` (`null`: pages opened from disk).
+    /// The server's own pages opened by address (`http://localhost:PORT`,
+    /// `http://<IP>:PORT`) are allowed too; under a host name, list it.
+    /// Empty: every origin.
     #[arg(long, env = "LONGLAT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 

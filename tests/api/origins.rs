@@ -6,7 +6,15 @@ use crate::test_app::{TestApp, spawn_app, spawn_app_with};
 
 /// The WebSocket handshake's status for a page from `origin` (or none).
 async fn ws_status(app: &TestApp, origin: Option<&str>) -> u16 {
+    ws_status_as(app, origin, None).await
+}
+
+/// The same, with the request's `Host` header set to `host` when given.
+async fn ws_status_as(app: &TestApp, origin: Option<&str>, host: Option<&str>) -> u16 {
     let mut request = app.ws_url("/ws").into_client_request().unwrap();
+    if let Some(host) = host {
+        request.headers_mut().insert("host", host.parse().unwrap());
+    }
     if let Some(origin) = origin {
         request
             .headers_mut()
@@ -68,6 +76,43 @@ async fn with_an_allowlist_only_listed_and_own_pages_connect_and_publish() {
         watcher.next_json().await,
         good,
         "the refused position was not published"
+    );
+}
+
+#[tokio::test]
+async fn with_an_allowlist_a_page_is_judged_by_its_whole_origin_not_by_the_host_it_reached() {
+    let app = spawn_app_with(|c| c.allowed_origins = vec!["https://map.example".into()]).await;
+    let port = app.addr.port();
+    // DNS rebinding: evil.example resolves to this server, so the page's
+    // origin and the Host header agree, but the page is the attacker's.
+    assert_eq!(
+        ws_status_as(&app, Some("http://evil.example"), Some("evil.example")).await,
+        403
+    );
+    let evil = format!("evil.example:{port}");
+    assert_eq!(
+        ws_status_as(&app, Some(&format!("http://{evil}")), Some(&evil)).await,
+        403
+    );
+    let own = app.addr.to_string();
+    for scheme in ["gopher", "https", "ws"] {
+        assert_eq!(
+            ws_status(&app, Some(&format!("{scheme}://{own}"))).await,
+            403,
+            "{scheme} is not the scheme of the server's own pages"
+        );
+    }
+    assert_eq!(
+        ws_status(&app, Some("http://map.example")).await,
+        403,
+        "listed with https only"
+    );
+    assert_eq!(ws_status(&app, Some("HTTPS://MAP.EXAMPLE")).await, 101);
+    let localhost = format!("localhost:{port}");
+    assert_eq!(
+        ws_status_as(&app, Some(&format!("http://{localhost}")), Some(&localhost)).await,
+        101,
+        "the server's own pages, opened as localhost"
     );
 }
 
