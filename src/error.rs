@@ -101,6 +101,15 @@ pub enum Error {
     EventsLost(Gap),
 }
 
+impl From<crate::broker::CursorAhead> for Error {
+    fn from(ahead: crate::broker::CursorAhead) -> Self {
+        Error::InvalidParameter {
+            param: "after",
+            detail: ahead.to_string(),
+        }
+    }
+}
+
 impl From<axum::extract::rejection::QueryRejection> for Error {
     fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
         Error::InvalidParameter {

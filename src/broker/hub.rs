@@ -20,6 +20,25 @@ use tokio::sync::watch;
 use super::{Delivery, Gap, GapReason};
 use crate::model::{Event, EventId, Filter};
 
+/// How far past both this server's clock and the newest id it has seen a
+/// resume cursor may be. Ids come from the clock of whichever machine
+/// numbered the event (with Redis, the Redis server's), and another
+/// instance's reader may be a moment ahead of this one: a cursor within
+/// this of "now" is honoured; one beyond it was never issued by this
+/// deployment and would otherwise wait, silently, until the clock caught up.
+pub const CURSOR_LEEWAY: Duration = Duration::from_secs(10);
+
+/// A resume cursor later than anything this deployment can have issued
+/// (see [`CURSOR_LEEWAY`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{after} is ahead of this server's clock and of every event it has issued; resume with an id the server sent"
+)]
+pub struct CursorAhead {
+    /// The cursor asked for.
+    pub after: EventId,
+}
+
 /// How much history a hub keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct HubSettings {
@@ -194,8 +213,30 @@ impl Hub {
         self.read_ring().last_id
     }
 
+    /// Refuses a cursor ahead of both the clock and the newest id seen by
+    /// more than [`CURSOR_LEEWAY`]: the one check every transport's resume
+    /// and history read goes through.
+    fn check_cursor(&self, after: Option<EventId>) -> Result<(), CursorAhead> {
+        let Some(after) = after else {
+            return Ok(());
+        };
+        let clock = u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+            .unwrap_or(0);
+        let newest = self.read_ring().last_id.millis.max(clock);
+        let limit = newest.saturating_add(CURSOR_LEEWAY.as_millis() as u64);
+        if after.millis > limit {
+            return Err(CursorAhead { after });
+        }
+        Ok(())
+    }
+
     /// Starts a subscription; see [`super::Broker::subscribe`].
-    pub fn subscribe(hub: &Arc<Self>, after: Option<EventId>, filter: Filter) -> Subscription {
+    pub fn subscribe(
+        hub: &Arc<Self>,
+        after: Option<EventId>,
+        filter: Filter,
+    ) -> Result<Subscription, CursorAhead> {
+        hub.check_cursor(after)?;
         hub.expire();
         let changed = hub.published.subscribe();
         let ring = hub.read_ring();
@@ -216,14 +257,14 @@ impl Hub {
             }
         };
         drop(ring);
-        Subscription {
+        Ok(Subscription {
             hub: hub.clone(),
             cursor,
             last_id: after,
             pending_gap: gap,
             filter,
             changed,
-        }
+        })
     }
 
     fn read(&self, cursor: u64) -> Read {
@@ -267,7 +308,13 @@ impl Hub {
     /// Up to `limit` events after `after` (from the oldest kept when `None`)
     /// matching `filter`, oldest first, and whether `after` was older than
     /// history.
-    pub fn history(&self, after: Option<EventId>, limit: usize, filter: &Filter) -> History {
+    pub fn history(
+        &self,
+        after: Option<EventId>,
+        limit: usize,
+        filter: &Filter,
+    ) -> Result<History, CursorAhead> {
+        self.check_cursor(after)?;
         self.expire();
         let ring = self.read_ring();
         let start = after.map_or(0, |a| ring.events.partition_point(|e| e.id() <= a));
@@ -278,10 +325,10 @@ impl Hub {
             .take(limit)
             .cloned()
             .collect();
-        History {
+        Ok(History {
             events,
             cursor_too_old: after.is_some_and(|a| a < ring.horizon),
-        }
+        })
     }
 }
 
@@ -454,7 +501,8 @@ mod tests {
     async fn a_subscriber_resumes_exactly_after_its_cursor() {
         let hub = hub(10);
         let ids: Vec<_> = (0..5).map(|_| append(&hub, "a")).collect();
-        let mut sub = Hub::subscribe(&hub, Some(ids[1]), Filter::default());
+        let mut sub =
+            Hub::subscribe(&hub, Some(ids[1]), Filter::default()).expect("a cursor the hub issued");
         for id in &ids[2..] {
             assert_eq!(next_event(&mut sub).await, *id);
         }
@@ -465,7 +513,8 @@ mod tests {
     #[tokio::test]
     async fn a_woken_subscriber_takes_every_event_already_published_without_waiting() {
         let hub = hub(10);
-        let mut sub = Hub::subscribe(&hub, None, Filter::default());
+        let mut sub =
+            Hub::subscribe(&hub, None, Filter::default()).expect("a cursor the hub issued");
         assert!(sub.try_recv().is_none());
         let ids: Vec<_> = (0..3).map(|_| append(&hub, "a")).collect();
         for id in &ids {
@@ -482,7 +531,8 @@ mod tests {
     #[tokio::test]
     async fn a_slow_subscriber_is_told_how_many_events_it_missed() {
         let hub = hub(3);
-        let mut sub = Hub::subscribe(&hub, None, Filter::default());
+        let mut sub =
+            Hub::subscribe(&hub, None, Filter::default()).expect("a cursor the hub issued");
         let ids: Vec<_> = (0..5).map(|_| append(&hub, "a")).collect();
         match sub.recv().await {
             Delivery::Gap(gap) => {
@@ -500,21 +550,55 @@ mod tests {
         let hub = hub(2);
         let first = append(&hub, "a");
         let kept: Vec<_> = (0..2).map(|_| append(&hub, "a")).collect();
-        let mut sub = Hub::subscribe(&hub, Some(EventId { millis: 1, seq: 0 }), Filter::default());
+        let mut sub = Hub::subscribe(&hub, Some(EventId { millis: 1, seq: 0 }), Filter::default())
+            .expect("a cursor the hub issued");
         assert!(
             matches!(sub.recv().await, Delivery::Gap(g) if g.reason == GapReason::CursorTooOld)
         );
         assert_eq!(next_event(&mut sub).await, kept[0]);
-        let mut exact = Hub::subscribe(&hub, Some(first), Filter::default());
+        let mut exact =
+            Hub::subscribe(&hub, Some(first), Filter::default()).expect("a cursor the hub issued");
         assert_eq!(next_event(&mut exact).await, kept[0]);
+    }
+
+    #[test]
+    fn a_cursor_is_refused_only_well_past_both_the_clock_and_the_newest_id() {
+        let now = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let now = u64::try_from(now).expect("after 1970");
+        let leeway = CURSOR_LEEWAY.as_millis() as u64;
+        let at = |millis| Some(EventId { millis, seq: 0 });
+        let hub = hub(10);
+        assert!(hub.check_cursor(at(now + leeway / 2)).is_ok());
+        assert!(hub.check_cursor(at(now + leeway * 2)).is_err());
+        // Ids numbered by a clock ahead of this one (another machine's).
+        let ahead = now + leeway * 3;
+        hub.append_with(|_| {
+            let position = PositionInput {
+                longitude: 0.0,
+                latitude: 0.0,
+                tracker: None,
+            };
+            let id = EventId {
+                millis: ahead,
+                seq: 0,
+            };
+            let event = position
+                .validate()
+                .ok()?
+                .into_event(id, OffsetDateTime::now_utc());
+            Some(Arc::new(Event::new(event)))
+        });
+        assert!(hub.check_cursor(at(ahead + leeway / 2)).is_ok());
+        assert!(hub.check_cursor(at(ahead + leeway * 2)).is_err());
+        assert!(hub.check_cursor(None).is_ok());
     }
 
     #[tokio::test]
     async fn after_a_restart_every_cursor_from_before_is_too_old() {
         let hub = hub(10);
         let old: Vec<_> = (0..3).map(|_| append(&hub, "a")).collect();
-        let mut reading = Hub::subscribe(&hub, Some(old[0]), Filter::default());
-        let mut caught_up = Hub::subscribe(&hub, None, Filter::default());
+        let mut reading = Hub::subscribe(&hub, Some(old[0]), Filter::default()).unwrap();
+        let mut caught_up = Hub::subscribe(&hub, None, Filter::default()).unwrap();
         hub.restart(EventId { millis: 20, seq: 0 });
         let new = append(&hub, "a");
         for sub in [&mut reading, &mut caught_up] {
@@ -527,15 +611,16 @@ mod tests {
             }
             assert_eq!(next_event(sub).await, new);
         }
-        let mut late = Hub::subscribe(&hub, Some(old[2]), Filter::default());
+        let mut late = Hub::subscribe(&hub, Some(old[2]), Filter::default()).unwrap();
         assert!(
             matches!(late.recv().await, Delivery::Gap(g) if g.reason == GapReason::CursorTooOld)
         );
         assert!(
             hub.history(Some(old[2]), 10, &Filter::default())
+                .unwrap()
                 .cursor_too_old
         );
-        let mut current = Hub::subscribe(&hub, Some(new), Filter::default());
+        let mut current = Hub::subscribe(&hub, Some(new), Filter::default()).unwrap();
         assert!(current.try_recv().is_none());
     }
 
@@ -549,7 +634,8 @@ mod tests {
                 trackers: Some(vec!["b".into()]),
                 bbox: None,
             },
-        );
+        )
+        .expect("a cursor the hub issued");
         append(&hub, "a");
         let b = append(&hub, "b");
         assert_eq!(next_event(&mut sub).await, b);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-pub use hub::{History, Hub, HubSettings, Subscription};
+pub use hub::{CURSOR_LEEWAY, CursorAhead, History, Hub, HubSettings, Subscription};
 
 use crate::model::{Event, EventId, Filter, ValidPosition};
 
@@ -84,8 +84,13 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Starts a subscription: events after `after` (or only new ones when
     /// `None`) that match `filter`. Subscribe before telling the client it is
-    /// connected, so it cannot miss an event published in between.
-    fn subscribe(&self, after: Option<EventId>, filter: Filter) -> Subscription {
+    /// connected, so it cannot miss an event published in between. A cursor
+    /// later than anything this deployment can have issued is refused.
+    fn subscribe(
+        &self,
+        after: Option<EventId>,
+        filter: Filter,
+    ) -> Result<Subscription, CursorAhead> {
         Hub::subscribe(self.hub(), after, filter)
     }
 
@@ -95,8 +100,14 @@ pub trait Broker: Send + Sync + 'static {
     }
 
     /// Up to `limit` events after `after` (from the oldest kept when `None`)
-    /// matching `filter`, oldest first; see [`Hub::history`].
-    fn history(&self, after: Option<EventId>, limit: usize, filter: &Filter) -> History {
+    /// matching `filter`, oldest first; see [`Hub::history`]. A cursor
+    /// later than anything this deployment can have issued is refused.
+    fn history(
+        &self,
+        after: Option<EventId>,
+        limit: usize,
+        filter: &Filter,
+    ) -> Result<History, CursorAhead> {
         self.hub().history(after, limit, filter)
     }
 

@@ -95,7 +95,9 @@ impl Query {
         let after = parse_after(after).map_err(|e| e.extend())?;
         let filter = parse_filter(tracker, bbox).map_err(|e| e.extend())?;
         let limit = usize::try_from(limit).unwrap_or(1);
-        let page = broker.history(after, limit, &filter);
+        let page = broker
+            .history(after, limit, &filter)
+            .map_err(|e| Error::from(e).extend())?;
         Ok(HistoryPage {
             events: page.events.iter().map(|e| e.position.clone()).collect(),
             cursor_too_old: page.cursor_too_old,

@@ -39,7 +39,10 @@ impl Subscription {
         let filter = parse_filter(tracker, bbox).map_err(|e| e.extend())?;
         // Subscribed now, before the first item is polled: nothing published
         // from here on can be missed.
-        let deliveries = broker.subscribe(after, filter).into_stream();
+        let deliveries = broker
+            .subscribe(after, filter)
+            .map_err(|e| Error::from(e).extend())?
+            .into_stream();
         Ok(deliveries
             .scan(false, |ended, delivery| {
                 let item = (!*ended).then(|| match delivery {

@@ -110,7 +110,9 @@ impl Fanout {
                     None => Batch::sequential(),
                 };
                 let (commands, receiver) = mpsc::unbounded_channel();
-                let feed = broker.subscribe(None, Filter::default());
+                let Ok(feed) = broker.subscribe(None, Filter::default()) else {
+                    unreachable!("only a cursor can be refused, and this asks for none");
+                };
                 tokio::spawn(run_shard(feed, receiver, batch, shutdown.clone()));
                 commands
             })

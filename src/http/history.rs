@@ -88,7 +88,7 @@ async fn history(
             });
         }
     };
-    let found = state.broker.history(after, limit, &filter);
+    let found = state.broker.history(after, limit, &filter)?;
     let next = found.events.last().map(|e| e.id()).or(after);
     let gap = found.cursor_too_old.then(|| Gap {
         reason: GapReason::CursorTooOld,

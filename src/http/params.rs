@@ -11,7 +11,9 @@ use crate::model::{BoundingBox, EventId, Filter, is_valid_tracker};
 #[into_params(parameter_in = Query)]
 pub struct StreamParams {
     /// Resume: first every event after this id still in history, then live.
-    /// An id older than history gets a `gap` notice first.
+    /// An id older than history gets a `gap` notice first; one ahead of
+    /// the server's clock and of every id it has issued (by more than 10 s)
+    /// is refused with 400.
     #[param(pattern = "^[0-9]{1,19}(-[0-9]{1,19})?$", example = "1795584285108-0")]
     pub after: Option<String>,
     /// The same as `after`, under the name EventSource polyfills use.

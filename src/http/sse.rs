@@ -105,7 +105,7 @@ async fn events(
     let permit = state.access.connect(&caller)?;
     // Subscribe before the 200 goes out, so nothing published after the
     // client connected can be missed.
-    let subscription = state.broker.subscribe(after, filter.clone());
+    let subscription = state.broker.subscribe(after, filter.clone())?;
     let socket = raw.map(|Extension(socket)| {
         // A client that stops reading is cut, as on `/ws`, instead of
         // holding its connection for as long as the kernel keeps it.

@@ -108,7 +108,7 @@ async fn upgrade(
     };
     // Subscribe before answering 101, so nothing published after the client
     // connected can be missed.
-    let subscription = state.broker.subscribe(after, filter.clone());
+    let subscription = state.broker.subscribe(after, filter.clone())?;
     let live = raw.map(|Extension(socket)| Live {
         seat: state.fanout.seat(socket, filter, Framing::WebSocket),
         fanout: state.fanout.clone(),

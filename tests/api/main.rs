@@ -4,6 +4,7 @@ mod access;
 mod browser;
 mod cli;
 mod close_handshake;
+mod cursors;
 mod fuzz;
 mod generated;
 mod graphql_http;
