@@ -107,6 +107,13 @@ pub struct Config {
     #[arg(long, env = "LONGLAT_PUBLISH_BURST", default_value_t = 0)]
     pub publish_burst: u32,
 
+    /// Refused credentials (bearer header, `access_token`, GraphQL
+    /// `connection_init`) allowed per client address per minute; over it
+    /// every credential from that address gets 429 (close 4429), unchecked,
+    /// until the minute allows one more. 0: no limit.
+    #[arg(long, env = "LONGLAT_MAX_FAILED_AUTH_PER_MINUTE", default_value_t = 20)]
+    pub max_failed_auth_per_minute: u32,
+
     /// Most open streams (WebSocket, SSE, GraphQL WebSocket) in total; over
     /// it SSE gets 503 and WebSockets close with 1013. 0: no limit.
     #[arg(long, env = "LONGLAT_MAX_CONNECTIONS", default_value_t = 0)]
@@ -204,6 +211,7 @@ impl Config {
             protect: vec!["publish".into()],
             publish_rate: 0,
             publish_burst: 0,
+            max_failed_auth_per_minute: 20,
             max_connections: 0,
             max_connections_per_ip: 0,
             client_ip_header: None,

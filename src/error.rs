@@ -81,6 +81,16 @@ pub enum Error {
         /// Seconds until the next publish will be accepted.
         retry_after_secs: u64,
     },
+    /// The caller's address presented too many refused credentials
+    /// (`--max-failed-auth-per-minute`); its credentials are not checked
+    /// for a while.
+    #[error(
+        "too many refused credentials from this address: wait {retry_after_secs} s (see Retry-After)"
+    )]
+    CredentialsThrottled {
+        /// Seconds until a credential from this address is checked again.
+        retry_after_secs: u64,
+    },
     /// The server, or the caller's address, holds as many streams as allowed.
     #[error("{0}")]
     TooManyConnections(String),
@@ -148,7 +158,9 @@ impl Error {
             Self::OriginNotAllowed(_) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::CredentialsThrottled { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::TooManyConnections(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             Self::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -172,7 +184,7 @@ impl Error {
             Self::Unauthorized { .. } => "unauthorized",
             Self::RequestTimeout(_) => "request-timeout",
             Self::Forbidden(_) => "forbidden",
-            Self::RateLimited { .. } => "rate-limited",
+            Self::RateLimited { .. } | Self::CredentialsThrottled { .. } => "rate-limited",
             Self::TooManyConnections(_) => "too-many-connections",
             Self::UpgradeRequired(_) => "upgrade-required",
             Self::Broker(_) => "broker-unavailable",
@@ -252,7 +264,8 @@ impl IntoResponse for Error {
             Self::Broker(_) | Self::TooManyConnections(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            Self::RateLimited { retry_after_secs } => {
+            Self::RateLimited { retry_after_secs }
+            | Self::CredentialsThrottled { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             Self::Unauthorized { invalid_token, .. } => {
@@ -289,7 +302,9 @@ impl async_graphql::ErrorExtensions for Error {
             if let Some(field) = self.field() {
                 ext.set("field", field);
             }
-            if let Self::RateLimited { retry_after_secs } = self {
+            if let Self::RateLimited { retry_after_secs }
+            | Self::CredentialsThrottled { retry_after_secs } = self
+            {
                 ext.set("retryAfter", *retry_after_secs);
             }
             if let Self::EventsLost(gap) = self {

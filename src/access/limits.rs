@@ -1,10 +1,12 @@
-//! What one client may cost: publishes per second, and open streams.
+//! What one client may cost: publishes per second, refused credentials per
+//! minute, and open streams.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -59,7 +61,7 @@ impl PublishRate {
         self.limiter.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
             Error::RateLimited {
-                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                retry_after_secs: retry_after_secs(wait),
             }
         })
     }
@@ -68,6 +70,74 @@ impl PublishRate {
     pub fn forget_idle(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+    }
+}
+
+/// Whole seconds to wait for `wait`, rounded up (for `Retry-After`).
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// `--max-failed-auth-per-minute`: refused credentials per client address,
+/// against guessing tokens. An address over the limit is refused (429) for
+/// every credential it presents, valid ones included and without looking
+/// at them, until the limiter would take one more failure from it.
+pub struct FailedCredentials {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    clock: DefaultClock,
+    /// Addresses over the limit, until when. Read on every credential, so
+    /// a read lock; written only when an address goes over.
+    blocked: RwLock<HashMap<IpAddr, Instant>>,
+}
+
+impl std::fmt::Debug for FailedCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailedCredentials")
+            .field("addresses", &self.limiter.len())
+            .finish()
+    }
+}
+
+impl FailedCredentials {
+    /// At most `per_minute` refused credentials per address, all at once or
+    /// spread out; `None` when `per_minute` is 0 (no limit).
+    pub fn new(per_minute: u32) -> Option<Self> {
+        let quota = Quota::per_minute(NonZeroU32::new(per_minute)?);
+        let clock = DefaultClock::default();
+        Some(Self {
+            limiter: RateLimiter::dashmap_with_clock(quota, clock.clone()),
+            clock,
+            blocked: RwLock::default(),
+        })
+    }
+
+    /// The seconds `ip` must wait before presenting a credential, if it is
+    /// over the limit.
+    pub fn blocked(&self, ip: IpAddr) -> Option<u64> {
+        let blocked = self.blocked.read().unwrap_or_else(|p| p.into_inner());
+        let until = *blocked.get(&ip)?;
+        let wait = until.checked_duration_since(Instant::now())?;
+        Some(retry_after_secs(wait))
+    }
+
+    /// Counts one refused credential from `ip`; the seconds to wait when
+    /// this one puts it over the limit.
+    pub fn failed(&self, ip: IpAddr) -> Option<u64> {
+        let not_until = self.limiter.check_key(&ip).err()?;
+        let wait = not_until.wait_time_from(self.clock.now());
+        let mut blocked = self.blocked.write().unwrap_or_else(|p| p.into_inner());
+        blocked.insert(ip, Instant::now() + wait);
+        tracing::warn!(%ip, wait_secs = wait.as_secs_f64(), "too many refused credentials from one address; refusing its credentials for a while");
+        Some(retry_after_secs(wait))
+    }
+
+    /// Drops the state of addresses no longer over the limit.
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        let now = Instant::now();
+        let mut blocked = self.blocked.write().unwrap_or_else(|p| p.into_inner());
+        blocked.retain(|_, until| *until > now);
     }
 }
 
@@ -167,6 +237,24 @@ mod tests {
         assert_eq!(limits.total.load(Ordering::Acquire), 1);
         assert_eq!(limits.per_ip.lock().unwrap().get(&a), Some(&1));
         assert_eq!(limits.per_ip.lock().unwrap().get(&b), None);
+    }
+
+    #[test]
+    fn an_address_over_its_refused_credentials_is_blocked_and_others_are_not() {
+        let failed = FailedCredentials::new(3).expect("a limit");
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        for _ in 0..3 {
+            assert_eq!(failed.failed(a), None);
+            assert_eq!(failed.blocked(a), None);
+        }
+        // One failure per 20 s comes back: the fourth waits for it.
+        assert_eq!(failed.failed(a), Some(20));
+        assert_eq!(failed.blocked(a), Some(20));
+        assert_eq!(failed.blocked(b), None);
+        assert_eq!(failed.failed(b), None);
+        failed.forget_idle();
+        assert_eq!(failed.blocked(a), Some(20), "still blocked");
     }
 
     #[test]

@@ -8,6 +8,14 @@
 //! ([`Access::check_publish_rate`], [`Access::connect`]: 429 and 503 / close
 //! 1013 with a reason).
 //!
+//! Guessing credentials is slowed down per client address: after
+//! `--max-failed-auth-per-minute` refused credentials (20 by default) an
+//! address is answered 429 (GraphQL WebSocket: close 4429) for every
+//! credential it presents, valid ones included and without checking them,
+//! until the limit lets one more through; what needs no credential still
+//! works. Behind a reverse proxy set `--client-ip-header`, or every client
+//! shares the proxy's address and its limit.
+//!
 //! Everything is off by default, as the tutorial's page and curl command
 //! need: credentials are checked once tokens or a JWT key are configured
 //! (`--tokens`, `--tokens-file`, `--jwt-secret`, `--jwt-public-key`), and
@@ -28,7 +36,7 @@ pub use limits::ConnectionPermit;
 
 use crate::config::Config;
 use crate::error::Error;
-use limits::{ConnectionLimits, PublishRate};
+use limits::{ConnectionLimits, FailedCredentials, PublishRate};
 
 /// What a caller wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +67,12 @@ pub enum Credential {
     /// A credential was presented and refused; the reason, for the client
     /// (never the credential itself).
     Invalid(String),
+    /// A credential was presented from an address that had too many
+    /// refused (`--max-failed-auth-per-minute`), and was not looked at.
+    Throttled {
+        /// Seconds until the address may present one again.
+        retry_after_secs: u64,
+    },
 }
 
 /// Who is calling: the client's address and its credential.
@@ -97,6 +111,7 @@ pub struct Access {
     protect_subscribe: bool,
     client_ip_header: Option<HeaderName>,
     rate: Option<PublishRate>,
+    failed_credentials: Option<FailedCredentials>,
     connections: Arc<ConnectionLimits>,
 }
 
@@ -122,6 +137,7 @@ impl Access {
             credentials,
             client_ip_header,
             rate: PublishRate::new(config.publish_rate, config.publish_burst),
+            failed_credentials: FailedCredentials::new(config.max_failed_auth_per_minute),
             connections: Arc::new(ConnectionLimits::new(
                 config.max_connections,
                 config.max_connections_per_ip,
@@ -162,19 +178,30 @@ impl Access {
         let credential = match token {
             None => Credential::Missing,
             Some(Err(why)) => Credential::Invalid(why),
-            Some(Ok(token)) => self.verify(&token),
+            Some(Ok(token)) => self.verify(ip, &token),
         };
         Caller { ip, credential }
     }
 
-    /// What `token` proves, as from a GraphQL `connection_init` payload.
-    pub fn verify(&self, token: &str) -> Credential {
-        match &self.credentials {
-            // Nothing to check against: a credential neither helps nor hurts.
-            None => Credential::Missing,
-            Some(credentials) => match credentials.verify(token) {
-                Ok(grant) => Credential::Valid(grant),
-                Err(why) => Credential::Invalid(why),
+    /// What `token`, presented from `ip`, proves: the one place credentials
+    /// are checked (request headers, `access_token`, GraphQL
+    /// `connection_init`), and refused ones counted against
+    /// `--max-failed-auth-per-minute`. From an address over that limit it
+    /// is not looked at.
+    pub fn verify(&self, ip: IpAddr, token: &str) -> Credential {
+        // Nothing to check against: a credential neither helps nor hurts.
+        let Some(credentials) = &self.credentials else {
+            return Credential::Missing;
+        };
+        let failed = self.failed_credentials.as_ref();
+        if let Some(retry_after_secs) = failed.and_then(|f| f.blocked(ip)) {
+            return Credential::Throttled { retry_after_secs };
+        }
+        match credentials.verify(token) {
+            Ok(grant) => Credential::Valid(grant),
+            Err(why) => match failed.and_then(|f| f.failed(ip)) {
+                Some(retry_after_secs) => Credential::Throttled { retry_after_secs },
+                None => Credential::Invalid(why),
             },
         }
     }
@@ -207,6 +234,9 @@ impl Access {
             Credential::Invalid(why) => Err(Error::Unauthorized {
                 detail: format!("the bearer token was refused: {why}"),
                 invalid_token: true,
+            }),
+            Credential::Throttled { retry_after_secs } => Err(Error::CredentialsThrottled {
+                retry_after_secs: *retry_after_secs,
             }),
             Credential::Valid(grant) if !grant.allows(scope) => Err(Error::Forbidden(format!(
                 "this token may not {}",
@@ -266,6 +296,9 @@ impl Access {
     pub fn housekeeping(&self) {
         if let Some(rate) = &self.rate {
             rate.forget_idle();
+        }
+        if let Some(failed) = &self.failed_credentials {
+            failed.forget_idle();
         }
     }
 }

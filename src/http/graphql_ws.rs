@@ -8,11 +8,12 @@
 //! subscribe before `connection_ack`, or a `connection_init` without a valid
 //! token when reading needs one, 4403 a token that may not subscribe, 4408
 //! no `connection_init` in time, 4409 an operation id already in use, 4429 a
-//! second `connection_init`, 4000 no answer to a ping, 1013 at a connection
-//! limit, 1001 server shutting down; and on both protocols those of
-//! [`ws::End`]: a client's Close is answered with the same code, 1002 a frame
-//! that breaks the WebSocket protocol, 1007 text that is not UTF-8, 1009 a
-//! message over `--max-message-bytes`.
+//! second `connection_init` or too many refused credentials from the
+//! client's address, 4000 no answer to a ping, 1013 at a connection limit,
+//! 1001 server shutting down; and on both protocols those of [`ws::End`]: a
+//! client's Close is answered with the same code, 1002 a frame that breaks
+//! the WebSocket protocol, 1007 text that is not UTF-8, 1009 a message over
+//! `--max-message-bytes`.
 //!
 //! The connection's credential is the token in the `connection_init` payload
 //! (see [`crate::access::token_in_payload`]), else the one of the upgrade
@@ -236,7 +237,7 @@ impl Connection {
         self.init_received = true;
         let payload = payload.unwrap_or_default();
         if let Some(token) = token_in_payload(&payload) {
-            self.caller.credential = self.access.verify(&token);
+            self.caller.credential = self.access.verify(self.caller.ip, &token);
         }
         match self.access.authorize(&self.caller, Scope::Subscribe) {
             Ok(()) => {
@@ -249,6 +250,7 @@ impl Connection {
                 crate::stats::rejected(refused.code());
                 let code = match refused {
                     Error::Forbidden(_) => 4403,
+                    Error::CredentialsThrottled { .. } => 4429,
                     _ => 4401,
                 };
                 Err(End::close(code, refused.to_string()))

@@ -256,6 +256,75 @@ async fn protected_reading_needs_a_token_on_every_transport() {
     assert_eq!(by_header.next_json().await["id"], first_ws["id"]);
 }
 
+#[tokio::test]
+async fn an_address_that_keeps_presenting_wrong_tokens_is_refused_for_a_while_on_every_transport() {
+    let app = app_with_tokens("guessing", &["publish", "subscribe"]).await;
+    // The default limit: 20 refused credentials per minute per address.
+    for i in 0..20 {
+        let guess = format!("guess-{i}");
+        problem(
+            post(&app, Some(&guess), STOCKHOLM()).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        )
+        .await;
+    }
+    let refused = post(&app, Some("guess-20"), STOCKHOLM()).await;
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate-limited").await;
+
+    // From then on no credential from this address is looked at, valid or
+    // not, wherever it is presented.
+    problem(
+        post(&app, Some("everything"), STOCKHOLM()).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+    )
+    .await;
+    let by_query = app
+        .http
+        .get(app.url("/events?access_token=read-only"))
+        .send()
+        .await
+        .expect("GET /events");
+    problem(by_query, StatusCode::TOO_MANY_REQUESTS, "rate-limited").await;
+    let mut request = app.ws_url("/ws").into_client_request().expect("a request");
+    request.headers_mut().insert(
+        "authorization",
+        "Bearer everything".parse().expect("a header"),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    let answer: Value = app
+        .http
+        .post(app.url("/graphql"))
+        .bearer_auth("everything")
+        .json(&json!({"query": "{ latest { id } }"}))
+        .send()
+        .await
+        .expect("POST /graphql")
+        .json()
+        .await
+        .expect("an answer");
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"], "rate-limited",
+        "{answer}"
+    );
+    let mut reader =
+        app.graphql_subscribe_with(POSITIONS, json!({}), json!({"token": "read-only"}));
+    assert_eq!(reader.close_code().await, 4429);
+}
+
 fn jwt(algorithm: Algorithm, key: &EncodingKey, claims: Value) -> String {
     jsonwebtoken::encode(&Header::new(algorithm), &claims, key).expect("sign a JWT")
 }
