@@ -115,7 +115,9 @@ pub struct Config {
     pub max_failed_auth_per_minute: u32,
 
     /// Most open streams (WebSocket, SSE, GraphQL WebSocket) in total; over
-    /// it SSE gets 503 and WebSockets close with 1013. 0: no limit.
+    /// it SSE gets 503 and WebSockets close with 1013. 0: no limit but the
+    /// open-file limit (raised to its hard limit at start), less 64
+    /// descriptors kept for requests, which caps it in any case.
     #[arg(long, env = "LONGLAT_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
 

@@ -14,6 +14,8 @@
 //! - [`error`]: the one error type, its HTTP answer and its GraphQL error.
 //! - [`stats`]: Prometheus metrics for operators.
 //! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
+//! - [`fds`]: the open-file limit, raised at start, and the descriptors kept
+//!   back from streams for requests.
 //! - [`cli`]: the command line, and the `publish`, `watch` and `bench` clients.
 
 pub mod access;
@@ -21,6 +23,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fds;
 pub mod graphql;
 pub mod http;
 pub mod model;
@@ -106,7 +109,12 @@ pub async fn run(
                 source,
             })?;
     stats::handle();
-    let access = Arc::new(access::Access::from_config(&config)?);
+    let mut access = access::Access::from_config(&config)?;
+    // Measured once the broker holds its connections.
+    if let Some(streams) = fds::stream_capacity() {
+        access.cap_streams(streams);
+    }
+    let access = Arc::new(access);
     let options = server::ServeOptions {
         header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
         socket_send_buffer: config.socket_send_buffer,

@@ -71,13 +71,14 @@ where
         .preserve_header_case(true);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    let mut accept_errors = AcceptErrors::default();
     loop {
         let (tcp, remote) = tokio::select! {
             () = shutdown.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    on_accept_error(&err).await;
+                    accept_errors.on(&err).await;
                     continue;
                 }
             },
@@ -144,16 +145,41 @@ fn tune(tcp: &TcpStream, send_buffer: usize) {
     }
 }
 
-/// A failed accept: the client gave up (nothing to do), or the process is
-/// out of file descriptors (wait a little rather than spin).
-async fn on_accept_error(err: &io::Error) {
-    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        err.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset
-    ) {
-        return;
+/// How often a lasting accept failure is logged.
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Failed accepts, logged at most once per [`ACCEPT_ERROR_LOG_INTERVAL`]
+/// with the count of those not logged: out of descriptors, the loop fails
+/// ten times a second for as long as it lasts.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<tokio::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    /// A failed accept: the client gave up (nothing to do), or the process
+    /// is out of file descriptors (wait a little rather than spin).
+    async fn on(&mut self, err: &io::Error) {
+        use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+        if matches!(
+            err.kind(),
+            ConnectionAborted | ConnectionRefused | ConnectionReset
+        ) {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|last| now - last >= ACCEPT_ERROR_LOG_INTERVAL)
+        {
+            tracing::error!(%err, not_logged_since_last = self.unlogged,
+                "accepting a connection failed; retrying (logged at most every 10 s)");
+            self.last_logged = Some(now);
+            self.unlogged = 0;
+        } else {
+            self.unlogged += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tracing::error!(%err, "accepting a connection failed; retrying");
-    tokio::time::sleep(Duration::from_millis(100)).await;
 }

@@ -167,6 +167,15 @@ impl ConnectionLimits {
         }
     }
 
+    /// The same limits, with at most `streams` in total as well.
+    pub fn capped(&self, streams: usize) -> Self {
+        let max_total = match self.max_total {
+            0 => streams,
+            configured => configured.min(streams),
+        };
+        Self::new(max_total, self.max_per_ip)
+    }
+
     /// A place for one more stream from `ip`, or 503 `too-many-connections`.
     pub fn acquire(limits: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Error> {
         let total = limits.total.fetch_add(1, Ordering::AcqRel) + 1;

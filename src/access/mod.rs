@@ -145,6 +145,12 @@ impl Access {
         })
     }
 
+    /// Caps open streams at `streams` too: as many as the open-file limit
+    /// leaves room for (see [`crate::fds`]).
+    pub fn cap_streams(&mut self, streams: usize) {
+        self.connections = Arc::new(self.connections.capped(streams));
+    }
+
     /// Whether `scope` needs a credential.
     pub fn protects(&self, scope: Scope) -> bool {
         match scope {

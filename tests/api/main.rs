@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod close_handshake;
 mod cursors;
+mod descriptors;
 mod fuzz;
 mod generated;
 mod graphql_http;

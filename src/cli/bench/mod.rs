@@ -297,13 +297,7 @@ fn run_tag() -> u64 {
 /// Raises the soft open-file limit to the hard one, and warns when even
 /// that is too low for `connections`.
 fn raise_open_file_limit(connections: u64) {
-    use rlimit::Resource;
-    if let Ok((soft, hard)) = rlimit::getrlimit(Resource::NOFILE)
-        && soft < hard
-    {
-        let _ = rlimit::setrlimit(Resource::NOFILE, hard, hard);
-    }
-    if let Ok((soft, _)) = rlimit::getrlimit(Resource::NOFILE)
+    if let Some(soft) = crate::fds::raise_limit()
         && soft < connections + 32
     {
         eprintln!("warning: the open-file limit is {soft}, too low for {connections} connections");
