@@ -198,6 +198,20 @@ async fn watch_after_an_id_replays_what_followed_it_then_goes_on_live() {
     }
 }
 
+/// A free address whose port is below the kernel's ephemeral range, so
+/// that once its server stops, no other test binding port 0 is given it
+/// before the server starts again there.
+async fn port_no_other_test_is_given() -> SocketAddr {
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+    for port in (start..32_000).chain(20_000..start) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(addr).await.is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port from 20000 to 32000");
+}
+
 /// Starts a server on `addr` (port 0: a free one). The handle resolves
 /// once the server has stopped, after the app is dropped.
 async fn start_server_on(addr: SocketAddr) -> (TestApp, JoinHandle<()>) {
@@ -219,7 +233,7 @@ async fn start_server_on(addr: SocketAddr) -> (TestApp, JoinHandle<()>) {
 #[tokio::test]
 async fn watch_reconnects_after_a_server_restart_and_goes_on_printing() {
     for transport in ["ws", "sse", "graphql"] {
-        let (first, stopped) = start_server_on(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+        let (first, stopped) = start_server_on(port_no_other_test_is_given().await).await;
         let mut watcher = Watcher::start(&first, &["--transport", transport]).await;
         let before = first.publish(1.0, 1.0, None).await;
         assert_eq!(watcher.next_event().await, before, "over {transport}");
