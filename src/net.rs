@@ -46,6 +46,18 @@ pub struct Socket {
 #[derive(Debug, Clone)]
 pub struct Writer(Arc<Shared>);
 
+/// The connection a request came in on, put in every request's extensions
+/// by the accept loop: the client's address, and the writing side of its
+/// socket. A route that writes to the connection itself (a WebSocket, an
+/// event stream) opts in by extracting it; no other code writes to it.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The client's address, as the TCP peer.
+    pub remote: std::net::SocketAddr,
+    /// The socket's writing side.
+    pub socket: Writer,
+}
+
 #[derive(Debug)]
 struct Shared {
     write: OwnedWriteHalf,

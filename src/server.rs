@@ -17,7 +17,6 @@ use std::time::Duration;
 use std::convert::Infallible;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::http::header::UPGRADE;
 use axum::response::Response;
@@ -28,7 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Service, ServiceExt};
 
-use crate::net::Socket;
+use crate::net::{Connection, Socket};
 use crate::shutdown::Shutdown;
 
 /// How connections are served.
@@ -95,14 +94,13 @@ where
             let socket = Socket::new(tcp);
             let handle = socket.writer();
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(remote));
+                // Every route may take the connection over; those that do
+                // (an upgrade, an event stream) ask for it by type.
+                request.extensions_mut().insert(Connection {
+                    remote,
+                    socket: handle.clone(),
+                });
                 let upgrade = request.headers().contains_key(UPGRADE);
-                // Only an upgrade or an event stream takes the socket over
-                // (an event stream once hyper has sent the response head;
-                // see `http::sse`).
-                if upgrade || request.uri().path() == "/events" {
-                    request.extensions_mut().insert(handle.clone());
-                }
                 // The request's extensions hold how the client spelt its
                 // header names (`preserve_header_case`): given to the 101,
                 // hyper writes `Sec-WebSocket-Protocol` back as the client

@@ -24,10 +24,9 @@
 mod credentials;
 mod limits;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, header};
 
@@ -36,6 +35,7 @@ pub use limits::ConnectionPermit;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::net::Connection;
 use limits::{ConnectionLimits, FailedCredentials, PublishRate};
 
 /// What a caller wants to do.
@@ -166,8 +166,8 @@ impl Access {
     pub fn caller(&self, parts: &Parts, allow_query_token: bool) -> Caller {
         let remote = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
+            .get::<Connection>()
+            .map(|connection| connection.remote.ip());
         let ip = self.client_ip(&parts.headers, remote);
         if self.credentials.is_none() {
             // Nothing to check a credential against: it neither helps nor hurts.

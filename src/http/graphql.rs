@@ -20,7 +20,7 @@ use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body, ws};
 use crate::access::{Caller, Scope};
 use crate::error::{Error, Problem};
 use crate::graphql::guard;
-use crate::net::Writer;
+use crate::net::{Connection, Writer};
 
 /// The GraphiQL page: loads the vendored assets and subscribes over `/graphql`.
 const GRAPHIQL_PAGE: &str = include_str!("../../static/graphiql.html");
@@ -217,11 +217,12 @@ async fn get_graphql(
     ReaderCaller(caller): ReaderCaller,
     headers: HeaderMap,
     uri: Uri,
-    raw: Option<Extension<Writer>>,
+    connection: Option<Extension<Connection>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Ok(upgrade) = upgrade {
-        return websocket(state, caller, upgrade, raw.map(|Extension(raw)| raw));
+        let socket = connection.map(|Extension(connection)| connection.socket);
+        return websocket(state, caller, upgrade, socket);
     }
     let query = uri.query().unwrap_or_default();
     if query.is_empty() && accepts_html(&headers) {

@@ -47,7 +47,7 @@ use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::{ConnectionPermit, Scope};
 use crate::broker::{Delivery, GapReason, Subscription};
 use crate::error::{Error, Problem};
-use crate::net::Writer;
+use crate::net::{Connection, Writer};
 use crate::shutdown::Shutdown;
 use crate::stats;
 
@@ -92,7 +92,7 @@ async fn events(
     method: Method,
     version: Version,
     headers: HeaderMap,
-    raw: Option<Extension<Writer>>,
+    connection: Option<Extension<Connection>>,
     params: Result<Query<StreamParams>, QueryRejection>,
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
@@ -106,7 +106,7 @@ async fn events(
     // Subscribe before the 200 goes out, so nothing published after the
     // client connected can be missed.
     let subscription = state.broker.subscribe(after, filter.clone())?;
-    let socket = raw.map(|Extension(socket)| {
+    let socket = connection.map(|Extension(Connection { socket, .. })| {
         // A client that stops reading is cut, as on `/ws`, instead of
         // holding its connection for as long as the kernel keeps it.
         socket.set_send_timeout(state.config.send_timeout());

@@ -30,7 +30,7 @@ use crate::broker::{Delivery, GapReason, Subscription};
 use crate::config::Config;
 use crate::error::{Error, Problem};
 use crate::model::PositionEvent;
-use crate::net::Writer;
+use crate::net::Connection;
 use crate::shutdown::Shutdown;
 use crate::stats;
 
@@ -92,7 +92,7 @@ async fn upgrade(
     State(state): State<AppState>,
     ReaderCaller(caller): ReaderCaller,
     params: Result<Query<StreamParams>, QueryRejection>,
-    raw: Option<Extension<Writer>>,
+    connection: Option<Extension<Connection>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
@@ -109,7 +109,7 @@ async fn upgrade(
     // Subscribe before answering 101, so nothing published after the client
     // connected can be missed.
     let subscription = state.broker.subscribe(after, filter.clone())?;
-    let live = raw.map(|Extension(socket)| Live {
+    let live = connection.map(|Extension(Connection { socket, .. })| Live {
         seat: state.fanout.seat(socket, filter, Framing::WebSocket),
         fanout: state.fanout.clone(),
     });
