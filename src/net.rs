@@ -581,6 +581,68 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    /// What `on_next_flush` (and so an event stream's park) relies on:
+    /// hyper flushes its connection only once it has written everything
+    /// it was given, so a push made when it flushes follows all of it,
+    /// however slowly the peer reads.
+    #[tokio::test]
+    async fn hyper_flushes_only_after_writing_everything_it_was_given() {
+        use std::convert::Infallible;
+
+        use bytes::Bytes;
+        use futures::StreamExt;
+        use http_body_util::StreamBody;
+        use hyper::body::Frame;
+
+        let (socket, mut client) = pair().await;
+        let writer = socket.writer();
+        let pusher = writer.clone();
+        assert!(writer.on_next_flush(move || {
+            assert_eq!(pusher.push(b"5\r\nhook!\r\n"), Pushed::Sent);
+        }));
+        // A first chunk far larger than the socket's buffers, then nothing
+        // more for as long as the test runs.
+        let big = Bytes::from(vec![b'x'; 256 * 1024]);
+        let service = hyper::service::service_fn(move |_request| {
+            let first = futures::stream::iter([Ok::<_, Infallible>(Frame::data(big.clone()))]);
+            let body = StreamBody::new(first.chain(futures::stream::pending()));
+            let response = hyper::Response::builder()
+                .header("transfer-encoding", "chunked")
+                .body(body)
+                .unwrap();
+            async move { Ok::<_, Infallible>(response) }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(socket), service),
+        );
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let expected_chunk = format!("{:x}\r\n", 256 * 1024);
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 8192];
+        // Read slowly: the server's writes back up on the way.
+        while !received.ends_with(b"hook!\r\n") {
+            let n = client.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the connection ended early");
+            received.extend_from_slice(&buffer[..n]);
+            tokio::task::yield_now().await;
+        }
+        let head_end = received
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head")
+            + 4;
+        let body = &received[head_end..];
+        let chunk_start = expected_chunk.len();
+        assert!(body.starts_with(expected_chunk.as_bytes()), "one chunk");
+        let chunk_end = chunk_start + 256 * 1024;
+        assert!(body[chunk_start..chunk_end].iter().all(|&b| b == b'x'));
+        assert_eq!(&body[chunk_end..], b"\r\n5\r\nhook!\r\n");
+    }
+
     async fn pair() -> (Socket, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
