@@ -32,6 +32,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -277,32 +277,15 @@ pub struct Event {
 }
 
 impl Event {
-    /// Serialises `position` once, and lays out its three wire forms in one
-    /// buffer: `[ws header][json]` then `[sse prefix][json]\n\n`.
+    /// Serialises `position` once, and lays out its wire forms (see
+    /// [`crate::wire::event_forms`]).
     pub fn new(position: PositionEvent) -> Self {
-        // The JSON goes after room for the longest header it can need; its
-        // header is written just in front of it.
-        const ROOM: usize = 10;
-        let mut buf = Vec::with_capacity(512);
-        buf.resize(ROOM, 0);
-        serde_json::to_writer(&mut buf, &position).expect("a position event always serialises");
-        let (header, used) = crate::net::text_frame_header(buf.len() - ROOM);
-        let ws_start = ROOM - used;
-        buf[ws_start..ROOM].copy_from_slice(&header[..used]);
-        let ws_end = buf.len();
-        buf.extend_from_slice(b"id: ");
-        buf.extend_from_slice(position.id.text().as_str().as_bytes());
-        buf.extend_from_slice(b"\nevent: position\ndata: ");
-        buf.extend_from_within(ROOM..ws_end);
-        buf.extend_from_slice(b"\n\n");
-        let buf = bytes::Bytes::from(buf);
-        let json = buf.slice(ROOM..ws_end);
-        let ws = buf.slice(ws_start..ws_end);
+        let crate::wire::EventForms { json, ws, sse } = crate::wire::event_forms(&position);
         Self {
             position,
             json,
+            sse,
             ws,
-            sse: buf.slice(ws_end..),
         }
     }
 

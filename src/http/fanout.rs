@@ -32,6 +32,7 @@ use crate::model::{EventId, Filter};
 use crate::net::{Batch, Pushed, Writer};
 use crate::shutdown::Shutdown;
 use crate::stats;
+use crate::wire;
 
 /// Pushes written between two yields to the runtime, so a long pass over
 /// many sockets does not hold a worker thread for all of it; also the most
@@ -281,21 +282,6 @@ impl Seats {
     }
 }
 
-/// `data` as one chunk of a chunked HTTP/1.1 body (RFC 9112, 7.1).
-fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut chunk = Vec::with_capacity(data.len() + 20);
-    push_chunk(&mut chunk, data);
-    chunk
-}
-
-/// Appends `data` to `out` as one chunk of a chunked HTTP/1.1 body.
-pub(super) fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
-    use std::io::Write;
-    let _ = write!(out, "{:X}\r\n", data.len());
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-}
-
 async fn run_shard(
     mut feed: Subscription,
     mut commands: mpsc::UnboundedReceiver<Command>,
@@ -362,7 +348,7 @@ async fn run_shard(
                                     Framing::WebSocket => &event.ws,
                                     Framing::SseChunk => {
                                         sse_pushes += 1;
-                                        sse_chunk.get_or_init(|| chunk(&event.sse))
+                                        sse_chunk.get_or_init(|| wire::chunk(&event.sse))
                                     }
                                 };
                                 sockets.push((&seat.socket, frame));
@@ -476,15 +462,5 @@ mod tests {
                 "each seat knows its slot"
             );
         }
-    }
-
-    #[test]
-    fn a_chunk_is_its_size_in_hex_then_the_data_then_crlf() {
-        assert_eq!(chunk(b"data: 1\n\n"), b"9\r\ndata: 1\n\n\r\n");
-        let big = vec![b'x'; 300];
-        let made = chunk(&big);
-        assert_eq!(&made[..5], b"12C\r\n");
-        assert_eq!(&made[5..305], &big[..]);
-        assert_eq!(&made[305..], b"\r\n");
     }
 }

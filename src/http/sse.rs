@@ -41,7 +41,7 @@ use tokio::time::{Interval, MissedTickBehavior, interval_at};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::fanout::{Fanout, Framing, Handback, Seat, handed_back, push_chunk};
+use super::fanout::{Fanout, Framing, Handback, Seat, handed_back};
 use super::params::parse_cursor;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::{ConnectionPermit, Scope};
@@ -50,6 +50,7 @@ use crate::error::{Error, Problem};
 use crate::net::{Connection, Writer};
 use crate::shutdown::Shutdown;
 use crate::stats;
+use crate::wire::push_chunk;
 
 /// The Server-Sent Events route.
 pub fn router() -> OpenApiRouter<AppState> {

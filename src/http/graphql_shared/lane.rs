@@ -20,8 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ring::{Reader, RecvError};
 use super::{Direct, Outcome, lock};
-use crate::net::{Batch, Pushed, text_frame};
+use crate::net::{Batch, Pushed};
 use crate::stats;
+use crate::wire::text_frame;
 
 /// Pushes written between two yields to the runtime, so a long pass over
 /// many sockets does not hold a worker thread for all of it.
