@@ -274,7 +274,9 @@ impl End {
     /// Tells the client, taking at most `timeout`. The answer to a client's
     /// Close was queued by tungstenite as it read that Close (the same
     /// code and reason); a flush writes it, after which the connection is
-    /// done and dropping the socket closes it.
+    /// done and dropping the socket closes it. After a Close of the
+    /// server's own, the client's answer is awaited for a moment (see
+    /// [`LINGER`]).
     pub async fn tell(self, socket: &mut WebSocket, timeout: Duration) {
         let close = match self {
             Self::Close(code, reason) => Some(CloseFrame {
@@ -284,6 +286,7 @@ impl End {
             Self::Answer => None,
             Self::Gone => return,
         };
+        let ours = close.is_some();
         let told = async {
             if let Some(frame) = close {
                 socket.feed(Message::Close(Some(frame))).await?;
@@ -291,7 +294,30 @@ impl End {
             socket.flush().await
         };
         // Boxed: an idle connection's state holds none of the send's.
-        let _ = Box::pin(tokio::time::timeout(timeout, told)).await;
+        let told = Box::pin(tokio::time::timeout(timeout, told)).await;
+        if ours && matches!(told, Ok(Ok(()))) {
+            let _ = Box::pin(tokio::time::timeout(LINGER, answered(socket))).await;
+        }
+    }
+}
+
+/// How long a connection waits for the client's answer to the server's
+/// Close, reading and dropping whatever the client still sends. Closing a
+/// socket with unread bytes makes the kernel reset the connection, and a
+/// reset may cost the client the Close it has not read yet (the rest of an
+/// oversized message, say, is still on its way when 1009 is sent).
+pub const LINGER: Duration = Duration::from_secs(1);
+
+/// Reads until the client's Close, or the end of the connection. A read
+/// that fails on a bad frame has used that frame up, so reading goes on;
+/// but only so many times, in case one ever does not.
+async fn answered(socket: &mut WebSocket) {
+    for _ in 0..1024 {
+        match socket.recv().await {
+            Some(Ok(Message::Close(_))) | None => return,
+            Some(Err(err)) if matches!(End::after_read_error(&err), End::Gone) => return,
+            Some(_) => {}
+        }
     }
 }
 
