@@ -7,10 +7,14 @@
 //! # Layout
 //!
 //! - [`model`]: the typed event and its validation, used by every transport.
+//! - [`access`]: who may publish and subscribe, and what one client may cost.
+//! - [`publish`]: the one publish path (authorize, rate, tracker, validate,
+//!   broker) that `POST /longlat` and the GraphQL mutation both call.
 //! - [`broker`]: orders, numbers, keeps and fans out events; [`broker::memory`]
-//!   is the embedded default.
+//!   is the embedded default, [`broker::redis`] serves several instances.
 //! - [`graphql`]: the GraphQL schema over the same model and broker.
 //! - [`http`]: one file per transport or surface, assembled by [`http::app`].
+//! - [`net`], [`server`]: a client connection's socket, and the accept loop.
 //! - [`error`]: the one error type, its HTTP answer and its GraphQL error.
 //! - [`stats`]: Prometheus metrics for operators.
 //! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
@@ -28,6 +32,7 @@ pub mod graphql;
 pub mod http;
 pub mod model;
 pub mod net;
+pub mod publish;
 pub mod server;
 pub mod shutdown;
 pub mod stats;

@@ -85,6 +85,17 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A caller nothing is known about: no credential, from `0.0.0.0`.
+    /// Work that reaches no transport's caller runs as this one, so it is
+    /// held to every rule an anonymous client is (and all such work shares
+    /// one rate allowance).
+    pub fn anonymous() -> Self {
+        Self {
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            credential: Credential::Missing,
+        }
+    }
+
     /// A caller already checked by its connection (a GraphQL WebSocket after
     /// `connection_init`), for work shared between connections.
     pub fn connection_checked() -> Self {

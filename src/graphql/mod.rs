@@ -6,9 +6,10 @@
 //! document's cost before anything expands its fragments; the transports
 //! live in `crate::http::graphql`.
 //! Resolvers only translate arguments and call the broker: validation stays
-//! in [`crate::model`]. Each resolver first asks [`crate::access`] whether
-//! the operation's [`Caller`] (put in the request's data by the transport)
-//! may do it.
+//! in [`crate::model`], and the mutation publishes through
+//! [`crate::publish`], like `POST /longlat`. Each resolver first asks
+//! [`crate::access`] whether the operation's [`Caller`] (put in the
+//! request's data by the transport; anonymous when none was) may do it.
 
 pub mod guard;
 mod mutation;
@@ -16,6 +17,7 @@ mod query;
 pub mod schema;
 mod subscription;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, ID};
@@ -29,24 +31,25 @@ use crate::access::{Access, Caller, Scope};
 use crate::error::Error;
 use crate::model::{BoundingBox, EventId, Filter, is_valid_tracker};
 
+/// The operation's caller, as the transport put it in the request's data.
+/// An operation that reaches none (the schema executed directly) runs as
+/// [`Caller::anonymous`], held to every rule an anonymous client is.
+fn caller<'a>(ctx: &Context<'a>) -> Cow<'a, Caller> {
+    ctx.data_opt::<Caller>()
+        .map_or_else(|| Cow::Owned(Caller::anonymous()), Cow::Borrowed)
+}
+
 /// Refuses the operation unless its caller may do `scope` (see
 /// [`crate::access`]): `extensions.code` `unauthorized` or `forbidden`.
 fn authorize(ctx: &Context<'_>, scope: Scope) -> async_graphql::Result<()> {
     let access = ctx.data::<Arc<Access>>()?;
-    if !access.protects(scope) {
-        return Ok(());
-    }
-    let refused = match ctx.data_opt::<Caller>() {
-        Some(caller) => access.authorize(caller, scope),
-        None => Err(Error::Unauthorized {
-            detail: "no credential reached this operation".into(),
-            invalid_token: false,
-        }),
-    };
-    refused.map_err(|e| {
-        crate::stats::rejected(e.code());
-        e.extend()
-    })
+    access.authorize(&caller(ctx), scope).map_err(refused)
+}
+
+/// A refusal as a GraphQL error, counted like an HTTP refusal.
+fn refused(error: Error) -> async_graphql::Error {
+    crate::stats::rejected(error.code());
+    error.extend()
 }
 
 /// The `after` argument as an event id.

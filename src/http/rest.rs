@@ -15,13 +15,11 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use std::time::Instant;
-
 use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body};
 use crate::access::Scope;
 use crate::error::{Error, Problem};
 use crate::model::{Event, EventId, PositionEvent, PositionInput};
-use crate::stats;
+use crate::publish::Publisher;
 
 /// The REST routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -81,20 +79,12 @@ async fn publish(
     ContentType(content_type): ContentType,
     body: Body,
 ) -> Result<Response, Error> {
-    state.access.authorize(&caller, Scope::Publish)?;
-    state.access.check_publish_rate(&caller)?;
+    // Admitted before the body is read: a refused caller costs no reading.
+    let admitted = Publisher::new(&state.access, &*state.broker).admit(&caller)?;
     let body = read_body(&state, body).await?;
-    let started = Instant::now();
-    let published = async {
-        let input = parse_position(content_type.as_ref(), &body)?;
-        state
-            .access
-            .authorize_tracker(&caller, input.tracker.as_deref())?;
-        Ok::<_, Error>(state.broker.publish(input.validate()?).await?)
-    }
-    .await;
-    stats::publish("rest", started, published.is_ok());
-    let event = published?;
+    let event = admitted
+        .publish("rest", || parse_position(content_type.as_ref(), &body))
+        .await?;
     Ok(created(&event))
 }
 

@@ -21,6 +21,7 @@ mod openapi;
 mod operations;
 mod origins;
 mod publish;
+mod publish_paths;
 mod raw_http;
 mod raw_websocket;
 mod redis;
