@@ -120,6 +120,15 @@ impl From<crate::broker::CursorAhead> for Error {
     }
 }
 
+impl From<crate::model::InvalidParameter> for Error {
+    fn from(invalid: crate::model::InvalidParameter) -> Self {
+        Error::InvalidParameter {
+            param: invalid.param,
+            detail: invalid.detail,
+        }
+    }
+}
+
 impl From<axum::extract::rejection::QueryRejection> for Error {
     fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
         Error::InvalidParameter {

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+mod filter;
+
+pub use filter::{InvalidParameter, check_tracker, parse_cursor};
+
 /// Longest allowed `tracker` name, in bytes (every allowed byte is ASCII).
 pub const TRACKER_MAX_LEN: usize = 64;
 

@@ -20,7 +20,7 @@ mod subscription;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, ID};
+use async_graphql::{Context, ErrorExtensions};
 
 pub use mutation::Mutation;
 pub use query::Query;
@@ -29,7 +29,7 @@ pub use subscription::Subscription;
 
 use crate::access::{Access, Caller, Scope};
 use crate::error::Error;
-use crate::model::{BoundingBox, EventId, Filter, is_valid_tracker};
+use crate::model::InvalidParameter;
 
 /// The operation's caller, as the transport put it in the request's data.
 /// An operation that reaches none (the schema executed directly) runs as
@@ -52,45 +52,8 @@ fn refused(error: Error) -> async_graphql::Error {
     error.extend()
 }
 
-/// The `after` argument as an event id.
-fn parse_after(after: Option<ID>) -> Result<Option<EventId>, Error> {
-    after
-        .map(|id| {
-            id.parse().map_err(
-                |err: crate::model::InvalidEventId| Error::InvalidParameter {
-                    param: "after",
-                    detail: err.to_string(),
-                },
-            )
-        })
-        .transpose()
-}
-
-/// The `tracker` and `bbox` arguments as a broker filter.
-fn parse_filter(tracker: Option<Vec<String>>, bbox: Option<BoundingBox>) -> Result<Filter, Error> {
-    if let Some(bad) = tracker.iter().flatten().find(|t| !is_valid_tracker(t)) {
-        let shown: String = bad.chars().take(80).collect();
-        return Err(Error::InvalidParameter {
-            param: "tracker",
-            detail: format!("{shown:?} is not a tracker name (1 to 64 of A-Z a-z 0-9 . _ : -)"),
-        });
-    }
-    let bbox = bbox
-        .map(|b| {
-            BoundingBox::new(
-                b.min_longitude,
-                b.min_latitude,
-                b.max_longitude,
-                b.max_latitude,
-            )
-        })
-        .transpose()
-        .map_err(|err| Error::InvalidParameter {
-            param: "bbox",
-            detail: err.to_string(),
-        })?;
-    Ok(Filter {
-        trackers: tracker,
-        bbox,
-    })
+/// A bad argument as a GraphQL error: `invalid-parameter`, with
+/// `extensions.field` naming it, as the HTTP transports answer it.
+fn invalid(refusal: InvalidParameter) -> async_graphql::Error {
+    Error::from(refusal).extend()
 }

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
 
-use super::{authorize, parse_after, parse_filter};
+use super::{authorize, invalid};
 use crate::access::Scope;
 use crate::broker::Broker;
 use crate::error::Error;
-use crate::model::{BoundingBox, PositionEvent};
+use crate::model::{BoundingBox, Filter, PositionEvent, parse_cursor};
 
 /// Events one `history` call returns when it gives no `limit`.
 pub const DEFAULT_HISTORY_LIMIT: i32 = 100;
@@ -63,7 +63,7 @@ impl Query {
     ) -> async_graphql::Result<Option<PositionEvent>> {
         authorize(ctx, Scope::Subscribe)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
-        let id = parse_after(Some(id)).map_err(|e| e.extend())?;
+        let id = parse_cursor("id", Some(id.as_str())).map_err(invalid)?;
         Ok(id
             .and_then(|id| broker.get(id))
             .map(|event| event.position.clone()))
@@ -92,8 +92,8 @@ impl Query {
             }
             .extend());
         }
-        let after = parse_after(after).map_err(|e| e.extend())?;
-        let filter = parse_filter(tracker, bbox).map_err(|e| e.extend())?;
+        let after = parse_cursor("after", after.as_deref().map(String::as_str)).map_err(invalid)?;
+        let filter = Filter::checked(tracker, bbox).map_err(invalid)?;
         let limit = usize::try_from(limit).unwrap_or(1);
         let page = broker
             .history(after, limit, &filter)

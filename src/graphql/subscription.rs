@@ -10,11 +10,11 @@ use std::sync::Arc;
 use async_graphql::{Context, ErrorExtensions, ID, Subscription as GraphQLSubscription};
 use futures::{Stream, StreamExt};
 
-use super::{authorize, parse_after, parse_filter};
+use super::{authorize, invalid};
 use crate::access::Scope;
 use crate::broker::{Broker, Delivery, GapReason};
 use crate::error::Error;
-use crate::model::{BoundingBox, PositionEvent};
+use crate::model::{BoundingBox, Filter, PositionEvent, parse_cursor};
 
 /// Live streams.
 pub struct Subscription;
@@ -35,8 +35,8 @@ impl Subscription {
     {
         authorize(ctx, Scope::Subscribe)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
-        let after = parse_after(after).map_err(|e| e.extend())?;
-        let filter = parse_filter(tracker, bbox).map_err(|e| e.extend())?;
+        let after = parse_cursor("after", after.as_deref().map(String::as_str)).map_err(invalid)?;
+        let filter = Filter::checked(tracker, bbox).map_err(invalid)?;
         // Subscribed now, before the first item is polled: nothing published
         // from here on can be missed.
         let deliveries = broker

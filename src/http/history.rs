@@ -13,7 +13,7 @@ use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::Scope;
 use crate::broker::{Gap, GapReason};
 use crate::error::{Error, Problem};
-use crate::model::{EventId, PositionEvent, is_valid_tracker};
+use crate::model::{EventId, PositionEvent, check_tracker};
 
 /// Events per page when `limit` is not given.
 pub const DEFAULT_PAGE: usize = 100;
@@ -161,15 +161,8 @@ async fn latest(
     state.access.authorize(&caller, Scope::Subscribe)?;
     let Query(params) = params.map_err(Error::from)?;
     let tracker = params.tracker.as_deref();
-    if let Some(name) = tracker
-        && !is_valid_tracker(name)
-    {
-        return Err(Error::InvalidParameter {
-            param: "tracker",
-            detail: format!(
-                "{name:?} is not a tracker name (1 to 64 characters from A-Z a-z 0-9 . _ : -)"
-            ),
-        });
+    if let Some(name) = tracker {
+        check_tracker("tracker", name)?;
     }
     let event = state.broker.latest(tracker).ok_or_else(|| {
         Error::NotFound(match tracker {

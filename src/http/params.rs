@@ -1,10 +1,12 @@
 //! The query parameters every stream takes, with one syntax on every transport:
-//! `after=<event id>`, `tracker=<name>[,<name>…]`, `bbox=<minLon>,<minLat>,<maxLon>,<maxLat>`.
+//! `after=<event id>`, `tracker=<name>[,<name>…]`, `bbox=<minLon>,<minLat>,<maxLon>,<maxLat>`,
+//! checked by the same model functions GraphQL's arguments are.
 
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::model::{BoundingBox, EventId, Filter, is_valid_tracker};
+pub use crate::model::parse_cursor;
+use crate::model::{EventId, Filter};
 
 /// Raw stream parameters, as they come in the query string.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -35,51 +37,13 @@ pub struct StreamParams {
     pub bbox: Option<String>,
 }
 
-/// Parses an event id given as parameter `param`.
-pub fn parse_cursor(param: &'static str, value: Option<&str>) -> Result<Option<EventId>, Error> {
-    value
-        .map(str::parse::<EventId>)
-        .transpose()
-        .map_err(|e| Error::InvalidParameter {
-            param,
-            detail: e.to_string(),
-        })
-}
-
 impl StreamParams {
     /// The cursor and filter these parameters ask for.
     pub fn parse(&self) -> Result<(Option<EventId>, Filter), Error> {
         let after = parse_cursor("after", self.after.as_deref())?;
         let last_event_id = parse_cursor("lastEventId", self.last_event_id.as_deref())?;
-        Ok((after.or(last_event_id), self.filter()?))
-    }
-
-    fn filter(&self) -> Result<Filter, Error> {
-        let trackers = match self.tracker.as_deref() {
-            None => None,
-            Some(list) => {
-                let names: Vec<String> = list.split(',').map(str::to_owned).collect();
-                if let Some(bad) = names.iter().find(|n| !is_valid_tracker(n)) {
-                    return Err(Error::InvalidParameter {
-                        param: "tracker",
-                        detail: format!(
-                            "{bad:?} is not a tracker name (1 to 64 characters from A-Z a-z 0-9 . _ : -, comma-separated)"
-                        ),
-                    });
-                }
-                Some(names)
-            }
-        };
-        let bbox = self
-            .bbox
-            .as_deref()
-            .map(|b| b.parse::<BoundingBox>())
-            .transpose()
-            .map_err(|e| Error::InvalidParameter {
-                param: "bbox",
-                detail: e.to_string(),
-            })?;
-        Ok(Filter { trackers, bbox })
+        let filter = Filter::from_query(self.tracker.as_deref(), self.bbox.as_deref())?;
+        Ok((after.or(last_event_id), filter))
     }
 }
 

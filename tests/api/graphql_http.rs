@@ -245,3 +245,56 @@ async fn a_browser_gets_graphiql_with_every_asset_served_locally() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_bad_cursor_tracker_or_box_is_refused_alike_by_graphql_and_the_http_streams() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            "after=yesterday",
+            "{ history(after: \"yesterday\") { cursorTooOld } }",
+        ),
+        (
+            "tracker=bus-1,a%20b",
+            "{ history(tracker: [\"bus-1\", \"a b\"]) { cursorTooOld } }",
+        ),
+        (
+            "bbox=10,91,20,50",
+            "{ history(bbox: {minLongitude: 10, minLatitude: 91, maxLongitude: 20, maxLatitude: 50}) { cursorTooOld } }",
+        ),
+    ];
+    for (query_string, document) in cases {
+        let response = app
+            .http
+            .get(app.url(&format!("/longlat/history?{query_string}")))
+            .send()
+            .await
+            .expect("GET /longlat/history");
+        assert_eq!(response.status(), 400, "{query_string}");
+        let problem: Value = response.json().await.expect("a problem document");
+        let answer = app.graphql(document, json!({})).await;
+        let extensions = &answer["errors"][0]["extensions"];
+        assert_eq!(extensions["code"], problem["code"], "{answer}");
+        assert_eq!(extensions["field"], problem["field"], "{answer}");
+        assert_eq!(
+            answer["errors"][0]["message"], problem["detail"],
+            "{query_string}"
+        );
+    }
+
+    // An id to look up is named as the id, not as a cursor.
+    let rest: Value = app
+        .http
+        .get(app.url("/longlat/yesterday"))
+        .send()
+        .await
+        .expect("GET /longlat/{id}")
+        .json()
+        .await
+        .expect("a problem document");
+    let answer = app
+        .graphql("{ event(id: \"yesterday\") { id } }", json!({}))
+        .await;
+    assert_eq!(answer["errors"][0]["extensions"]["field"], rest["field"]);
+    assert_eq!(rest["field"], "id");
+}
