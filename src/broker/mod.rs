@@ -55,6 +55,23 @@ pub enum GapReason {
     Lagged,
 }
 
+impl Gap {
+    /// Whether the stream ends after this notice: a subscriber that lagged
+    /// is told, then its stream ends (`/ws` closes with 4008, `/events`
+    /// ends, a GraphQL subscription completes) and it resumes with the
+    /// last id it received; after `cursor-too-old` it goes on. Decided here
+    /// once for every transport.
+    pub fn ends_stream(&self) -> bool {
+        self.reason == GapReason::Lagged
+    }
+
+    /// The notice as JSON: a `/ws` text frame, and the `data` of an
+    /// `/events` `gap` event.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a gap notice always serialises")
+    }
+}
+
 impl GapReason {
     /// Stable machine-readable name, used on every transport.
     pub fn as_str(self) -> &'static str {
@@ -119,5 +136,37 @@ pub trait Broker: Send + Sync + 'static {
     /// The event with this id, while it is still in history.
     fn get(&self, id: EventId) -> Option<Arc<Event>> {
         self.hub().get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lagged_notice_ends_the_stream_and_a_too_old_cursor_does_not() {
+        let id = |millis| EventId { millis, seq: 0 };
+        let lagged = Gap {
+            reason: GapReason::Lagged,
+            after: Some(id(1)),
+            resumed_from: Some(id(5)),
+            missed: Some(3),
+        };
+        assert!(lagged.ends_stream());
+        assert_eq!(
+            lagged.to_json(),
+            r#"{"type":"gap","reason":"lagged","after":"1-0","resumedFrom":"5-0","missed":3}"#
+        );
+        let too_old = Gap {
+            reason: GapReason::CursorTooOld,
+            after: Some(id(1)),
+            resumed_from: None,
+            missed: None,
+        };
+        assert!(!too_old.ends_stream());
+        assert_eq!(
+            too_old.to_json(),
+            r#"{"type":"gap","reason":"cursor-too-old","after":"1-0","resumedFrom":null,"missed":null}"#
+        );
     }
 }

@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt};
 
 use super::{authorize, invalid};
 use crate::access::Scope;
-use crate::broker::{Broker, Delivery, GapReason};
+use crate::broker::{Broker, Delivery};
 use crate::error::Error;
 use crate::model::{BoundingBox, Filter, PositionEvent, parse_cursor};
 
@@ -48,7 +48,7 @@ impl Subscription {
                 let item = (!*ended).then(|| match delivery {
                     Delivery::Event(event) => Ok(event.position.clone()),
                     Delivery::Gap(gap) => {
-                        *ended = gap.reason == GapReason::Lagged;
+                        *ended = gap.ends_stream();
                         Err(Error::EventsLost(gap).extend())
                     }
                 });

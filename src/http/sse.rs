@@ -45,7 +45,7 @@ use super::fanout::{Fanout, Framing, Handback, Seat, handed_back};
 use super::params::parse_cursor;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::{ConnectionPermit, Scope};
-use crate::broker::{Delivery, GapReason, Subscription};
+use crate::broker::{Delivery, Subscription};
 use crate::error::{Error, Problem};
 use crate::net::{Connection, Writer};
 use crate::shutdown::Shutdown;
@@ -292,12 +292,11 @@ fn frames(
                         event.sse.clone()
                     }
                     Delivery::Gap(gap) => {
-                        st.ended = gap.reason == GapReason::Lagged;
+                        st.ended = gap.ends_stream();
                         if st.ended {
                             st.stats.lagged();
                         }
-                        let json = serde_json::to_string(&gap).expect("a gap notice always serialises");
-                        Bytes::from(format!("event: gap\ndata: {json}\n\n"))
+                        Bytes::from(format!("event: gap\ndata: {}\n\n", gap.to_json()))
                     }
                 },
                 _ = st.keepalive.tick() => Bytes::from_static(b": keep-alive\n\n"),

@@ -26,7 +26,7 @@ use super::fanout::{Fanout, Framing, Handback, Seat, handed_back};
 use super::within;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::Scope;
-use crate::broker::{Delivery, GapReason, Subscription};
+use crate::broker::{Delivery, Subscription};
 use crate::config::Config;
 use crate::error::{Error, Problem};
 use crate::model::PositionEvent;
@@ -463,9 +463,6 @@ fn frame_for(delivery: Delivery) -> (Utf8Bytes, bool) {
                 .expect("event JSON is serialised from a String");
             (text, false)
         }
-        Delivery::Gap(gap) => {
-            let json = serde_json::to_string(&gap).expect("a gap notice always serialises");
-            (json.into(), gap.reason == GapReason::Lagged)
-        }
+        Delivery::Gap(gap) => (gap.to_json().into(), gap.ends_stream()),
     }
 }
