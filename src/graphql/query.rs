@@ -8,7 +8,7 @@ use super::{authorize, invalid};
 use crate::access::Scope;
 use crate::broker::Broker;
 use crate::error::Error;
-use crate::model::{BoundingBox, Filter, PositionEvent, parse_cursor};
+use crate::model::{BoundingBox, Filter, PositionEvent, check_tracker, parse_cursor};
 
 /// Events one `history` call returns when it gives no `limit`.
 pub const DEFAULT_HISTORY_LIMIT: i32 = 100;
@@ -50,6 +50,9 @@ impl Query {
     ) -> async_graphql::Result<Option<PositionEvent>> {
         authorize(ctx, Scope::Subscribe)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
+        if let Some(name) = &tracker {
+            check_tracker("tracker", name).map_err(invalid)?;
+        }
         Ok(broker
             .latest(tracker.as_deref())
             .map(|event| event.position.clone()))

@@ -247,7 +247,7 @@ async fn a_browser_gets_graphiql_with_every_asset_served_locally() {
 }
 
 #[tokio::test]
-async fn a_bad_cursor_tracker_or_box_is_refused_alike_by_graphql_and_the_http_streams() {
+async fn a_bad_cursor_tracker_or_box_is_refused_alike_over_graphql_and_http() {
     let app = spawn_app().await;
     let cases = [
         (
@@ -258,15 +258,21 @@ async fn a_bad_cursor_tracker_or_box_is_refused_alike_by_graphql_and_the_http_st
             "tracker=bus-1,a%20b",
             "{ history(tracker: [\"bus-1\", \"a b\"]) { cursorTooOld } }",
         ),
+        ("tracker=a%20b", "{ latest(tracker: \"a b\") { id } }"),
         (
             "bbox=10,91,20,50",
             "{ history(bbox: {minLongitude: 10, minLatitude: 91, maxLongitude: 20, maxLatitude: 50}) { cursorTooOld } }",
         ),
     ];
     for (query_string, document) in cases {
+        let path = if document.contains("latest") {
+            "latest"
+        } else {
+            "history"
+        };
         let response = app
             .http
-            .get(app.url(&format!("/longlat/history?{query_string}")))
+            .get(app.url(&format!("/longlat/{path}?{query_string}")))
             .send()
             .await
             .expect("GET /longlat/history");
