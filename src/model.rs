@@ -3,7 +3,10 @@
 //!
 //! One type per concept, shared by REST, GraphQL and OpenAPI. Validation
 //! lives here and nowhere else: [`PositionInput::validate`] is the only way
-//! to build a [`ValidPosition`], and the broker accepts nothing else.
+//! to build a [`ValidPosition`], and the broker accepts nothing else. What
+//! a subscriber asks for ([`Filter`], a cursor) is parsed here once for
+//! every transport, and what it is told when events were lost ([`Gap`]) is
+//! decided here once.
 
 use std::fmt;
 use std::str::FromStr;
@@ -299,6 +302,61 @@ impl Event {
     }
 }
 
+/// An explicit notice that some events will never reach this subscriber.
+///
+/// Serialised as `{"type":"gap","reason":..,"after":..,"resumedFrom":..,"missed":..}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename = "gap", rename_all = "camelCase")]
+pub struct Gap {
+    /// Why the events were lost.
+    pub reason: GapReason,
+    /// The last event id the subscriber had (its cursor), if any.
+    pub after: Option<EventId>,
+    /// The first event id delivered after the gap, when one exists yet.
+    pub resumed_from: Option<EventId>,
+    /// How many events were skipped, when the broker knows.
+    pub missed: Option<u64>,
+}
+
+/// Why a [`Gap`] happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GapReason {
+    /// The subscriber asked to resume from an id older than history (or one
+    /// this broker never issued, for example from before a restart), or the
+    /// history its cursor pointed into was lost (Redis came back empty).
+    CursorTooOld,
+    /// The subscriber read so slowly that history moved past its cursor.
+    Lagged,
+}
+
+impl Gap {
+    /// Whether the stream ends after this notice: a subscriber that lagged
+    /// is told, then its stream ends (`/ws` closes with 4008, `/events`
+    /// ends, a GraphQL subscription completes) and it resumes with the
+    /// last id it received; after `cursor-too-old` it goes on. Decided here
+    /// once for every transport.
+    pub fn ends_stream(&self) -> bool {
+        self.reason == GapReason::Lagged
+    }
+
+    /// The notice as JSON: a `/ws` text frame, and the `data` of an
+    /// `/events` `gap` event.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a gap notice always serialises")
+    }
+}
+
+impl GapReason {
+    /// Stable machine-readable name, used on every transport.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CursorTooOld => "cursor-too-old",
+            Self::Lagged => "lagged",
+        }
+    }
+}
+
 /// Which events a subscriber wants; an empty filter matches everything.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
@@ -505,5 +563,32 @@ mod tests {
         assert!("0,91,1,5".parse::<BoundingBox>().is_err());
         let flipped: BoundingBox = "0,10,1,5".parse().unwrap();
         assert!(flipped.contains(0.5, 7.0));
+    }
+
+    #[test]
+    fn a_lagged_notice_ends_the_stream_and_a_too_old_cursor_does_not() {
+        let id = |millis| EventId { millis, seq: 0 };
+        let lagged = Gap {
+            reason: GapReason::Lagged,
+            after: Some(id(1)),
+            resumed_from: Some(id(5)),
+            missed: Some(3),
+        };
+        assert!(lagged.ends_stream());
+        assert_eq!(
+            lagged.to_json(),
+            r#"{"type":"gap","reason":"lagged","after":"1-0","resumedFrom":"5-0","missed":3}"#
+        );
+        let too_old = Gap {
+            reason: GapReason::CursorTooOld,
+            after: Some(id(1)),
+            resumed_from: None,
+            missed: None,
+        };
+        assert!(!too_old.ends_stream());
+        assert_eq!(
+            too_old.to_json(),
+            r#"{"type":"gap","reason":"cursor-too-old","after":"1-0","resumedFrom":null,"missed":null}"#
+        );
     }
 }

@@ -17,6 +17,7 @@ use futures::future::BoxFuture;
 pub use hub::{CURSOR_LEEWAY, CursorAhead, History, Hub, HubSettings, Subscription};
 
 use crate::model::{Event, EventId, Filter, ValidPosition};
+pub use crate::model::{Gap, GapReason};
 
 /// What a subscriber receives.
 #[derive(Debug, Clone)]
@@ -25,61 +26,6 @@ pub enum Delivery {
     Event(Arc<Event>),
     /// Events were lost between the subscriber's cursor and what follows.
     Gap(Gap),
-}
-
-/// An explicit notice that some events will never reach this subscriber.
-///
-/// Serialised as `{"type":"gap","reason":..,"after":..,"resumedFrom":..,"missed":..}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename = "gap", rename_all = "camelCase")]
-pub struct Gap {
-    /// Why the events were lost.
-    pub reason: GapReason,
-    /// The last event id the subscriber had (its cursor), if any.
-    pub after: Option<EventId>,
-    /// The first event id delivered after the gap, when one exists yet.
-    pub resumed_from: Option<EventId>,
-    /// How many events were skipped, when the broker knows.
-    pub missed: Option<u64>,
-}
-
-/// Why a [`Gap`] happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum GapReason {
-    /// The subscriber asked to resume from an id older than history (or one
-    /// this broker never issued, for example from before a restart), or the
-    /// history its cursor pointed into was lost (Redis came back empty).
-    CursorTooOld,
-    /// The subscriber read so slowly that history moved past its cursor.
-    Lagged,
-}
-
-impl Gap {
-    /// Whether the stream ends after this notice: a subscriber that lagged
-    /// is told, then its stream ends (`/ws` closes with 4008, `/events`
-    /// ends, a GraphQL subscription completes) and it resumes with the
-    /// last id it received; after `cursor-too-old` it goes on. Decided here
-    /// once for every transport.
-    pub fn ends_stream(&self) -> bool {
-        self.reason == GapReason::Lagged
-    }
-
-    /// The notice as JSON: a `/ws` text frame, and the `data` of an
-    /// `/events` `gap` event.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a gap notice always serialises")
-    }
-}
-
-impl GapReason {
-    /// Stable machine-readable name, used on every transport.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CursorTooOld => "cursor-too-old",
-            Self::Lagged => "lagged",
-        }
-    }
 }
 
 /// A broker failure: the event was not accepted.
@@ -136,37 +82,5 @@ pub trait Broker: Send + Sync + 'static {
     /// The event with this id, while it is still in history.
     fn get(&self, id: EventId) -> Option<Arc<Event>> {
         self.hub().get(id)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lagged_notice_ends_the_stream_and_a_too_old_cursor_does_not() {
-        let id = |millis| EventId { millis, seq: 0 };
-        let lagged = Gap {
-            reason: GapReason::Lagged,
-            after: Some(id(1)),
-            resumed_from: Some(id(5)),
-            missed: Some(3),
-        };
-        assert!(lagged.ends_stream());
-        assert_eq!(
-            lagged.to_json(),
-            r#"{"type":"gap","reason":"lagged","after":"1-0","resumedFrom":"5-0","missed":3}"#
-        );
-        let too_old = Gap {
-            reason: GapReason::CursorTooOld,
-            after: Some(id(1)),
-            resumed_from: None,
-            missed: None,
-        };
-        assert!(!too_old.ends_stream());
-        assert_eq!(
-            too_old.to_json(),
-            r#"{"type":"gap","reason":"cursor-too-old","after":"1-0","resumedFrom":null,"missed":null}"#
-        );
     }
 }
