@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 mod filter;
 
-pub use filter::{InvalidParameter, check_tracker, parse_cursor};
+pub use filter::{InvalidParameter, check_tracker, parse_cursor, parse_id};
 
 /// Longest allowed `tracker` name, in bytes (every allowed byte is ASCII).
 pub const TRACKER_MAX_LEN: usize = 64;

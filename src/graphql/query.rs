@@ -8,7 +8,7 @@ use super::{authorize, invalid};
 use crate::access::Scope;
 use crate::broker::Broker;
 use crate::error::Error;
-use crate::model::{BoundingBox, Filter, PositionEvent, check_tracker, parse_cursor};
+use crate::model::{BoundingBox, Filter, PositionEvent, check_tracker, parse_cursor, parse_id};
 
 /// Events one `history` call returns when it gives no `limit`.
 pub const DEFAULT_HISTORY_LIMIT: i32 = 100;
@@ -66,10 +66,8 @@ impl Query {
     ) -> async_graphql::Result<Option<PositionEvent>> {
         authorize(ctx, Scope::Subscribe)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
-        let id = parse_cursor("id", Some(id.as_str())).map_err(invalid)?;
-        Ok(id
-            .and_then(|id| broker.get(id))
-            .map(|event| event.position.clone()))
+        let id = parse_id("id", id.as_str()).map_err(invalid)?;
+        Ok(broker.get(id).map(|event| event.position.clone()))
     }
 
     /// Recent events, oldest first, at most `limit` (1 to 1000) per page.

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body};
 use crate::access::Scope;
 use crate::error::{Error, Problem};
-use crate::model::{Event, EventId, PositionEvent, PositionInput};
+use crate::model::{Event, EventId, PositionEvent, PositionInput, parse_id};
 use crate::publish::Publisher;
 
 /// The REST routes.
@@ -138,12 +138,7 @@ async fn event_by_id(
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
-    let parsed: EventId =
-        id.parse()
-            .map_err(|e: crate::model::InvalidEventId| Error::InvalidParameter {
-                param: "id",
-                detail: e.to_string(),
-            })?;
+    let parsed = parse_id("id", &id)?;
     let event = state
         .broker
         .get(parsed)

@@ -18,18 +18,22 @@ pub struct InvalidParameter {
     pub detail: String,
 }
 
+/// An event id sent as parameter `param`.
+pub fn parse_id(param: &'static str, value: &str) -> Result<EventId, InvalidParameter> {
+    value
+        .parse()
+        .map_err(|e: super::InvalidEventId| InvalidParameter {
+            param,
+            detail: e.to_string(),
+        })
+}
+
 /// An event id sent as parameter `param`, when one was sent.
 pub fn parse_cursor(
     param: &'static str,
     value: Option<&str>,
 ) -> Result<Option<EventId>, InvalidParameter> {
-    value
-        .map(str::parse::<EventId>)
-        .transpose()
-        .map_err(|e| InvalidParameter {
-            param,
-            detail: e.to_string(),
-        })
+    value.map(|id| parse_id(param, id)).transpose()
 }
 
 /// Refuses `name`, sent as parameter `param`, unless it is a tracker name.
