@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use async_graphql::{ErrorExtensions, PathSegment, Pos, Response, ServerError};
+use async_graphql::{ErrorExtensions, PathSegment, Response, ServerError};
 use futures::stream::{BoxStream, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -345,10 +345,11 @@ fn lagged(missed: u64) -> Outcome {
         resumed_from: None,
         missed: Some(missed),
     };
-    let error: ServerError = Error::EventsLost(gap)
-        .extend()
-        .into_server_error(Pos::default())
-        .with_path(vec![PathSegment::Field("positions".into())]);
+    // About the stream, not a place in the document: no `locations`.
+    let extended = Error::EventsLost(gap).extend();
+    let mut error = ServerError::new(extended.message, None);
+    error.extensions = extended.extensions;
+    error.path = vec![PathSegment::Field("positions".into())];
     Outcome::of(&Response::from_errors(vec![error]))
 }
 
