@@ -21,6 +21,30 @@
 //! - [`fds`]: the open-file limit, raised at start, and the descriptors kept
 //!   back from streams for requests.
 //! - [`cli`]: the command line, and the `publish`, `watch` and `bench` clients.
+//! - [`wire`]: the bytes sent to subscribers, made once per event.
+//!
+//! # How an event travels
+//!
+//! ```text
+//! POST /longlat ─ http::rest::publish ─┐
+//! GraphQL publish ─ graphql::Mutation ─┴─ publish::Publisher (authorize, rate,
+//!     tracker, validate) ─ Broker::publish (memory, or redis: XADD, back
+//!     through the stream reader) ─ broker::Hub::append_with: numbered, kept
+//!     in the history ring, subscribers woken; model::Event holds its
+//!     wire forms, made once
+//!
+//! GET /ws ─ http::ws::upgrade ─ Broker::subscribe (a cursor in the ring)
+//!     ─ http::ws::stream_events reads history until caught up, then parks
+//!       its socket in http::fanout: a shard per worker follows the hub
+//!       and pushes each event's ready frame to every parked socket
+//!       (net::Batch: one io_uring submission per batch) ─ net::Writer
+//!     ─ a socket that does not take a frame whole is handed back and reads
+//!       on from its cursor (told of a gap if it fell behind history)
+//! GET /events ─ http::sse::events: the same, the frame as an HTTP chunk
+//! GraphQL subscription ─ http::graphql_ws ─ SharedExecutions::join: one
+//!     execution per distinct subscription, results kept in a ring, written
+//!     by lanes to parked sockets as the fan-out writes events
+//! ```
 
 pub mod access;
 pub mod broker;
