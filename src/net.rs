@@ -177,7 +177,7 @@ impl Out {
     }
 }
 
-/// What [`Socket::push`] did with a frame.
+/// What [`Writer::push`] did with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
     /// The kernel took all of it.

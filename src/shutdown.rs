@@ -1,7 +1,7 @@
 //! Shutdown: Ctrl-C or SIGTERM trips one token that every long-lived task
 //! holds and selects on. Upgraded WebSockets are outside axum's graceful
 //! shutdown, so each stream watches the token and closes itself politely.
-//! Event streams that run in tasks of their own (see [`crate::http::sse`])
+//! Event streams that run in tasks of their own (see `http::sse`)
 //! are spawned through the handle, so the server waits for them to end as
 //! it waits for requests in flight.
 

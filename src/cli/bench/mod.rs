@@ -8,7 +8,7 @@
 //! before measuring; publish `--rate` positions a second for `--duration`
 //! seconds from `--publishers` keep-alive connections; wait until every
 //! expected delivery arrived (or `--settle` passes); report. Each position
-//! carries its sequence number in its coordinates ([`codec`]), so each
+//! carries its sequence number in its coordinates (see `codec`), so each
 //! delivery is matched to the instant just before its POST.
 
 mod codec;
