@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::graphql_limits::graphql_get;
+use crate::graphql_limits::{doubling, graphql_get};
 use crate::node_client::POSITIONS;
 use crate::test_app::{TestApp, spawn_app_with, within};
 
@@ -516,14 +516,7 @@ async fn a_server_with_a_token_file_it_cannot_use_does_not_start() {
 async fn with_every_operation_protected_a_graphql_document_is_not_read_without_a_credential() {
     let app = app_with_tokens("graphql-before-parse", &["publish", "subscribe"]).await;
     // Fragments that double at each level: refused unread, so at no cost.
-    let mut hostile = String::from("query { ...F0 }");
-    for level in 0..30 {
-        let next = level + 1;
-        hostile.push_str(&format!(
-            " fragment F{level} on Query {{ ...F{next} ...F{next} }}"
-        ));
-    }
-    hostile.push_str(" fragment F30 on Query { latest { id } }");
+    let hostile = doubling("query { ...F0 }", "Query", 30, "latest { id }");
     for token in [None, Some("not-a-token")] {
         let mut request = app
             .http

@@ -20,7 +20,7 @@ const BUDGET: Duration = Duration::from_secs(2);
 /// `levels` fragments on `on`, each spreading the next twice (its cost
 /// doubles with each level when fragments are expanded), the last one
 /// selecting `leaf`; `root` is the operation, which spreads `...F0`.
-fn doubling(root: &str, on: &str, levels: usize, leaf: &str) -> String {
+pub fn doubling(root: &str, on: &str, levels: usize, leaf: &str) -> String {
     let mut document = String::from(root);
     for level in 0..levels {
         let next = level + 1;
