@@ -185,6 +185,18 @@ pub struct Config {
           value_parser = ["on", "off"])]
     pub io_uring: String,
 
+    /// Raster tiles for the map page, for viewers who are online: a URL
+    /// template as Leaflet takes it, e.g. `https://tile.example.org/{z}/{x}/{y}.png`
+    /// (`{s}`, `{r}` also work). Unset: the map draws only its built-in
+    /// outline and requests nothing from anywhere but this server.
+    #[arg(long, env = "LONGLAT_MAP_TILES", value_parser = parse_tile_template)]
+    pub map_tiles: Option<String>,
+
+    /// Credit shown on the map under `--map-tiles` (plain text, e.g.
+    /// `© OpenStreetMap contributors`), as the tile provider requires.
+    #[arg(long, env = "LONGLAT_MAP_TILES_ATTRIBUTION", requires = "map_tiles")]
+    pub map_tiles_attribution: Option<String>,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "LONGLAT_LOG_FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
@@ -228,6 +240,8 @@ impl Config {
             workers: 0,
             io_uring: "on".into(),
             log_format: "text".into(),
+            map_tiles: None,
+            map_tiles_attribution: None,
         }
     }
 
@@ -259,6 +273,18 @@ impl Config {
     /// How long shutdown waits for requests and streams.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+/// Accepts an http(s) tile URL template naming `{z}`, `{x}` and `{y}`, so a
+/// typo is caught at start-up rather than as a map of broken images.
+fn parse_tile_template(template: &str) -> Result<String, String> {
+    let web = template.starts_with("https://") || template.starts_with("http://");
+    let placeholders = ["{z}", "{x}", "{y}"].iter().all(|p| template.contains(p));
+    if web && placeholders {
+        Ok(template.to_owned())
+    } else {
+        Err("expected an http:// or https:// URL with {z}, {x} and {y} in it".into())
     }
 }
 

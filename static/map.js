@@ -1,64 +1,124 @@
-// The live map: draws the world from the vendored TopoJSON, follows /ws
-// (or /events when WebSockets are blocked) and resumes from the last id.
-"use strict";
+// The live map: Leaflet over a built-in world outline (and the operator's
+// raster tiles, when configured), every tracker's trail from history, then
+// live positions from /ws (or /events when WebSockets are blocked),
+// resuming from the last id after a cut.
+import { drawTrail } from "./map/trails.js";
+import { placeLabels } from "./map/labels.js";
+import { applyFilter, refreshAges, renderList } from "./map/list.js";
+import { Replay } from "./map/replay.js";
+import { loadOutline, loadTiles } from "./map/basemap.js";
 
-const TRAIL = 12;
+/** Fixes kept per tracker for its trail and replay. */
+const MAX_POINTS = 5000;
+/** Positions without a tracker kept on the map, newest last. */
+const MAX_UNTRACKED = 1000;
+/** Pages of history read at start (1000 events each). */
+const HISTORY_PAGES = 20;
+
 const origin = location.protocol.startsWith("http") ? location.host : "localhost:8844";
 const secure = location.protocol === "https:";
 const $ = (id) => document.getElementById(id);
-const svgNs = "http://www.w3.org/2000/svg";
 
 const state = {
   lastId: null,
-  trackers: new Map(),   // name -> { points: [[lon, lat]], event, seenAt }
+  trackers: new Map(),   // name -> { name, colour, points: [{lat, lon, at}], event, seenAt, marker, label, trail }
+  untracked: [],         // circle markers of positions without a tracker
+  dirty: new Set(),      // trackers whose trail needs redrawing
+  added: false,          // a tracker appeared since the last render
   latest: null,
   caughtUp: 0,
   openedAt: 0,
+  everLive: false,       // a connection opened before: the next one resumes
+  resuming: false,
   transport: "ws",
   wsDelivered: false,
   wsFailures: 0,
   backoff: 500,
+  following: null,
+  viewTouched: false,    // the viewer moved the map: stop fitting it for them
 };
 
-const x = (lon) => lon + 180;
-const y = (lat) => 90 - lat;
+// --- the map ---------------------------------------------------------------
 
-// --- drawing the world -----------------------------------------------------
+const map = L.map("map", { worldCopyJump: true, minZoom: 1, maxZoom: 19 }).setView([20, 0], 2);
+window.longlatMap = map; // for the browser console, and the browser tests
+map.createPane("outline").style.zIndex = 150;
+const outline = L.layerGroup().addTo(map);
+const trails = L.layerGroup().addTo(map);
+const untracked = L.layerGroup().addTo(map);
+const clusters = L.markerClusterGroup({ maxClusterRadius: 40, showCoverageOnHover: false }).addTo(map);
+L.control.scale({ imperial: false }).addTo(map);
+// Leaflet follows window resizes only after a pause; the layout (a phone
+// turned, the list growing) changes the map's size at other times too.
+new ResizeObserver(() => map.invalidateSize()).observe(map.getContainer());
+const replay = new Replay(map);
 
-function ringPath(ring) {
-  let d = "";
-  let prev = null;
-  for (const [lon, lat] of ring) {
-    // A jump across the antimeridian starts a new piece instead of a streak.
-    const move = prev === null || Math.abs(lon - prev) > 180;
-    d += (move ? "M" : "L") + x(lon).toFixed(2) + "," + y(lat).toFixed(2);
-    prev = lon;
-  }
-  return d + "Z";
+for (const kind of ["pointerdown", "wheel", "keydown"]) {
+  map.getContainer().addEventListener(kind, () => { state.viewTouched = true; }, { passive: true });
+}
+map.on("dragstart", () => unfollow());
+const relabel = () => placeLabels(map, state.trackers.values(), state.following);
+map.on("zoomend moveend", relabel);
+clusters.on("animationend spiderfied unspiderfied", relabel);
+
+// Each new tracker's hue is the golden angle on from the last one's, so
+// neighbours seen together (bus-42, bus-43) never share a colour.
+function colourOf(index) {
+  return `hsl(${Math.round((index * 137.508 + 200) % 360)} 80% 62%)`;
 }
 
-function drawLand(topology) {
-  const world = topojson.feature(topology, topology.objects.countries);
-  const land = $("land");
-  for (const feature of world.features) {
-    // Antarctica's outline runs along the map's bottom edge and the
-    // antimeridian; drawn flat it is only streaks, so the ocean shows there.
-    if (feature.id === "010") continue;
-    const { type, coordinates } = feature.geometry || {};
-    const polygons = type === "Polygon" ? [coordinates] : type === "MultiPolygon" ? coordinates : [];
-    const path = document.createElementNS(svgNs, "path");
-    path.setAttribute("d", polygons.flat().map(ringPath).join(""));
-    land.appendChild(path);
-  }
+function addMarker(tracker, at) {
+  const body = document.createElement("div");
+  body.className = "tracker-body";
+  body.dataset.tracker = tracker.name;
+  const dot = document.createElement("span");
+  dot.className = "dot";
+  dot.style.background = tracker.colour;
+  tracker.label = document.createElement("span");
+  tracker.label.className = "label";
+  tracker.label.textContent = tracker.name;
+  body.append(dot, tracker.label);
+  const icon = L.divIcon({ className: "tracker", html: body, iconSize: [14, 14] });
+  tracker.marker = L.marker(at, { icon, title: tracker.name, riseOnHover: true });
+  tracker.marker.on("click", () => pick(tracker.name));
+  clusters.addLayer(tracker.marker);
 }
 
-function drawGraticule() {
-  let d = "";
-  for (let lon = -150; lon <= 150; lon += 30) d += `M${x(lon)},0V180`;
-  for (let lat = -60; lat <= 60; lat += 30) d += `M0,${y(lat)}H360`;
-  const path = document.createElementNS(svgNs, "path");
-  path.setAttribute("d", d);
-  $("graticule").appendChild(path);
+function addUntracked(event) {
+  const dot = L.circleMarker([event.latitude, event.longitude], { className: "untracked", radius: 4, weight: 1 })
+    .bindTooltip(`no tracker · ${new Date(event.receivedAt).toLocaleString()}`);
+  dot.addTo(untracked);
+  state.untracked.push(dot);
+  if (state.untracked.length > MAX_UNTRACKED) untracked.removeLayer(state.untracked.shift());
+}
+
+function fitAll() {
+  const points = [...state.trackers.values()].map((t) => t.marker.getLatLng());
+  if (points.length === 0) points.push(...state.untracked.map((dot) => dot.getLatLng()));
+  if (points.length === 0) return;
+  map.fitBounds(L.latLngBounds(points), { padding: [48, 48], maxZoom: 15, animate: false });
+}
+
+// --- following -------------------------------------------------------------
+
+/** Zooms to tracker `name`, follows it as it moves, and offers its replay. */
+function pick(name) {
+  const tracker = state.trackers.get(name);
+  if (!tracker) return;
+  state.following = name;
+  replay.select(tracker);
+  const chip = $("following");
+  chip.querySelector("b").textContent = name;
+  chip.hidden = false;
+  map.setView(tracker.marker.getLatLng(), Math.max(map.getZoom(), 16));
+  scheduleRender();
+}
+
+function unfollow() {
+  if (!state.following) return;
+  state.following = null;
+  $("following").hidden = true;
+  scheduleRender();
 }
 
 // --- what the page shows ---------------------------------------------------
@@ -75,58 +135,21 @@ function showNotice(text) {
   notice.hidden = false;
 }
 
-function ago(ms) {
-  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-  if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  return `${Math.floor(s / 3600)} h ago`;
-}
-
 function render() {
-  const trails = $("trails");
-  const markers = $("markers");
-  trails.replaceChildren();
-  markers.replaceChildren();
-  const list = $("trackers");
-  list.replaceChildren();
-  const sorted = [...state.trackers.entries()].sort((a, b) => b[1].seenAt - a[1].seenAt);
-  for (const [name, tracker] of sorted) {
-    const [lon, lat] = tracker.points[tracker.points.length - 1];
-    if (tracker.points.length > 1) {
-      const trail = document.createElementNS(svgNs, "polyline");
-      trail.setAttribute("class", "trail");
-      trail.dataset.tracker = name;
-      trail.setAttribute("points", tracker.points.map(([a, b]) => `${x(a)},${y(b)}`).join(" "));
-      trails.appendChild(trail);
-    }
-    const marker = document.createElementNS(svgNs, "g");
-    marker.setAttribute("class", "marker" + (state.latest && tracker.event.id === state.latest.id ? " latest" : ""));
-    marker.dataset.tracker = name;
-    const dot = document.createElementNS(svgNs, "circle");
-    dot.setAttribute("cx", x(lon));
-    dot.setAttribute("cy", y(lat));
-    dot.setAttribute("r", 1.6);
-    const label = document.createElementNS(svgNs, "text");
-    label.setAttribute("x", x(lon) + 2.4);
-    label.setAttribute("y", y(lat) + 1.4);
-    label.textContent = name;
-    marker.append(dot, label);
-    markers.appendChild(marker);
-
-    const item = document.createElement("li");
-    item.dataset.tracker = name;
-    item.innerHTML = `<span class="name"></span><span class="seen"></span><span class="where"></span>`;
-    item.querySelector(".name").textContent = name;
-    item.querySelector(".seen").textContent = ago(tracker.seenAt);
-    item.querySelector(".seen").dataset.at = tracker.seenAt;
-    item.querySelector(".where").textContent = `${lat.toFixed(5)}, ${lon.toFixed(5)}`;
-    list.appendChild(item);
+  for (const tracker of state.dirty) drawTrail(trails, tracker);
+  state.dirty.clear();
+  for (const tracker of state.trackers.values()) {
+    tracker.label.parentElement.classList.toggle("latest", tracker.event === state.latest);
   }
-  if (state.trackers.size === 0) {
-    list.innerHTML = `<li class="empty">No positions yet.</li>`;
-  }
-  $("tracker-count").textContent = state.trackers.size;
+  renderList(state.trackers, state.following, pick);
+  $("untracked-count").hidden = state.untracked.length === 0;
+  $("untracked-count").textContent = `+${state.untracked.length} without a tracker`;
   $("latest").textContent = state.latest ? JSON.stringify(state.latest, null, 2) : "–";
+  const followed = state.trackers.get(state.following);
+  if (followed) map.panTo(followed.marker.getLatLng(), { animate: false });
+  else if (state.added && !state.viewTouched) fitAll();
+  state.added = false;
+  relabel();
 }
 
 let renderQueued = false;
@@ -141,15 +164,29 @@ function scheduleRender() {
 
 function onEvent(event) {
   state.lastId = event.id;
-  const name = event.tracker || "(unnamed)";
-  const tracker = state.trackers.get(name) || { points: [] };
-  tracker.points.push([event.longitude, event.latitude]);
-  if (tracker.points.length > TRAIL) tracker.points.shift();
-  tracker.event = event;
-  tracker.seenAt = Date.parse(event.receivedAt);
-  state.trackers.set(name, tracker);
   state.latest = event;
-  if (tracker.seenAt < state.openedAt) {
+  const at = Date.parse(event.receivedAt);
+  if (event.tracker) {
+    let tracker = state.trackers.get(event.tracker);
+    const fix = { lat: event.latitude, lon: event.longitude, at };
+    if (!tracker) {
+      tracker = { name: event.tracker, colour: colourOf(state.trackers.size), points: [] };
+      state.trackers.set(tracker.name, tracker);
+      addMarker(tracker, [fix.lat, fix.lon]);
+      state.added = true;
+    } else {
+      tracker.marker.setLatLng([fix.lat, fix.lon]);
+    }
+    tracker.points.push(fix);
+    if (tracker.points.length > MAX_POINTS) tracker.points.shift();
+    tracker.event = event;
+    tracker.seenAt = at;
+    state.dirty.add(tracker);
+  } else {
+    addUntracked(event);
+    if (state.trackers.size === 0) state.added = true;
+  }
+  if (state.resuming && at < state.openedAt) {
     state.caughtUp += 1;
     setStatus("resumed", `resumed · ${state.caughtUp} caught up (${state.transport})`);
   }
@@ -174,12 +211,15 @@ function query() {
   return state.lastId ? "?after=" + encodeURIComponent(state.lastId) : "";
 }
 
+// "resumed" only when this page had a live connection before and asked to
+// carry on after its last event; a fresh page that read history is live.
 function opened() {
   state.openedAt = Date.now();
   state.caughtUp = 0;
   state.backoff = 500;
-  setStatus(state.lastId ? "resumed" : "connected",
-    (state.lastId ? "resumed" : "connected") + ` (${state.transport})`);
+  state.resuming = state.everLive && state.lastId !== null;
+  state.everLive = true;
+  setStatus(state.resuming ? "resumed" : "live", `${state.resuming ? "resumed" : "live"} (${state.transport})`);
 }
 
 function connectWs() {
@@ -212,29 +252,26 @@ function connectSse() {
 // Every event still in history, so a freshly opened map shows every
 // tracker's latest position and trail; the stream then resumes after it.
 async function loadHistory() {
-  for (let page = 0; page < 20; page++) {
-    const response = await fetch("/longlat/history?limit=1000" + (state.lastId ? "&after=" + state.lastId : ""));
+  let after = null;
+  for (let page = 0; page < HISTORY_PAGES; page++) {
+    const response = await fetch("/longlat/history?limit=1000" + (after ? "&after=" + encodeURIComponent(after) : ""));
     if (!response.ok) return;
-    const { events } = await response.json();
+    const { events, next } = await response.json();
     for (const event of events) onEvent(event);
-    if (events.length < 1000) return;
+    if (events.length < 1000 || !next) return;
+    after = next;
   }
 }
 
 async function start() {
   for (const el of document.querySelectorAll(".host")) el.textContent = origin;
-  drawGraticule();
-  try {
-    const response = await fetch("/assets/vendor/world-atlas/countries-110m.json");
-    drawLand(await response.json());
-  } catch (err) {
-    showNotice("The world outline could not be loaded; positions still show.");
-  }
-  if (location.protocol.startsWith("http")) await loadHistory().catch(() => {});
+  $("filter").addEventListener("input", applyFilter);
+  $("unfollow").addEventListener("click", unfollow);
+  loadTiles(map, outline).catch(() => showNotice("The map tile settings could not be read; showing the outline."));
+  loadOutline(outline).catch(() => showNotice("The world outline could not be loaded; positions still show."));
+  if (location.protocol.startsWith("http")) await loadHistory().catch((err) => console.error("history:", err));
   connectWs();
-  setInterval(() => {
-    for (const seen of document.querySelectorAll(".seen")) seen.textContent = ago(Number(seen.dataset.at));
-  }, 1000);
+  setInterval(refreshAges, 1000);
 }
 
 start();

@@ -1,10 +1,12 @@
 //! The browser pages and their assets, compiled into the binary from
 //! `static/` so the server runs from any directory and needs no internet.
 
-use axum::extract::Path;
+use axum::Json;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -14,38 +16,53 @@ use crate::error::Error;
 const TUTORIAL_PAGE: &str = include_str!("../../static/index.html");
 const MAP_PAGE: &str = include_str!("../../static/map.html");
 
+/// One file under `/assets/`, compiled in from `static/`.
+macro_rules! asset {
+    ($path:literal, $media_type:expr) => {
+        (
+            $path,
+            $media_type,
+            include_bytes!(concat!("../../static/", $path)) as &[u8],
+        )
+    };
+}
+
+const LICENCE: &str = "text/plain; charset=utf-8";
+
 /// Files under `/assets/`: path, media type, contents.
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    (
-        "map.js",
-        "text/javascript",
-        include_bytes!("../../static/map.js"),
-    ),
-    (
-        "map.css",
-        "text/css",
-        include_bytes!("../../static/map.css"),
-    ),
-    (
-        "vendor/world-atlas/countries-110m.json",
-        "application/json",
-        include_bytes!("../../static/vendor/world-atlas/countries-110m.json"),
-    ),
-    (
-        "vendor/world-atlas/LICENSE",
-        "text/plain; charset=utf-8",
-        include_bytes!("../../static/vendor/world-atlas/LICENSE"),
-    ),
-    (
+    asset!("map.js", "text/javascript"),
+    asset!("map/labels.js", "text/javascript"),
+    asset!("map/trails.js", "text/javascript"),
+    asset!("map/list.js", "text/javascript"),
+    asset!("map/replay.js", "text/javascript"),
+    asset!("map/basemap.js", "text/javascript"),
+    asset!("map.css", "text/css"),
+    asset!("vendor/world-atlas/countries-10m.json", "application/json"),
+    asset!("vendor/world-atlas/LICENSE", LICENCE),
+    asset!(
         "vendor/topojson-client/topojson-client.min.js",
-        "text/javascript",
-        include_bytes!("../../static/vendor/topojson-client/topojson-client.min.js"),
+        "text/javascript"
     ),
-    (
-        "vendor/topojson-client/LICENSE",
-        "text/plain; charset=utf-8",
-        include_bytes!("../../static/vendor/topojson-client/LICENSE"),
+    asset!("vendor/topojson-client/LICENSE", LICENCE),
+    asset!("vendor/leaflet/leaflet.js", "text/javascript"),
+    asset!("vendor/leaflet/leaflet.css", "text/css"),
+    asset!("vendor/leaflet/LICENSE", LICENCE),
+    asset!("vendor/leaflet/images/layers.png", "image/png"),
+    asset!("vendor/leaflet/images/layers-2x.png", "image/png"),
+    asset!("vendor/leaflet/images/marker-icon.png", "image/png"),
+    asset!("vendor/leaflet/images/marker-icon-2x.png", "image/png"),
+    asset!("vendor/leaflet/images/marker-shadow.png", "image/png"),
+    asset!(
+        "vendor/leaflet.markercluster/leaflet.markercluster.js",
+        "text/javascript"
     ),
+    asset!("vendor/leaflet.markercluster/MarkerCluster.css", "text/css"),
+    asset!(
+        "vendor/leaflet.markercluster/MarkerCluster.Default.css",
+        "text/css"
+    ),
+    asset!("vendor/leaflet.markercluster/LICENSE", LICENCE),
 ];
 
 /// The page routes.
@@ -53,6 +70,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(tutorial_page))
         .routes(routes!(map_page))
+        .routes(routes!(map_settings))
         .route("/assets/{*path}", get(asset))
 }
 
@@ -72,9 +90,10 @@ async fn tutorial_page() -> Html<&'static str> {
 
 /// The live map.
 ///
-/// Every tracker's latest position on a world map with a short trail, the
-/// trackers and when each was last seen, the connection state and the latest
-/// event. Reconnects by itself, resuming from its last event id.
+/// Every tracker's latest position on a map that zooms and pans, with its
+/// trail from history; a list of trackers to filter, follow and replay; the
+/// connection state and the latest event. Reconnects by itself, resuming
+/// from its last event id. Works offline on a built-in 1:10m world outline.
 #[utoipa::path(
     get,
     path = "/map",
@@ -83,6 +102,41 @@ async fn tutorial_page() -> Html<&'static str> {
 )]
 async fn map_page() -> Html<&'static str> {
     Html(MAP_PAGE)
+}
+
+/// What the map page needs to know of the server's settings.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MapSettings {
+    /// Raster tiles to offer under the markers (`--map-tiles`); absent: the
+    /// built-in outline only.
+    pub tiles: Option<MapTiles>,
+}
+
+/// A raster tile layer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MapTiles {
+    /// URL template with `{z}`, `{x}`, `{y}`, as Leaflet takes it.
+    pub url: String,
+    /// Credit to show with the tiles, plain text.
+    pub attribution: Option<String>,
+}
+
+/// The map page's settings.
+///
+/// Read by the map page at start: whether the operator configured a raster
+/// tile layer (`--map-tiles`), and its attribution.
+#[utoipa::path(
+    get,
+    path = "/map/settings",
+    tag = "pages",
+    responses((status = 200, description = "The settings", body = MapSettings)),
+)]
+async fn map_settings(State(state): State<AppState>) -> Json<MapSettings> {
+    let tiles = state.config.map_tiles.clone().map(|url| MapTiles {
+        url,
+        attribution: state.config.map_tiles_attribution.clone(),
+    });
+    Json(MapSettings { tiles })
 }
 
 async fn asset(Path(path): Path<String>) -> Result<Response, Error> {

@@ -47,3 +47,19 @@ async fn swagger_ui_try_it_out_publishes_for_real() {
 async fn a_graphiql_subscription_shows_a_position_posted_with_curl() {
     scenario("graphiql").await;
 }
+
+#[tokio::test]
+async fn three_trackers_a_kilometre_apart_are_three_readable_markers_with_trails_to_follow_and_replay()
+ {
+    scenario("map-city").await;
+}
+
+#[tokio::test]
+async fn the_tracker_list_scrolls_and_filters_and_the_map_fits_a_phone() {
+    scenario("map-list").await;
+}
+
+#[tokio::test]
+async fn the_map_shows_the_raster_tiles_an_operator_configures() {
+    scenario("map-tiles").await;
+}

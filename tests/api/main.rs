@@ -15,6 +15,7 @@ mod graphql_push;
 mod graphql_subscriptions;
 mod history;
 mod limits;
+mod map_settings;
 mod nginx;
 mod node_client;
 mod openapi;

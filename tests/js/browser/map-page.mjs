@@ -24,15 +24,19 @@ await run(async (cleanup) => {
   });
 
   await page.goto(`${server.url}/map`);
-  await wait(page, () => document.getElementById("status").dataset.state === "connected");
-  await wait(page, () => document.querySelectorAll("#land path").length > 100);
+  await wait(page, () => document.getElementById("status").dataset.state === "live");
+  await wait(page, () => document.getElementById("map").dataset.outline === "loaded");
 
   // A posted position shows as a marker at the right place.
   const stockholm = await post(server.url, { longitude: 18.06324, latitude: 59.334591, tracker: "ferry-1" });
-  await wait(page, () => document.querySelector('#markers [data-tracker="ferry-1"] circle'));
-  const dot = await page.$eval('#markers [data-tracker="ferry-1"] circle', (c) => [Number(c.getAttribute("cx")), Number(c.getAttribute("cy"))]);
-  check(Math.abs(dot[0] - (18.06324 + 180)) < 1e-6 && Math.abs(dot[1] - (90 - 59.334591)) < 1e-6,
-    `the marker is at ${dot}, not at Stockholm`);
+  await wait(page, () => document.querySelector('.tracker-body[data-tracker="ferry-1"] .dot'));
+  const offset = await page.$eval('.tracker-body[data-tracker="ferry-1"] .dot', (dot) => {
+    const box = dot.getBoundingClientRect();
+    const map = document.getElementById("map").getBoundingClientRect();
+    const at = window.longlatMap.latLngToContainerPoint([59.334591, 18.06324]);
+    return Math.hypot(box.left + box.width / 2 - map.left - at.x, box.top + box.height / 2 - map.top - at.y);
+  });
+  check(offset < 1.5, `the marker is ${offset} px away from Stockholm`);
   await wait(page, (id) => document.getElementById("latest").textContent.includes(id), stockholm.id);
   await wait(page, () => document.querySelector('#trackers [data-tracker="ferry-1"] .seen'));
 
@@ -46,8 +50,8 @@ await run(async (cleanup) => {
   blocked = false;
   await wait(page, () => /3 caught up/.test(document.getElementById("status").textContent));
   await wait(page, (id) => document.getElementById("latest").textContent.includes(id), missed[2].id);
-  const trail = await page.$eval('#trails [data-tracker="ferry-1"]', (t) => t.getAttribute("points").split(" ").length);
-  check(trail === 4, `the trail has ${trail} points, expected 4`);
+  const trail = await page.$eval('path.trail[data-tracker="ferry-1"]', (t) => [t.dataset.points, t.dataset.segments]);
+  check(trail[0] === "4" && trail[1] === "1", `the trail has ${trail[0]} points in ${trail[1]} pieces, expected 4 in 1`);
 
   // The server restarts (new ids, empty history): the page says so and carries on.
   await server.stop();
@@ -56,7 +60,7 @@ await run(async (cleanup) => {
   await wait(page, () => document.getElementById("status").dataset.state === "resumed");
   await wait(page, () => !document.getElementById("notice").hidden);
   const after = await post(server.url, { longitude: 2.2945, latitude: 48.8584, tracker: "tour-eiffel" });
-  await wait(page, () => document.querySelector('#markers [data-tracker="tour-eiffel"]'));
+  await wait(page, () => document.querySelector('.tracker-body[data-tracker="tour-eiffel"]'));
   await wait(page, (id) => document.getElementById("latest").textContent.includes(id), after.id);
 
   // A few more trackers, for a picture worth looking at.
@@ -64,7 +68,7 @@ await run(async (cleanup) => {
     ["sydney-ferry", 151.2153, -33.8568], ["cape-1", 18.4241, -33.9249]]) {
     await post(server.url, { longitude, latitude, tracker });
   }
-  await wait(page, () => document.querySelectorAll("#markers .marker").length === 6);
+  await wait(page, () => document.querySelectorAll(".tracker-body").length === 6);
   await screenshots(page, "map-page");
 
   // WebSockets blocked: a freshly opened map shows what is in history, then
@@ -75,9 +79,9 @@ await run(async (cleanup) => {
   await fallback.routeWebSocket(/\/ws/, (ws) => ws.close({ code: 1008, reason: "blocked by a proxy" }));
   await fallback.goto(`${server.url}/map`);
   // The five trackers posted since the restart (ferry-1 went with the old server).
-  await wait(fallback, () => document.querySelectorAll("#markers .marker").length === 5);
+  await wait(fallback, () => document.querySelectorAll(".tracker-body").length === 5);
   await wait(fallback, () => /\(sse\)/.test(document.getElementById("status").textContent));
   const overSse = await post(server.url, { longitude: -43.1729, latitude: -22.9068, tracker: "rio-1" });
   await wait(fallback, (id) => document.getElementById("latest").textContent.includes(id), overSse.id);
-  await wait(fallback, () => document.querySelector('#markers [data-tracker="rio-1"]'));
+  await wait(fallback, () => document.querySelector('.tracker-body[data-tracker="rio-1"]'));
 });

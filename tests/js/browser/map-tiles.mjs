@@ -1,0 +1,86 @@
+// An operator who is online adds raster tiles with --map-tiles: the map
+// requests them from the template's server (here one the test runs on
+// localhost) and shows them, with the attribution given, as plain text.
+import { createServer } from "node:http";
+import { deflateSync } from "node:zlib";
+import { check, freePort, launch, offlineOnly, post, run, screenshots, startServer, TIMEOUT } from "./harness.mjs";
+
+const wait = (page, fn, arg) => page.waitForFunction(fn, arg, { timeout: TIMEOUT });
+
+function crc32(bytes) {
+  let crc = ~0;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1));
+  }
+  return ~crc >>> 0;
+}
+
+function chunk(type, data) {
+  const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(data.length);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([length, body, crc]);
+}
+
+/** A 256 px PNG tile: a light checkerboard, so tiles are plain to see in a screenshot. */
+function tilePng() {
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(256, 0);
+  header.writeUInt32BE(256, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const rows = [];
+  for (let y = 0; y < 256; y++) {
+    const row = Buffer.alloc(1 + 256 * 3);
+    for (let x = 0; x < 256; x++) {
+      const light = ((x >> 5) + (y >> 5)) % 2 === 0;
+      row.set(light ? [236, 232, 214] : [214, 226, 236], 1 + x * 3);
+    }
+    rows.push(row);
+  }
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", header),
+    chunk("IDAT", deflateSync(Buffer.concat(rows))), chunk("IEND", Buffer.alloc(0))]);
+}
+
+await run(async (cleanup) => {
+  const png = tilePng();
+  const requested = [];
+  const tiles = createServer((req, res) => {
+    requested.push(req.url);
+    if (!/^\/tiles\/\d+\/\d+\/\d+\.png$/.test(req.url)) { res.writeHead(404).end(); return; }
+    res.writeHead(200, { "Content-Type": "image/png" }).end(png);
+  });
+  await new Promise((resolve) => tiles.listen(0, "127.0.0.1", resolve));
+  cleanup.push(() => new Promise((resolve) => tiles.close(resolve)));
+  const tileBase = `http://127.0.0.1:${tiles.address().port}/tiles/`;
+
+  const attribution = "Test tiles <b>©</b> contributors";
+  const server = await startServer(await freePort(),
+    ["--map-tiles", `${tileBase}{z}/{x}/{y}.png`, "--map-tiles-attribution", attribution]);
+  cleanup.push(() => server.stop());
+  await post(server.url, { longitude: 18.0686, latitude: 59.3293, tracker: "bus-42" });
+
+  const browser = await launch();
+  cleanup.push(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await offlineOnly(context);
+  const page = await context.newPage();
+  page.on("pageerror", (err) => { console.error(`page error: ${err.message}`); process.exitCode = 1; });
+  await page.goto(`${server.url}/map`);
+
+  // Tiles from the template's server, loaded and shown.
+  await wait(page, (base) => [...document.querySelectorAll("img.leaflet-tile-loaded")]
+    .filter((img) => img.src.startsWith(base) && img.naturalWidth === 256 && img.getBoundingClientRect().width > 0).length >= 4,
+  tileBase);
+  check(requested.some((url) => /^\/tiles\/15\/\d+\/\d+\.png$/.test(url)), `no tile at the tracker's zoom: ${requested.join(" ")}`);
+  const opacity = await page.$eval(".leaflet-tile-pane", (p) => getComputedStyle(p).opacity);
+  check(opacity === "1", `the tile pane has opacity ${opacity}`);
+  // The attribution is shown as the text given, not as markup.
+  await wait(page, (text) => document.querySelector(".leaflet-control-attribution").textContent.includes(text), attribution);
+  // The offline outline stays one click away.
+  check(await page.getByText("Outline (offline)").count() === 1, "no way back to the offline outline");
+  await wait(page, () => document.querySelector('.tracker-body[data-tracker="bus-42"]'));
+  await screenshots(page, "map-tiles");
+});
