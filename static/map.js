@@ -62,7 +62,7 @@ map.on("zoomend moveend", relabel);
 clusters.on("animationend spiderfied unspiderfied", relabel);
 
 // Each new tracker's hue is the golden angle on from the last one's, so
-// neighbours seen together (bus-42, bus-43) never share a colour.
+// trackers that appear together (bus-42, bus-43) get far-apart colours.
 function colourOf(index) {
   return `hsl(${Math.round((index * 137.508 + 200) % 360)} 80% 62%)`;
 }
