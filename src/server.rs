@@ -64,9 +64,10 @@ where
         .header_read_timeout(options.header_read_timeout)
         // Header names are case-insensitive, but some clients look them up
         // spelt just so (Python gql's WebSocket transport wants
-        // `Sec-WebSocket-Protocol`): title case, and an upgrade's answer
-        // spelt as its request was (see below).
-        .title_case_headers(true)
+        // `Sec-WebSocket-Protocol`): an upgrade's answer is spelt as its
+        // request was (see below). Other answers stay in lower case: title
+        // case for every response cost about 2,000 instructions a publish
+        // (7%, callgrind), for no client that needs it.
         .preserve_header_case(true);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
