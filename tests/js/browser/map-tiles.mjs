@@ -70,9 +70,10 @@ await run(async (cleanup) => {
   page.on("pageerror", (err) => { console.error(`page error: ${err.message}`); process.exitCode = 1; });
   await page.goto(`${server.url}/map`);
 
-  // Tiles from the template's server, loaded and shown.
+  // Tiles from the template's server, at the tracker's zoom (the map fits
+  // it once history is read: world tiles come first), loaded and shown.
   await wait(page, (base) => [...document.querySelectorAll("img.leaflet-tile-loaded")]
-    .filter((img) => img.src.startsWith(base) && img.naturalWidth === 256 && img.getBoundingClientRect().width > 0).length >= 4,
+    .filter((img) => img.src.startsWith(`${base}15/`) && img.naturalWidth === 256 && img.getBoundingClientRect().width > 0).length >= 4,
   tileBase);
   check(requested.some((url) => /^\/tiles\/15\/\d+\/\d+\.png$/.test(url)), `no tile at the tracker's zoom: ${requested.join(" ")}`);
   const opacity = await page.$eval(".leaflet-tile-pane", (p) => getComputedStyle(p).opacity);
