@@ -15,10 +15,23 @@ pub struct Config {
     #[arg(long, env = "LONGLAT_LISTEN", default_value = "0.0.0.0:8844")]
     pub listen: SocketAddr,
 
-    /// Broker: `memory` (embedded, one process) or `redis://HOST:PORT/DB`
-    /// (Redis Streams, shared by several instances).
-    #[arg(long, env = "LONGLAT_BROKER", default_value = "memory")]
+    /// Broker: `durable` (embedded, one process, events kept on disk in
+    /// `--data-dir`), `memory` (embedded, nothing kept across restarts) or
+    /// `redis://HOST:PORT/DB` (Redis Streams, shared by several instances).
+    #[arg(long, env = "LONGLAT_BROKER", default_value = "durable")]
     pub broker: String,
+
+    /// Directory of the durable broker's log (created if missing; one
+    /// process at a time).
+    #[arg(long, env = "LONGLAT_DATA_DIR", default_value = "./longlat-data")]
+    pub data_dir: PathBuf,
+
+    /// When the durable broker syncs to disk: `always` (before a publish is
+    /// answered: a 201 is on disk), `<N>ms` (at most N ms after the answer:
+    /// a power loss or kernel crash can lose that much) or `none` (when the
+    /// operating system chooses: it can lose about 30 s).
+    #[arg(long, env = "LONGLAT_SYNC", default_value = "always")]
+    pub sync: crate::broker::durable::SyncPolicy,
 
     /// Redis stream key holding the events (with a Redis broker).
     #[arg(long, env = "LONGLAT_REDIS_STREAM", default_value = "longlat:events")]
@@ -208,7 +221,9 @@ impl Config {
     pub fn defaults() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8844)),
-            broker: "memory".into(),
+            broker: "durable".into(),
+            data_dir: PathBuf::from("./longlat-data"),
+            sync: crate::broker::durable::SyncPolicy::Always,
             redis_stream: "longlat:events".into(),
             history_size: 10_000,
             history_max_age_secs: 0,

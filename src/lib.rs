@@ -10,8 +10,9 @@
 //! - [`access`]: who may publish and subscribe, and what one client may cost.
 //! - [`publish`]: the one publish path (authorize, rate, tracker, validate,
 //!   broker) that `POST /longlat` and the GraphQL mutation both call.
-//! - [`broker`]: orders, numbers, keeps and fans out events; [`broker::memory`]
-//!   is the embedded default, [`broker::redis`] serves several instances.
+//! - [`broker`]: orders, numbers, keeps and fans out events; [`broker::durable`]
+//!   is the embedded default, kept on disk; [`broker::memory`] the same in
+//!   memory only; [`broker::redis`] serves several instances.
 //! - [`graphql`]: the GraphQL schema over the same model and broker.
 //! - [`http`]: one file per transport or surface, assembled by [`http::app`].
 //! - [`net`], [`server`]: a client connection's socket, and the accept loop.
@@ -68,6 +69,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::broker::durable::DurableBroker;
 use crate::broker::memory::MemoryBroker;
 use crate::broker::{Broker, BrokerError, HubSettings};
 use crate::config::Config;
@@ -106,6 +108,13 @@ async fn start_broker(
     if config.broker == "memory" {
         return Ok((Arc::new(MemoryBroker::new(settings)), None));
     }
+    if config.broker == "durable" {
+        let (broker, task) =
+            DurableBroker::open(&config.data_dir, settings, config.sync, shutdown.clone())
+                .await
+                .map_err(|err| BrokerError::Unavailable(err.to_string()))?;
+        return Ok((broker, Some(task)));
+    }
     #[cfg(feature = "redis")]
     if config.broker.starts_with("redis://") || config.broker.starts_with("rediss://") {
         let (broker, task) = broker::redis::RedisBroker::connect(
@@ -119,7 +128,7 @@ async fn start_broker(
     }
     let _ = shutdown;
     Err(BrokerError::Unavailable(
-        "unknown broker: use `memory` or `redis://HOST:PORT/DB`".into(),
+        "unknown broker: use `durable`, `memory` or `redis://HOST:PORT/DB`".into(),
     ))
 }
 

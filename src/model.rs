@@ -139,6 +139,20 @@ impl EventId {
         }
     }
 
+    /// The greatest id below `self`: nothing can lie between the two.
+    pub fn just_before(self) -> EventId {
+        match self.seq {
+            0 => EventId {
+                millis: self.millis.saturating_sub(1),
+                seq: u64::MAX,
+            },
+            seq => EventId {
+                millis: self.millis,
+                seq: seq - 1,
+            },
+        }
+    }
+
     /// The id as text (`<millis>-<seq>`), written without the formatting
     /// machinery: every publish writes its id three times (in its JSON,
     /// its SSE `id:` line and the `Location` header).

@@ -30,6 +30,15 @@ pub const FANOUT_SECONDS: &str = "longlat_fanout_pass_duration_seconds";
 /// Parked `/ws` sockets handed back to their connection because they did
 /// not take a frame whole (a slow or stalled reader).
 pub const HANDED_BACK: &str = "longlat_fanout_handed_back_total";
+/// Bytes of the durable store's log on disk.
+pub const STORE_BYTES: &str = "longlat_store_bytes";
+/// Events in the durable store's log on disk.
+pub const STORE_EVENTS: &str = "longlat_store_events";
+/// Time of one sync of the durable store's log (one per batch of
+/// publishes with `--sync always`), in seconds.
+pub const STORE_SYNC_SECONDS: &str = "longlat_store_sync_duration_seconds";
+/// Writes or syncs of the durable store that failed.
+pub const STORE_ERRORS: &str = "longlat_store_errors_total";
 /// Requests refused, by the problem `code`.
 pub const REJECTED: &str = "longlat_rejected_requests_total";
 
@@ -52,6 +61,8 @@ pub fn handle() -> &'static PrometheusHandle {
             .set_buckets_for_metric(Matcher::Full(PUBLISH_SECONDS.into()), &buckets)
             .expect("the bucket list is not empty")
             .set_buckets_for_metric(Matcher::Full(FANOUT_SECONDS.into()), &FANOUT_BUCKETS)
+            .expect("the bucket list is not empty")
+            .set_buckets_for_metric(Matcher::Full(STORE_SYNC_SECONDS.into()), &buckets)
             .expect("the bucket list is not empty");
         let handle = builder
             .install_recorder()
@@ -89,6 +100,11 @@ pub fn publish(via: &'static str, started: Instant, accepted: bool) {
         stats.accepted.increment(1);
     }
     stats.seconds.record(started.elapsed().as_secs_f64());
+}
+
+/// Counts a failed write or sync of the durable store.
+pub fn store_error() {
+    counter!(STORE_ERRORS).increment(1);
 }
 
 /// Counts a refused request.

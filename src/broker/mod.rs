@@ -5,6 +5,7 @@
 //! serves subscribers from it, so history, resume and live delivery are one
 //! mechanism.
 
+pub mod durable;
 mod hub;
 pub mod memory;
 #[cfg(feature = "redis")]
@@ -77,6 +78,16 @@ pub trait Broker: Send + Sync + 'static {
     /// Whether the broker can take and deliver events right now.
     fn is_ready(&self) -> bool {
         true
+    }
+
+    /// Why the broker cannot take events right now, for `/readyz`.
+    fn readiness(&self) -> Result<(), BrokerError> {
+        match self.is_ready() {
+            true => Ok(()),
+            false => Err(BrokerError::Unavailable(
+                "the broker cannot be reached".into(),
+            )),
+        }
     }
 
     /// The event with this id, while it is still in history.

@@ -210,24 +210,10 @@ async fn load_history(
     let mut events: Vec<Arc<Event>> = reply.ids.iter().rev().filter_map(decode).collect();
     events.dedup_by_key(|e| e.id());
     let horizon = match events.first() {
-        Some(oldest) => just_before(oldest.id()),
+        Some(oldest) => oldest.id().just_before(),
         None => last_generated_id(conn, stream).await?,
     };
     Ok((events, horizon))
-}
-
-/// The greatest id below `id`: nothing can lie between the two.
-fn just_before(id: EventId) -> EventId {
-    match id.seq {
-        0 => EventId {
-            millis: id.millis.saturating_sub(1),
-            seq: u64::MAX,
-        },
-        seq => EventId {
-            millis: id.millis,
-            seq: seq - 1,
-        },
-    }
 }
 
 /// The last id the stream ever issued (its entries may all be trimmed), or

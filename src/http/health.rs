@@ -1,5 +1,6 @@
 //! Health for operators and load balancers: `/healthz` (the process
-//! answers) and `/readyz` (the broker is reachable: send traffic here).
+//! answers) and `/readyz` (the broker is reachable and its store can be
+//! written: send traffic here).
 
 use axum::Json;
 use axum::extract::State;
@@ -9,7 +10,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use crate::broker::BrokerError;
 use crate::error::{Error, Problem};
 
 /// The health routes.
@@ -45,15 +45,12 @@ async fn alive() -> Json<Health> {
     tag = "operations",
     responses(
         (status = 200, description = "Ready for traffic", body = Health),
-        (status = 503, description = "The broker is unreachable (`broker-unavailable`)",
+        (status = 503, description = "The broker is unreachable, or its data directory cannot be written (`broker-unavailable`)",
             body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ),
 )]
 async fn ready(State(state): State<AppState>) -> Result<(StatusCode, Json<Health>), Error> {
-    if state.broker.is_ready() {
-        Ok((StatusCode::OK, Json(Health { status: "ready" })))
-    } else {
-        Err(BrokerError::Unavailable("the broker cannot be reached".into()).into())
-    }
+    state.broker.readiness()?;
+    Ok((StatusCode::OK, Json(Health { status: "ready" })))
 }

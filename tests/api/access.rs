@@ -496,7 +496,13 @@ async fn rs256_and_es256_jwts_are_checked_with_the_public_key() {
 async fn a_server_with_a_token_file_it_cannot_use_does_not_start() {
     let bad = token_file("bad", "some-token publsh\n");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_longlat"))
-        .args(["--listen", "127.0.0.1:0", "--tokens-file"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--broker",
+            "memory",
+            "--tokens-file",
+        ])
         .arg(&bad)
         .output();
     let output = within("the server to refuse to start", output)

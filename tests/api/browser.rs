@@ -14,6 +14,7 @@ async fn scenario(name: &str) {
         .arg(&script)
         .current_dir(root)
         .env("LONGLAT_BIN", env!("CARGO_BIN_EXE_longlat"))
+        .env("LONGLAT_BROKER", "memory")
         .env("LONGLAT_ARTIFACTS", root.join("tests/artifacts"))
         .output();
     let output = tokio::time::timeout(std::time::Duration::from_secs(120), run)

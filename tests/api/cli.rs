@@ -218,7 +218,11 @@ async fn start_server_on(addr: SocketAddr) -> (TestApp, JoinHandle<()>) {
     let listener = TcpListener::bind(addr).await.expect("bind");
     let addr = listener.local_addr().expect("local address");
     let shutdown = Shutdown::new();
-    let running = longlat::run(listener, Config::defaults(), shutdown.clone());
+    let config = Config {
+        broker: "memory".into(),
+        ..Config::defaults()
+    };
+    let running = longlat::run(listener, config, shutdown.clone());
     let stopped = tokio::spawn(async move {
         running.await.expect("the server ran");
     });

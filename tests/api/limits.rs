@@ -283,6 +283,7 @@ async fn tokens_never_appear_in_the_logs() {
     std::fs::write(&tokens, "file-token-4f1c\n").expect("a token file");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_longlat"))
         .args(["--listen", "127.0.0.1:0", "--protect", "publish,subscribe"])
+        .args(["--broker", "memory"])
         .args(["--log-format", "json"])
         .arg("--tokens-file")
         .arg(&tokens)

@@ -6,6 +6,7 @@ mod cli;
 mod close_handshake;
 mod cursors;
 mod descriptors;
+mod durable;
 mod fuzz;
 mod generated;
 mod graphql_http;

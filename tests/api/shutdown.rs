@@ -28,6 +28,8 @@ async fn sigterm_closes_websockets_ends_event_streams_and_exits_zero() {
             "json",
             "--workers",
             "1",
+            "--broker",
+            "memory",
         ])
         .stdout(Stdio::piped())
         .kill_on_drop(true)

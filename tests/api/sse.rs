@@ -22,13 +22,13 @@ fn take_frame(text: &mut String) -> Option<String> {
 }
 
 /// A minimal SSE reader over reqwest, for checks below the EventSource's view.
-struct SseReader {
+pub(crate) struct SseReader {
     body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buffer: String,
 }
 
 impl SseReader {
-    async fn open(
+    pub(crate) async fn open(
         app: &TestApp,
         query: &str,
         last_event_id: Option<&str>,
@@ -68,7 +68,7 @@ impl SseReader {
     }
 
     /// The next `(event, id, data)`, skipping comments.
-    async fn next_event(&mut self) -> (String, Option<String>, Value) {
+    pub(crate) async fn next_event(&mut self) -> (String, Option<String>, Value) {
         loop {
             let frame = self.next_frame().await.expect("the stream ended early");
             let field = |name: &str| {

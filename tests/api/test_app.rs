@@ -82,8 +82,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Starts the server with settings adjusted by `adjust`, on a free port.
+/// The broker is the in-memory one unless `adjust` says otherwise, so tests
+/// write no data directory.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::defaults();
+    config.broker = "memory".into();
     adjust(&mut config);
     let listener = TcpListener::bind("127.0.0.1:0")
         .await

@@ -1,0 +1,547 @@
+//! The durable embedded broker, the default: one process, no set-up, and
+//! nothing acknowledged is lost by a restart or a crash.
+//!
+//! Events go to an append-only log in `--data-dir` (see the `store`
+//! module) and, once stored, to the same [`Hub`] the other brokers feed, so
+//! history, resume and live delivery stay one mechanism; the log only sits
+//! under it.
+//!
+//! **Group commit.** Publishers hand their position to one writer task and
+//! wait. The writer takes every position waiting, gives them ids in order
+//! (`<millis>-<seq>`, always after the last stored id, even if the clock went
+//! back), writes them in one go and syncs once (`--sync always`), then
+//! appends them to the hub in order and answers each publisher: a `201`
+//! means the event is on disk, and publishes that arrive together share one
+//! `fdatasync`. `--sync 100ms` answers before the sync and syncs at most
+//! that long after (a crash of the machine, not of the process, loses up to
+//! that much); `--sync none` leaves it to the operating system.
+//!
+//! **Recovery.** At start the log is opened under an exclusive lock, a torn
+//! final write is cut off, and only the newest `--history-size` events are
+//! read into the hub, whose horizon is then the oldest kept event: a cursor
+//! from before the restart resumes exactly. Each tracker's latest position
+//! is kept apart (a snapshot written before old segments are deleted), so
+//! it outlives the events that aged out.
+//!
+//! **Failures.** A failed write (disk full, read-only file system) is cut
+//! back and refused with `503 broker-unavailable` saying why; what was
+//! acknowledged before stays. A failed sync is not retried (the kernel may
+//! have dropped the pages): the broker refuses every publish until it is
+//! restarted, and recovery reads back what really is on disk.
+
+mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use metrics::{gauge, histogram};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use self::store::Store;
+pub use self::store::{OpenError, Retention};
+use super::{Broker, BrokerError, Hub, HubSettings};
+use crate::model::{Event, EventId, PositionEvent, ValidPosition};
+use crate::shutdown::Shutdown;
+use crate::stats;
+
+/// Most positions written in one batch.
+const MAX_BATCH: usize = 4096;
+/// Positions waiting for the writer before publishers wait to hand theirs.
+const QUEUE: usize = 16 * 1024;
+/// Most trackers whose latest position is kept beyond history.
+const MAX_TRACKERS: usize = 100_000;
+/// How often the writer looks for segments past the maximum age.
+const RETENTION_EVERY: Duration = Duration::from_secs(30);
+/// How long `/readyz` answers 503 after a failed write with no success since.
+const UNHEALTHY_FOR: Duration = Duration::from_secs(10);
+
+/// When a write is made durable: `--sync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Before the publisher is answered (`always`, the default).
+    Always,
+    /// At most this long after the publisher was answered (`<N>ms`).
+    Every(Duration),
+    /// When the operating system writes back (`none`).
+    Never,
+}
+
+impl std::str::FromStr for SyncPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(Self::Always),
+            "none" => Ok(Self::Never),
+            _ => s
+                .strip_suffix("ms")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .filter(|ms| *ms > 0)
+                .map(|ms| Self::Every(Duration::from_millis(ms)))
+                .ok_or_else(|| format!("`{s}`: use `always`, `none` or a delay like `100ms`")),
+        }
+    }
+}
+
+/// A publisher waiting for its event to be stored.
+struct Pending {
+    position: ValidPosition,
+    reply: oneshot::Sender<Result<Arc<Event>, BrokerError>>,
+}
+
+/// What `/readyz` and publishers are told about the store.
+#[derive(Debug, Default)]
+struct Health {
+    /// Set when the store can no longer be written: every publish is refused.
+    fatal: Mutex<Option<String>>,
+    /// The last failed write: when (ms since the epoch) and why.
+    failed: Mutex<Option<(u64, String)>>,
+    last_failure_ms: AtomicU64,
+    last_success_ms: AtomicU64,
+}
+
+impl Health {
+    fn problem(&self) -> Option<String> {
+        if let Some(fatal) = lock(&self.fatal).clone() {
+            return Some(fatal);
+        }
+        let failed_at = self.last_failure_ms.load(Ordering::Relaxed);
+        let recent = now_millis().saturating_sub(failed_at) < UNHEALTHY_FOR.as_millis() as u64;
+        if failed_at > self.last_success_ms.load(Ordering::Relaxed) && recent {
+            return lock(&self.failed).as_ref().map(|(_, why)| why.clone());
+        }
+        None
+    }
+
+    fn failed(&self, why: String) {
+        let at = now_millis();
+        *lock(&self.failed) = Some((at, why));
+        self.last_failure_ms.store(at, Ordering::Relaxed);
+    }
+
+    fn succeeded(&self) {
+        self.last_success_ms.store(now_millis(), Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Each tracker's latest event, kept beyond history.
+type Latest = Arc<RwLock<HashMap<String, Arc<Event>>>>;
+
+/// The durable embedded broker. See the module documentation.
+pub struct DurableBroker {
+    hub: Arc<Hub>,
+    queue: mpsc::Sender<Pending>,
+    health: Arc<Health>,
+    latest: Latest,
+}
+
+impl std::fmt::Debug for DurableBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableBroker").finish_non_exhaustive()
+    }
+}
+
+impl DurableBroker {
+    /// Opens the log in `dir`, loads its newest events into the hub, and
+    /// starts the writer task, which ends on `shutdown` once every position
+    /// handed to it is stored. Fails when the directory is locked by
+    /// another process, damaged, or cannot be used.
+    pub async fn open(
+        dir: &Path,
+        settings: HubSettings,
+        sync: SyncPolicy,
+        shutdown: Shutdown,
+    ) -> Result<(Arc<Self>, JoinHandle<()>), OpenError> {
+        let retention = Retention {
+            events: settings.capacity as u64,
+            max_age: settings.max_age,
+        };
+        let started = Instant::now();
+        let path = dir.to_owned();
+        let (store, recovered) = tokio::task::spawn_blocking(move || Store::open(&path, retention))
+            .await
+            .map_err(|err| OpenError::Io {
+                path: dir.to_owned(),
+                source: std::io::Error::other(err),
+            })??;
+        let horizon = match recovered.events.first() {
+            Some(oldest) => oldest.id.just_before(),
+            None => recovered.last_id.unwrap_or(EventId {
+                millis: now_millis(),
+                seq: 0,
+            }),
+        };
+        let hub = Hub::new(settings, horizon);
+        let kept = recovered.events.len();
+        for event in recovered.events {
+            let event = Arc::new(Event::new(event));
+            hub.append_with(|_| Some(event));
+        }
+        let latest: HashMap<_, _> = recovered
+            .latest
+            .into_iter()
+            .filter_map(|e| Some((e.tracker.clone()?, Arc::new(Event::new(e)))))
+            .collect();
+        tracing::info!(
+            data_dir = %absolute(dir).display(),
+            events = kept,
+            trackers = latest.len(),
+            on_disk_bytes = store.bytes(),
+            repaired_bytes = recovered.repaired,
+            took_ms = started.elapsed().as_millis() as u64,
+            "durable store opened"
+        );
+        let latest = Arc::new(RwLock::new(latest));
+        let health = Arc::new(Health::default());
+        let (queue, pending) = mpsc::channel(QUEUE);
+        let writer = Writer {
+            store: Some(store),
+            hub: hub.clone(),
+            latest: latest.clone(),
+            health: health.clone(),
+            sync,
+            unsynced: false,
+            last_sync: Instant::now(),
+        };
+        writer.record_size();
+        let task = tokio::spawn(writer.run(pending, shutdown));
+        let broker = Arc::new(Self {
+            hub,
+            queue,
+            health,
+            latest,
+        });
+        Ok((broker, task))
+    }
+}
+
+fn absolute(dir: &Path) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned())
+}
+
+impl Broker for DurableBroker {
+    fn publish(&self, position: ValidPosition) -> BoxFuture<'_, Result<Arc<Event>, BrokerError>> {
+        Box::pin(async move {
+            if let Some(fatal) = lock(&self.health.fatal).clone() {
+                return Err(BrokerError::Unavailable(fatal));
+            }
+            let (reply, answer) = oneshot::channel();
+            let stopping = || BrokerError::Unavailable("the server is shutting down".into());
+            self.queue
+                .send(Pending { position, reply })
+                .await
+                .map_err(|_| stopping())?;
+            answer.await.map_err(|_| stopping())?
+        })
+    }
+
+    fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// A tracker's latest position is kept even after its events left
+    /// history (and across restarts).
+    fn latest(&self, tracker: Option<&str>) -> Option<Arc<Event>> {
+        match tracker {
+            None => self.hub.latest(None),
+            Some(tracker) => self
+                .latest
+                .read()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .get(tracker)
+                .cloned(),
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.health.problem().is_none()
+    }
+
+    fn readiness(&self) -> Result<(), BrokerError> {
+        self.health
+            .problem()
+            .map_or(Ok(()), |why| Err(BrokerError::Unavailable(why)))
+    }
+}
+
+/// The one task that writes the log.
+struct Writer {
+    /// Taken while a blocking thread writes; `None` after a fatal error.
+    store: Option<Store>,
+    hub: Arc<Hub>,
+    latest: Latest,
+    health: Arc<Health>,
+    sync: SyncPolicy,
+    /// Written but not yet synced (with `--sync <N>ms` or `none`).
+    unsynced: bool,
+    last_sync: Instant,
+}
+
+/// What the writer waits for next.
+enum Wake {
+    Batch(Pending),
+    SyncDue,
+    Retention,
+    Closed,
+}
+
+impl Writer {
+    async fn run(mut self, mut queue: mpsc::Receiver<Pending>, shutdown: Shutdown) {
+        let mut closing = false;
+        let mut retention = tokio::time::interval(RETENTION_EVERY);
+        loop {
+            let sync_due = match self.sync {
+                SyncPolicy::Every(every) if self.unsynced => Some(self.last_sync + every),
+                _ => None,
+            };
+            let wake = tokio::select! {
+                () = shutdown.wait(), if !closing => {
+                    // Take no more, but store what publishers already handed in.
+                    closing = true;
+                    queue.close();
+                    continue;
+                }
+                pending = queue.recv() => pending.map_or(Wake::Closed, Wake::Batch),
+                () = sleep_until(sync_due), if sync_due.is_some() => Wake::SyncDue,
+                _ = retention.tick() => Wake::Retention,
+            };
+            match wake {
+                Wake::Batch(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match queue.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    self.write(batch).await;
+                }
+                Wake::SyncDue => self.sync_now().await,
+                Wake::Retention => self.drop_expired().await,
+                Wake::Closed => break,
+            }
+        }
+        if self.unsynced {
+            self.sync_now().await;
+        }
+    }
+
+    /// Runs `work` on the store in a blocking thread.
+    async fn with_store<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> Option<T> {
+        let mut store = self.store.take()?;
+        let (store, result) = tokio::task::spawn_blocking(move || {
+            let result = work(&mut store);
+            (store, result)
+        })
+        .await
+        .ok()?;
+        self.store = Some(store);
+        Some(result)
+    }
+
+    async fn write(&mut self, batch: Vec<Pending>) {
+        let mut last = self.hub.last_id();
+        let millis = now_millis();
+        let received_at = OffsetDateTime::now_utc();
+        let (events, replies): (Vec<PositionEvent>, Vec<_>) = batch
+            .into_iter()
+            .map(|p| {
+                last = last.next_after(millis);
+                (p.position.into_event(last, received_at), p.reply)
+            })
+            .unzip();
+        let sync_now = self.sync == SyncPolicy::Always;
+        let result = self
+            .with_store(move |store| {
+                store
+                    .append(&events)
+                    .map_err(|err| match store.is_broken() {
+                        true => Failure::Uncut(err),
+                        false => Failure::Write(err),
+                    })?;
+                if sync_now {
+                    let started = Instant::now();
+                    store.sync().map_err(Failure::Sync)?;
+                    histogram!(stats::STORE_SYNC_SECONDS).record(started.elapsed().as_secs_f64());
+                }
+                Ok::<_, Failure>(events)
+            })
+            .await;
+        let events = match result {
+            Some(Ok(events)) => events,
+            Some(Err(failure)) => {
+                let why = self.failed(failure);
+                for reply in replies {
+                    let _ = reply.send(Err(BrokerError::Unavailable(why.clone())));
+                }
+                return;
+            }
+            None => {
+                let why = self.fatal_reason();
+                for reply in replies {
+                    let _ = reply.send(Err(BrokerError::Unavailable(why.clone())));
+                }
+                return;
+            }
+        };
+        self.health.succeeded();
+        if sync_now {
+            self.last_sync = Instant::now();
+        } else {
+            self.unsynced = true;
+        }
+        for (event, reply) in events.into_iter().zip(replies) {
+            let event = Arc::new(Event::new(event));
+            self.remember(&event);
+            self.hub.append_with(|_| Some(event.clone()));
+            let _ = reply.send(Ok(event));
+        }
+        self.drop_expired().await;
+        self.record_size();
+    }
+
+    fn remember(&self, event: &Arc<Event>) {
+        let Some(tracker) = &event.position.tracker else {
+            return;
+        };
+        let mut latest = self
+            .latest
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match latest.get_mut(tracker.as_str()) {
+            Some(kept) => *kept = event.clone(),
+            None => {
+                latest.insert(tracker.clone(), event.clone());
+                if latest.len() > MAX_TRACKERS {
+                    forget_stalest(&mut latest);
+                }
+            }
+        }
+    }
+
+    /// The message for a failed write or sync; a failed sync (or a write
+    /// that could not be cut back) ends writing for good.
+    fn failed(&mut self, failure: Failure) -> String {
+        let why = match &failure {
+            Failure::Write(err) => {
+                format!("the event could not be written to the data directory: {err}")
+            }
+            Failure::Sync(err) => format!(
+                "the data directory could not be synced ({err}); \
+                 publishing is refused until longlat is restarted"
+            ),
+            Failure::Uncut(err) => format!(
+                "a failed write could not be undone ({err}); \
+                 publishing is refused until longlat is restarted"
+            ),
+        };
+        tracing::error!(error = %why, "durable store");
+        stats::store_error();
+        if !matches!(failure, Failure::Write(_)) {
+            *lock(&self.health.fatal) = Some(why.clone());
+            self.store = None;
+        } else {
+            self.health.failed(why.clone());
+        }
+        why
+    }
+
+    fn fatal_reason(&self) -> String {
+        lock(&self.health.fatal)
+            .clone()
+            .unwrap_or_else(|| "the durable store stopped".into())
+    }
+
+    async fn sync_now(&mut self) {
+        let result = self
+            .with_store(|store| {
+                let started = Instant::now();
+                let result = store.sync();
+                histogram!(stats::STORE_SYNC_SECONDS).record(started.elapsed().as_secs_f64());
+                result
+            })
+            .await;
+        match result {
+            Some(Ok(())) => {
+                self.unsynced = false;
+                self.last_sync = Instant::now();
+            }
+            Some(Err(err)) => {
+                self.failed(Failure::Sync(err));
+            }
+            None => {}
+        }
+    }
+
+    /// Deletes segments past retention, keeping every tracker's latest.
+    async fn drop_expired(&mut self) {
+        if !self.store.as_ref().is_some_and(Store::has_expired_segment) {
+            return;
+        }
+        let latest: Vec<PositionEvent> = self
+            .latest
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .values()
+            .map(|e| e.position.clone())
+            .collect();
+        let result = self
+            .with_store(move |store| store.drop_expired(latest.iter()))
+            .await;
+        if let Some(Err(err)) = result {
+            tracing::warn!(%err, "could not delete old segments; retrying later");
+        }
+        self.record_size();
+    }
+
+    fn record_size(&self) {
+        if let Some(store) = &self.store {
+            gauge!(stats::STORE_BYTES).set(store.bytes() as f64);
+            gauge!(stats::STORE_EVENTS).set(store.events() as f64);
+        }
+    }
+}
+
+/// Drops the tenth of trackers heard from least recently.
+fn forget_stalest(latest: &mut HashMap<String, Arc<Event>>) {
+    let mut ids: Vec<EventId> = latest.values().map(|e| e.id()).collect();
+    let tenth = ids.len() / 10;
+    let (_, cutoff, _) = ids.select_nth_unstable(tenth);
+    let cutoff = *cutoff;
+    latest.retain(|_, e| e.id() > cutoff);
+}
+
+/// Why a batch was refused.
+enum Failure {
+    /// Not written; the log is as it was.
+    Write(std::io::Error),
+    /// Written, but perhaps not durable: the kernel may have dropped it.
+    Sync(std::io::Error),
+    /// Partly written, and the part could not be removed.
+    Uncut(std::io::Error),
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}

@@ -1,0 +1,622 @@
+//! The files under the data directory: an append-only log of CRC-checked
+//! records in numbered segments, a snapshot of each tracker's latest
+//! position, and a lock. Blocking I/O only; the writer task calls it from a
+//! blocking thread.
+//!
+//! Layout of `--data-dir`:
+//!
+//! - `LOCK`: held with an exclusive `flock` while a process uses the
+//!   directory, so a second one refuses to start.
+//! - `<first sequence number, 20 digits>.log`: a segment. A 16-byte header
+//!   (`longlat-events1\n`), then records: payload length (u32 LE), CRC-32 of
+//!   the length and payload (u32 LE), payload. The payload is the event:
+//!   id millis and seq (u64 LE each), arrival time (i64 seconds, u32
+//!   nanoseconds), longitude and latitude (f64 LE), tracker length (u8) and
+//!   its bytes.
+//! - `latest.snapshot`: the same header shape (`longlat-latest1\n`) and
+//!   records, one per tracker: written (to a temporary file, synced, then
+//!   renamed) before segments are deleted, so a tracker's last position
+//!   outlives the events that aged out.
+//!
+//! Recovery: only the last segment may end in a torn write (a crash while
+//! a batch was being written, before it was synced and acknowledged). A
+//! damaged record there with no valid record anywhere after it is cut off,
+//! and the cut is logged. Damage followed by valid records, damage in any
+//! other segment, or a file that does not start with the header is
+//! corruption: opening fails and nothing is changed.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use time::OffsetDateTime;
+
+use crate::model::{EventId, PositionEvent};
+
+const SEGMENT_MAGIC: &[u8; 16] = b"longlat-events1\n";
+const SNAPSHOT_MAGIC: &[u8; 16] = b"longlat-latest1\n";
+const SNAPSHOT: &str = "latest.snapshot";
+const LOCK: &str = "LOCK";
+/// Length and CRC in front of every payload.
+const RECORD_HEADER: usize = 8;
+/// Fixed part of a payload: id, arrival time, coordinates, tracker length.
+const PAYLOAD_FIXED: usize = 16 + 12 + 16 + 1;
+/// Largest payload: the fixed part and the longest tracker name.
+const PAYLOAD_MAX: usize = PAYLOAD_FIXED + 255;
+
+/// Why the data directory cannot be used; opening changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process holds the directory's lock.
+    #[error("{0} is in use by another longlat process (its LOCK is held)")]
+    Locked(PathBuf),
+    /// A file is damaged, or is not one longlat wrote.
+    #[error("{path} is {what}: longlat will not change it; restore it or move it away")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        what: String,
+    },
+    /// The directory or a file in it cannot be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
+    move |source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// How much the log keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Events kept at least (`--history-size`); older whole segments go.
+    pub events: u64,
+    /// Segments whose newest event is older than this go, when set.
+    pub max_age: Option<Duration>,
+}
+
+impl Retention {
+    /// Events per segment: a quarter of what is kept, so the disk holds at
+    /// most about 1¼ times the history, within sensible file sizes.
+    fn segment_events(self) -> u64 {
+        (self.events / 4).clamp(1024, 1 << 20)
+    }
+}
+
+/// What the log held when it was opened.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The newest events (at most `Retention::events`), oldest first.
+    pub events: Vec<PositionEvent>,
+    /// The latest event of each tracker, from the snapshot and the events
+    /// read.
+    pub latest: Vec<PositionEvent>,
+    /// The greatest id stored, even if its segment was not read.
+    pub last_id: Option<EventId>,
+    /// Bytes of a torn final write that were cut off.
+    pub repaired: u64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    first_seq: u64,
+    path: PathBuf,
+}
+
+/// The open log. See the module documentation.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    /// Holds the `flock` for as long as the store is open.
+    _lock: File,
+    /// Every segment, oldest first; the last is the one appended to.
+    segments: VecDeque<Segment>,
+    active: File,
+    active_len: u64,
+    /// Sequence number of the next record (records ever appended).
+    next_seq: u64,
+    /// Bytes of every segment but the active one.
+    closed_bytes: u64,
+    retention: Retention,
+    /// A failed append could not be cut back: the log must not grow.
+    broken: bool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the log in `dir`, locks it, repairs a torn
+    /// final write, and reads back what a hub of `retention.events` holds.
+    pub fn open(dir: &Path, retention: Retention) -> Result<(Self, Recovered), OpenError> {
+        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let lock = lock(dir)?;
+        let mut segments = list_segments(dir)?;
+        let mut recovered = Recovered::default();
+        if segments.is_empty() {
+            let path = segment_path(dir, 0);
+            create_segment(&path).map_err(io_at(&path))?;
+            sync_dir(dir).map_err(io_at(dir))?;
+            segments.push_back(Segment { first_seq: 0, path });
+        }
+        let last = segments.back().expect("at least one segment");
+        let (active_len, tail, repaired) = check_last_segment(&last.path)?;
+        recovered.repaired = repaired;
+        let next_seq = last.first_seq + tail.len() as u64;
+        let wanted = next_seq.saturating_sub(retention.events);
+        for pair in segments.iter().collect::<Vec<_>>().windows(2) {
+            let (segment, end) = (pair[0], pair[1].first_seq);
+            if end > wanted {
+                let events = read_records(&segment.path, SEGMENT_MAGIC, false)?.0;
+                let skip = wanted.saturating_sub(segment.first_seq) as usize;
+                recovered.events.extend(events.into_iter().skip(skip));
+            }
+        }
+        let skip = wanted.saturating_sub(last.first_seq) as usize;
+        recovered.events.extend(tail.into_iter().skip(skip));
+        let mut latest = read_snapshot(&dir.join(SNAPSHOT))?;
+        for event in &recovered.events {
+            remember(&mut latest, event);
+        }
+        recovered.last_id = recovered.events.last().map(|e| e.id);
+        recovered.latest = latest.into_values().collect();
+        let active_path = &segments.back().expect("at least one segment").path;
+        let active = OpenOptions::new()
+            .append(true)
+            .open(active_path)
+            .map_err(io_at(active_path))?;
+        let mut closed_bytes = 0;
+        for segment in segments.iter().take(segments.len() - 1) {
+            closed_bytes += std::fs::metadata(&segment.path)
+                .map_err(io_at(&segment.path))?
+                .len();
+        }
+        let store = Self {
+            dir: dir.to_owned(),
+            _lock: lock,
+            segments,
+            active,
+            active_len,
+            next_seq,
+            closed_bytes,
+            retention,
+            broken: false,
+        };
+        Ok((store, recovered))
+    }
+
+    /// Writes `events` at the end of the log (not synced). On failure the
+    /// log is cut back to where it was, so a later append follows the last
+    /// good record; if even that fails, [`Store::is_broken`] turns true and
+    /// nothing more is appended.
+    pub fn append(&mut self, events: &[PositionEvent]) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::other(
+                "an earlier failed write could not be undone",
+            ));
+        }
+        if self.next_seq - self.active_first_seq() >= self.retention.segment_events() {
+            self.roll()?;
+        }
+        let mut buf = Vec::with_capacity(events.len() * 64);
+        for event in events {
+            encode(&mut buf, event);
+        }
+        if let Err(err) = self.active.write_all(&buf) {
+            let untouched = self
+                .active
+                .metadata()
+                .is_ok_and(|m| m.len() == self.active_len);
+            if untouched {
+                return Err(err);
+            }
+            if let Err(cut) = self.active.set_len(self.active_len) {
+                self.broken = true;
+                return Err(io::Error::other(format!(
+                    "{err}; and the partial write could not be cut off ({cut})"
+                )));
+            }
+            return Err(err);
+        }
+        self.active_len += buf.len() as u64;
+        self.next_seq += events.len() as u64;
+        Ok(())
+    }
+
+    /// Whether a failed append left bytes that could not be removed.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.active.sync_data()
+    }
+
+    fn active_first_seq(&self) -> u64 {
+        self.segments.back().map_or(0, |s| s.first_seq)
+    }
+
+    /// Closes the active segment (synced) and starts a new one.
+    fn roll(&mut self) -> io::Result<()> {
+        self.active.sync_data()?;
+        let path = segment_path(&self.dir, self.next_seq);
+        let file = create_segment(&path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+        })?;
+        sync_dir(&self.dir)?;
+        self.closed_bytes += self.active_len;
+        self.active = file;
+        self.active_len = SEGMENT_MAGIC.len() as u64;
+        self.segments.push_back(Segment {
+            first_seq: self.next_seq,
+            path,
+        });
+        Ok(())
+    }
+
+    /// Whether a segment is due to go: more than enough events are kept
+    /// without it, or its newest event is older than the maximum age.
+    pub fn has_expired_segment(&self) -> bool {
+        let Some(oldest) = self.segments.front() else {
+            return false;
+        };
+        if self.segments.len() < 2 {
+            return false;
+        }
+        let next_first = self.segments[1].first_seq;
+        if self.next_seq - next_first >= self.retention.events {
+            return true;
+        }
+        let Some(max_age) = self.retention.max_age else {
+            return false;
+        };
+        // A closed segment is not written again: its modification time is
+        // when its newest event arrived.
+        std::fs::metadata(&oldest.path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| {
+                SystemTime::now()
+                    .duration_since(at)
+                    .is_ok_and(|age| age > max_age)
+            })
+    }
+
+    /// Deletes the segments that are due to go, after saving `latest` (the
+    /// latest event of every tracker) so those positions are kept.
+    pub fn drop_expired<'a>(
+        &mut self,
+        latest: impl Iterator<Item = &'a PositionEvent>,
+    ) -> io::Result<()> {
+        if !self.has_expired_segment() {
+            return Ok(());
+        }
+        write_snapshot(&self.dir, latest)?;
+        while self.has_expired_segment() {
+            let Some(oldest) = self.segments.pop_front() else {
+                break;
+            };
+            let len = std::fs::metadata(&oldest.path).map_or(0, |m| m.len());
+            std::fs::remove_file(&oldest.path)?;
+            self.closed_bytes = self.closed_bytes.saturating_sub(len);
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Bytes of all segments.
+    pub fn bytes(&self) -> u64 {
+        self.closed_bytes + self.active_len
+    }
+
+    /// Events in all segments.
+    pub fn events(&self) -> u64 {
+        self.next_seq - self.segments.front().map_or(0, |s| s.first_seq)
+    }
+}
+
+/// Keeps `event` as its tracker's latest if it is newer than the one kept.
+fn remember(latest: &mut HashMap<String, PositionEvent>, event: &PositionEvent) {
+    let Some(tracker) = &event.tracker else {
+        return;
+    };
+    match latest.get_mut(tracker) {
+        Some(kept) if kept.id < event.id => *kept = event.clone(),
+        Some(_) => {}
+        None => {
+            latest.insert(tracker.clone(), event.clone());
+        }
+    }
+}
+
+fn lock(dir: &Path) -> Result<File, OpenError> {
+    let path = dir.join(LOCK);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_at(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(err)) => Err(io_at(&path)(err)),
+    }
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.log"))
+}
+
+fn list_segments(dir: &Path) -> Result<VecDeque<Segment>, OpenError> {
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_at(dir))? {
+        let entry = entry.map_err(io_at(dir))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        let first_seq = stem
+            .parse::<u64>()
+            .ok()
+            .filter(|_| stem.len() == 20)
+            .ok_or_else(|| OpenError::Corrupt {
+                path: entry.path(),
+                what: "not a segment name longlat writes (20 digits, `.log`)".into(),
+            })?;
+        segments.push(Segment {
+            first_seq,
+            path: entry.path(),
+        });
+    }
+    segments.sort_by_key(|s| s.first_seq);
+    Ok(segments.into())
+}
+
+fn create_segment(path: &Path) -> io::Result<File> {
+    // Appending, so that a write after a failed one that was cut back
+    // lands at the new end, not past it.
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    file.set_len(0)?;
+    file.write_all(SEGMENT_MAGIC)?;
+    file.sync_data()?;
+    Ok(file)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Reads the active segment, cutting off a torn final write: its valid
+/// length, its events, and the bytes cut.
+fn check_last_segment(path: &Path) -> Result<(u64, Vec<PositionEvent>, u64), OpenError> {
+    let (events, valid, total) = read_records(path, SEGMENT_MAGIC, true)?;
+    if valid < total {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_at(path))?;
+        if valid < SEGMENT_MAGIC.len() as u64 {
+            file.set_len(0).map_err(io_at(path))?;
+            file.write_all(SEGMENT_MAGIC).map_err(io_at(path))?;
+        } else {
+            file.set_len(valid).map_err(io_at(path))?;
+        }
+        file.sync_all().map_err(io_at(path))?;
+        tracing::warn!(
+            path = %path.display(),
+            cut = total - valid,
+            "cut off a torn final write (a crash during a write that was never acknowledged)"
+        );
+    }
+    Ok((valid.max(SEGMENT_MAGIC.len() as u64), events, total - valid))
+}
+
+/// Reads every record of a file: the events, the length of the valid
+/// prefix, and the file's length. With `tail_may_tear`, damage with nothing
+/// valid after it ends the valid prefix instead of being corruption.
+fn read_records(
+    path: &Path,
+    magic: &[u8; 16],
+    tail_may_tear: bool,
+) -> Result<(Vec<PositionEvent>, u64, u64), OpenError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io_at(path))?;
+    let total = bytes.len() as u64;
+    let corrupt = |what: String| OpenError::Corrupt {
+        path: path.to_owned(),
+        what,
+    };
+    if !bytes.starts_with(magic) {
+        if tail_may_tear && magic.starts_with(&bytes) {
+            return Ok((Vec::new(), 0, total));
+        }
+        return Err(corrupt("not a longlat file (its header is wrong)".into()));
+    }
+    let mut at = magic.len();
+    let mut events = Vec::new();
+    while at < bytes.len() {
+        match record_at(&bytes, at) {
+            Some((payload, next)) => match decode(payload) {
+                Some(event) => {
+                    events.push(event);
+                    at = next;
+                }
+                None => {
+                    return Err(corrupt(format!(
+                        "damaged: the record at byte {at} passes its check but is not an event"
+                    )));
+                }
+            },
+            None if tail_may_tear && !any_record_after(&bytes, at) => break,
+            None => {
+                return Err(corrupt(format!(
+                    "damaged: the record at byte {at} fails its check{}",
+                    if tail_may_tear {
+                        ", and valid records follow it"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+    }
+    Ok((events, at as u64, total))
+}
+
+/// The payload of the record starting at `at` if it is whole and its CRC
+/// matches, and where the next record starts.
+fn record_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let header = bytes.get(at..at + RECORD_HEADER)?;
+    let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+    if !(PAYLOAD_FIXED..=PAYLOAD_MAX).contains(&len) {
+        return None;
+    }
+    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
+    let payload = bytes.get(at + RECORD_HEADER..at + RECORD_HEADER + len)?;
+    (checksum(&header[..4], payload) == crc).then_some((payload, at + RECORD_HEADER + len))
+}
+
+/// Whether a valid record starts anywhere after the damaged one at `at`.
+fn any_record_after(bytes: &[u8], at: usize) -> bool {
+    (at + 1..bytes.len()).any(|start| record_at(bytes, start).is_some())
+}
+
+fn checksum(len: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(len);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+fn encode(buf: &mut Vec<u8>, event: &PositionEvent) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; RECORD_HEADER]);
+    buf.extend_from_slice(&event.id.millis.to_le_bytes());
+    buf.extend_from_slice(&event.id.seq.to_le_bytes());
+    buf.extend_from_slice(&event.received_at.unix_timestamp().to_le_bytes());
+    buf.extend_from_slice(&event.received_at.nanosecond().to_le_bytes());
+    buf.extend_from_slice(&event.longitude.to_le_bytes());
+    buf.extend_from_slice(&event.latitude.to_le_bytes());
+    // Tracker names are at most 64 bytes (validated at publish).
+    let tracker = event.tracker.as_deref().unwrap_or("").as_bytes();
+    let tracker = &tracker[..tracker.len().min(255)];
+    buf.push(tracker.len() as u8);
+    buf.extend_from_slice(tracker);
+    let len = ((buf.len() - start - RECORD_HEADER) as u32).to_le_bytes();
+    let crc = checksum(&len, &buf[start + RECORD_HEADER..]);
+    buf[start..start + 4].copy_from_slice(&len);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn decode(payload: &[u8]) -> Option<PositionEvent> {
+    let u64_at = |at: usize| {
+        Some(u64::from_le_bytes(
+            payload.get(at..at + 8)?.try_into().ok()?,
+        ))
+    };
+    let f64_at = |at: usize| u64_at(at).map(f64::from_bits);
+    let seconds = i64::from_le_bytes(payload.get(16..24)?.try_into().ok()?);
+    let nanos = u32::from_le_bytes(payload.get(24..28)?.try_into().ok()?);
+    let received_at = OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()?
+        .replace_nanosecond(nanos)
+        .ok()?;
+    let tracker_len = usize::from(*payload.get(44)?);
+    let tracker = payload.get(PAYLOAD_FIXED..)?;
+    if tracker.len() != tracker_len {
+        return None;
+    }
+    let tracker = match tracker_len {
+        0 => None,
+        _ => Some(std::str::from_utf8(tracker).ok()?.to_owned()),
+    };
+    Some(PositionEvent {
+        id: EventId {
+            millis: u64_at(0)?,
+            seq: u64_at(8)?,
+        },
+        received_at,
+        longitude: f64_at(28)?,
+        latitude: f64_at(36)?,
+        tracker,
+    })
+}
+
+fn read_snapshot(path: &Path) -> Result<HashMap<String, PositionEvent>, OpenError> {
+    let mut latest = HashMap::new();
+    if path.exists() {
+        for event in read_records(path, SNAPSHOT_MAGIC, false)?.0 {
+            remember(&mut latest, &event);
+        }
+    }
+    Ok(latest)
+}
+
+/// Replaces the snapshot atomically: a crash leaves the old one or the new.
+fn write_snapshot<'a>(
+    dir: &Path,
+    latest: impl Iterator<Item = &'a PositionEvent>,
+) -> io::Result<()> {
+    let path = dir.join(SNAPSHOT);
+    let temporary = dir.join(format!("{SNAPSHOT}.tmp"));
+    let mut buf = SNAPSHOT_MAGIC.to_vec();
+    for event in latest {
+        encode(&mut buf, event);
+    }
+    let mut file = File::create(&temporary)?;
+    file.write_all(&buf)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, &path)?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(millis: u64, tracker: Option<&str>) -> PositionEvent {
+        PositionEvent {
+            id: EventId { millis, seq: 0 },
+            longitude: 18.5,
+            latitude: -33.25,
+            tracker: tracker.map(str::to_owned),
+            received_at: OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_record_round_trips() {
+        let mut buf = Vec::new();
+        let original = event(7, Some("bus-42"));
+        encode(&mut buf, &original);
+        let (payload, next) = record_at(&buf, 0).unwrap();
+        assert_eq!(next, buf.len());
+        assert_eq!(decode(payload), Some(original));
+    }
+
+    #[test]
+    fn damage_before_valid_records_is_not_taken_for_a_torn_tail() {
+        let mut buf = Vec::new();
+        for millis in 1..4 {
+            encode(&mut buf, &event(millis, None));
+        }
+        let second = buf.len() / 3;
+        buf[second + 12] ^= 1;
+        assert!(record_at(&buf, second).is_none());
+        assert!(any_record_after(&buf, second));
+        let third = 2 * second;
+        buf.truncate(third + 20);
+        assert!(!any_record_after(&buf, third));
+    }
+}
