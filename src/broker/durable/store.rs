@@ -158,17 +158,25 @@ impl Store {
         recovered.repaired = repaired;
         let next_seq = last.first_seq + tail.len() as u64;
         let wanted = next_seq.saturating_sub(retention.events);
-        for pair in segments.iter().collect::<Vec<_>>().windows(2) {
-            let (segment, end) = (pair[0], pair[1].first_seq);
-            if end > wanted {
-                let events = read_records(&segment.path, SEGMENT_MAGIC, false)?.0;
-                let skip = wanted.saturating_sub(segment.first_seq) as usize;
-                recovered.events.extend(events.into_iter().skip(skip));
-            }
-        }
-        let skip = wanted.saturating_sub(last.first_seq) as usize;
-        recovered.events.extend(tail.into_iter().skip(skip));
         let mut latest = read_snapshot(&dir.join(SNAPSHOT))?;
+        let mut keep = |first_seq: u64, events: Vec<PositionEvent>| {
+            // Events older than history still count for their tracker's
+            // latest position: they are on disk until their segment goes.
+            let skip = wanted.saturating_sub(first_seq) as usize;
+            for event in events.iter().take(skip) {
+                remember(&mut latest, event);
+            }
+            recovered.events.extend(events.into_iter().skip(skip));
+        };
+        // Segments wholly older than history are there only when
+        // `--history-size` was lowered; they go at the first write.
+        for segment in segments.iter().take(segments.len() - 1) {
+            keep(
+                segment.first_seq,
+                read_records(&segment.path, SEGMENT_MAGIC, false)?.0,
+            );
+        }
+        keep(last.first_seq, tail);
         for event in &recovered.events {
             remember(&mut latest, event);
         }
@@ -649,6 +657,41 @@ mod tests {
         let (payload, next) = record_at(&buf, 0).unwrap();
         assert_eq!(next, buf.len());
         assert_eq!(decode(payload), Some(original));
+    }
+
+    #[test]
+    fn a_lowered_history_size_reads_less_but_keeps_every_trackers_latest() {
+        let dir = std::env::temp_dir().join(format!("longlat-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let wide = Retention {
+            events: 10_000,
+            max_age: None,
+        };
+        let (mut store, _) = Store::open(&dir, wide).unwrap();
+        let mut events = vec![event(1, Some("a"))];
+        events.extend((2..3000).map(|millis| event(millis, None)));
+        for batch in events.chunks(100) {
+            store.append(batch).unwrap();
+        }
+        store.sync().unwrap();
+        drop(store);
+        let narrow = Retention {
+            events: 10,
+            max_age: None,
+        };
+        let (store, recovered) = Store::open(&dir, narrow).unwrap();
+        assert_eq!(recovered.events.len(), 10);
+        assert_eq!(
+            recovered.last_id,
+            Some(EventId {
+                millis: 2999,
+                seq: 0
+            })
+        );
+        assert_eq!(recovered.latest, vec![events[0].clone()]);
+        assert_eq!(store.events(), 2999);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
