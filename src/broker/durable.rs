@@ -28,6 +28,13 @@
 //! acknowledged before stays. A failed sync is not retried (the kernel may
 //! have dropped the pages): the broker refuses every publish until it is
 //! restarted, and recovery reads back what really is on disk.
+//!
+//! **Why a hand-written log.** Measured against redb on this kind of
+//! machine (appends with one sync per 32 events, then reading 1M events
+//! back): both are bound by the sync (about 8,000 to 9,000 events/s), but
+//! the log takes 59 bytes an event against 240 to 270, reads back in 0.10 s
+//! against 0.29 s, adds no dependency beyond `crc32fast` (already built),
+//! and its recovery rule fits in a paragraph. The README has the figures.
 
 mod store;
 
