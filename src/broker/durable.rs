@@ -12,7 +12,10 @@
 //! back), writes them in one go and syncs once (`--sync always`), then
 //! appends them to the hub in order and answers each publisher: a `201`
 //! means the event is on disk, and publishes that arrive together share one
-//! `fdatasync`. `--sync 100ms` answers before the sync and syncs at most
+//! `fdatasync`. The next batches are written while earlier ones sync (up to
+//! `MAX_IN_FLIGHT` syncs at once), so a publisher waits for about one sync;
+//! batches are still delivered and answered strictly in order, each once
+//! its own sync and every earlier one are done. `--sync 100ms` answers before the sync and syncs at most
 //! that long after (a crash of the machine, not of the process, loses up to
 //! that much); `--sync none` leaves it to the operating system.
 //!
@@ -27,7 +30,8 @@
 //! back and refused with `503 broker-unavailable` saying why; what was
 //! acknowledged before stays. A failed sync is not retried (the kernel may
 //! have dropped the pages): the broker refuses every publish until it is
-//! restarted, and recovery reads back what really is on disk.
+//! restarted, and recovery reads back what really is on disk (which may
+//! include a batch written behind the failed one and answered `503`).
 //!
 //! **Why a hand-written log.** Measured against redb on this kind of
 //! machine (appends with one sync per 32 events, then reading 1M events
@@ -38,7 +42,7 @@
 
 mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -59,6 +63,13 @@ use crate::stats;
 
 /// Most positions written in one batch.
 const MAX_BATCH: usize = 4096;
+/// Most batches syncing at once: a batch that arrives while others sync is
+/// written and its sync started at once, so a publisher waits for about one
+/// sync, not for the ones before it and then its own. Syncs that overlap
+/// are served together by the disk: on the development VM publishes per
+/// second under 32 connections went from 6,300 (one at a time) to 17,500
+/// (2), 21,200 (4), 33,500 (8) and 40,200 (16), and fell back at 32.
+const MAX_IN_FLIGHT: usize = 16;
 /// Positions waiting for the writer before publishers wait to hand theirs.
 const QUEUE: usize = 16 * 1024;
 /// Most trackers whose latest position is kept beyond history.
@@ -96,10 +107,36 @@ impl std::str::FromStr for SyncPolicy {
     }
 }
 
+/// Where a publisher waits for its answer.
+type Reply = oneshot::Sender<Result<Arc<Event>, BrokerError>>;
+
 /// A publisher waiting for its event to be stored.
 struct Pending {
     position: ValidPosition,
-    reply: oneshot::Sender<Result<Arc<Event>, BrokerError>>,
+    reply: Reply,
+}
+
+/// A batch written to the log whose sync is running.
+struct InFlight {
+    events: Vec<PositionEvent>,
+    replies: Vec<Reply>,
+    sync: JoinHandle<std::io::Result<()>>,
+}
+
+type SyncResult = Result<std::io::Result<()>, tokio::task::JoinError>;
+
+/// Waits for the sync of the oldest batch in flight.
+async fn oldest_sync(in_flight: &mut VecDeque<InFlight>) -> SyncResult {
+    match in_flight.front_mut() {
+        Some(batch) => (&mut batch.sync).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn refuse(replies: Vec<Reply>, why: &str) {
+    for reply in replies {
+        let _ = reply.send(Err(BrokerError::Unavailable(why.to_owned())));
+    }
 }
 
 /// What `/readyz` and publishers are told about the store.
@@ -225,6 +262,8 @@ impl DurableBroker {
             sync,
             unsynced: false,
             last_sync: Instant::now(),
+            last: hub.last_id(),
+            in_flight: VecDeque::new(),
         };
         writer.record_size();
         let task = tokio::spawn(writer.run(pending, shutdown));
@@ -298,11 +337,17 @@ struct Writer {
     /// Written but not yet synced (with `--sync <N>ms` or `none`).
     unsynced: bool,
     last_sync: Instant,
+    /// The last id written to the log (the hub lags behind while batches
+    /// are syncing).
+    last: EventId,
+    /// Batches written and syncing, oldest first (with `--sync always`).
+    in_flight: VecDeque<InFlight>,
 }
 
 /// What the writer waits for next.
 enum Wake {
     Batch(Pending),
+    Synced(SyncResult),
     SyncDue,
     Retention,
     Closed,
@@ -317,6 +362,7 @@ impl Writer {
                 SyncPolicy::Every(every) if self.unsynced => Some(self.last_sync + every),
                 _ => None,
             };
+            let syncing = !self.in_flight.is_empty();
             let wake = tokio::select! {
                 () = shutdown.wait(), if !closing => {
                     // Take no more, but store what publishers already handed in.
@@ -324,7 +370,10 @@ impl Writer {
                     queue.close();
                     continue;
                 }
-                pending = queue.recv() => pending.map_or(Wake::Closed, Wake::Batch),
+                synced = oldest_sync(&mut self.in_flight), if syncing => Wake::Synced(synced),
+                pending = queue.recv(), if self.in_flight.len() < MAX_IN_FLIGHT => {
+                    pending.map_or(Wake::Closed, Wake::Batch)
+                }
                 () = sleep_until(sync_due), if sync_due.is_some() => Wake::SyncDue,
                 _ = retention.tick() => Wake::Retention,
             };
@@ -339,10 +388,15 @@ impl Writer {
                     }
                     self.write(batch).await;
                 }
+                Wake::Synced(synced) => self.synced(synced).await,
                 Wake::SyncDue => self.sync_now().await,
                 Wake::Retention => self.drop_expired().await,
                 Wake::Closed => break,
             }
+        }
+        while !self.in_flight.is_empty() {
+            let synced = oldest_sync(&mut self.in_flight).await;
+            self.synced(synced).await;
         }
         if self.unsynced {
             self.sync_now().await;
@@ -365,57 +419,75 @@ impl Writer {
         Some(result)
     }
 
+    /// Numbers and writes a batch, then starts its sync, or, when syncs
+    /// are not awaited, delivers it at once.
     async fn write(&mut self, batch: Vec<Pending>) {
-        let mut last = self.hub.last_id();
+        let mut last = self.last;
         let millis = now_millis();
         let received_at = OffsetDateTime::now_utc();
-        let (events, replies): (Vec<PositionEvent>, Vec<_>) = batch
+        let (events, replies): (Vec<PositionEvent>, Vec<Reply>) = batch
             .into_iter()
             .map(|p| {
                 last = last.next_after(millis);
                 (p.position.into_event(last, received_at), p.reply)
             })
             .unzip();
-        let sync_now = self.sync == SyncPolicy::Always;
         let result = self
-            .with_store(move |store| {
-                store
-                    .append(&events)
-                    .map_err(|err| match store.is_broken() {
-                        true => Failure::Uncut(err),
-                        false => Failure::Write(err),
-                    })?;
-                if sync_now {
-                    let started = Instant::now();
-                    store.sync().map_err(Failure::Sync)?;
-                    histogram!(stats::STORE_SYNC_SECONDS).record(started.elapsed().as_secs_f64());
-                }
-                Ok::<_, Failure>(events)
+            .with_store(move |store| match store.append(&events) {
+                Ok(()) => Ok((events, store.syncer())),
+                Err(err) if store.is_broken() => Err(Failure::Uncut(err)),
+                Err(err) => Err(Failure::Write(err)),
             })
             .await;
-        let events = match result {
-            Some(Ok(events)) => events,
-            Some(Err(failure)) => {
-                let why = self.failed(failure);
-                for reply in replies {
-                    let _ = reply.send(Err(BrokerError::Unavailable(why.clone())));
-                }
-                return;
-            }
-            None => {
-                let why = self.fatal_reason();
-                for reply in replies {
-                    let _ = reply.send(Err(BrokerError::Unavailable(why.clone())));
-                }
-                return;
-            }
+        let (events, file) = match result {
+            Some(Ok(written)) => written,
+            Some(Err(failure)) => return refuse(replies, &self.failed(failure)),
+            None => return refuse(replies, &self.fatal_reason()),
         };
+        self.last = last;
         self.health.succeeded();
-        if sync_now {
-            self.last_sync = Instant::now();
-        } else {
+        if self.sync != SyncPolicy::Always {
             self.unsynced = true;
+            return self.deliver(events, replies).await;
         }
+        // The next batch is written while this one syncs; batches are
+        // still answered and delivered in order (see `synced`).
+        let sync = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let result = file.sync_data();
+            histogram!(stats::STORE_SYNC_SECONDS).record(started.elapsed().as_secs_f64());
+            result
+        });
+        self.in_flight.push_back(InFlight {
+            events,
+            replies,
+            sync,
+        });
+    }
+
+    /// The oldest batch's sync ended: deliver it, or on failure refuse it
+    /// and every batch after it.
+    async fn synced(&mut self, synced: SyncResult) {
+        let Some(batch) = self.in_flight.pop_front() else {
+            return;
+        };
+        let err = match synced {
+            Ok(Ok(())) => {
+                self.last_sync = Instant::now();
+                return self.deliver(batch.events, batch.replies).await;
+            }
+            Ok(Err(err)) => err,
+            Err(panicked) => std::io::Error::other(panicked),
+        };
+        let why = self.failed(Failure::Sync(err));
+        refuse(batch.replies, &why);
+        for later in self.in_flight.drain(..) {
+            refuse(later.replies, &why);
+        }
+    }
+
+    /// Appends stored events to the hub in order and answers their publishers.
+    async fn deliver(&mut self, events: Vec<PositionEvent>, replies: Vec<Reply>) {
         for (event, reply) in events.into_iter().zip(replies) {
             let event = Arc::new(Event::new(event));
             self.remember(&event);

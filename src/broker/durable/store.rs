@@ -30,6 +30,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
@@ -125,7 +126,8 @@ pub struct Store {
     _lock: File,
     /// Every segment, oldest first; the last is the one appended to.
     segments: VecDeque<Segment>,
-    active: File,
+    /// Shared with syncs still running while the next batch is written.
+    active: Arc<File>,
     /// Where the next record goes: the end of the last good one.
     active_len: u64,
     /// The active segment's file length: zeros follow `active_len`.
@@ -188,6 +190,7 @@ impl Store {
             .open(active_path)
             .map_err(io_at(active_path))?;
         let allocated = active.metadata().map_err(io_at(active_path))?.len();
+        let active = Arc::new(active);
         let mut closed_bytes = 0;
         for segment in segments.iter().take(segments.len() - 1) {
             closed_bytes += std::fs::metadata(&segment.path)
@@ -262,6 +265,12 @@ impl Store {
         result
     }
 
+    /// The file the last append went to, to sync it while the next batch
+    /// is written.
+    pub fn syncer(&self) -> Arc<File> {
+        self.active.clone()
+    }
+
     /// Whether a failed append left bytes that could not be removed.
     pub fn is_broken(&self) -> bool {
         self.broken
@@ -287,7 +296,7 @@ impl Store {
         })?;
         sync_dir(&self.dir)?;
         self.closed_bytes += self.active_len;
-        self.active = file;
+        self.active = Arc::new(file);
         self.active_len = SEGMENT_MAGIC.len() as u64;
         self.allocated = self.active_len;
         self.segments.push_back(Segment {
