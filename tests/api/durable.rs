@@ -88,7 +88,9 @@ impl Drop for DataDir {
             self.chattr("-i");
         }
         if self.mounted {
+            // Lazily: a failed test may leave a server holding files there.
             let _ = std::process::Command::new("umount")
+                .arg("-l")
                 .arg(&self.path)
                 .status();
         }
