@@ -29,8 +29,9 @@
 //! ```text
 //! POST /longlat ─ http::rest::publish ─┐
 //! GraphQL publish ─ graphql::Mutation ─┴─ publish::Publisher (authorize, rate,
-//!     tracker, validate) ─ Broker::publish (memory, or redis: XADD, back
-//!     through the stream reader) ─ broker::Hub::append_with: numbered, kept
+//!     tracker, validate) ─ Broker::publish (durable: one writer appends a
+//!     batch to the log and syncs it; memory; or redis: XADD, back through
+//!     the stream reader) ─ broker::Hub::append_with: numbered, kept
 //!     in the history ring, subscribers woken; model::Event holds its
 //!     wire forms, made once
 //!
