@@ -49,6 +49,10 @@ async fn serve(config: Config) -> ExitCode {
     if let Ok(addr) = listener.local_addr() {
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
         tracing::info!(%addr, workers, "longlat listening");
+        let base = longlat::server::base_url(addr);
+        tracing::info!(
+            "open {base}/ (live page), {base}/map (map), {base}/docs (API docs), {base}/graphql (GraphiQL)"
+        );
     }
     let shutdown = Shutdown::new();
     let signals = tokio::spawn(shutdown.clone().trigger_on_signal());

@@ -136,6 +136,17 @@ where
     Ok(())
 }
 
+/// The URL a person on this machine opens to reach a server listening on
+/// `addr`: `localhost` for an address that listens everywhere.
+pub fn base_url(addr: std::net::SocketAddr) -> String {
+    let port = addr.port();
+    match addr.ip() {
+        ip if ip.is_unspecified() => format!("http://localhost:{port}"),
+        std::net::IpAddr::V4(ip) => format!("http://{ip}:{port}"),
+        std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{port}"),
+    }
+}
+
 fn tune(tcp: &TcpStream, send_buffer: usize) {
     // Positions are small and latency matters more than packet count.
     let _ = tcp.set_nodelay(true);

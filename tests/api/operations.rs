@@ -88,3 +88,75 @@ async fn health_and_readiness_answer_ok_with_the_embedded_broker() {
         assert_eq!(body["status"], status, "{path}");
     }
 }
+
+/// Starts the real binary (text logs, a free port), its output a pipe or,
+/// `in_terminal`, a pseudo-terminal made by `script`, with `NO_COLOR` set
+/// to `no_color` if given, and returns the log lines up to the one naming
+/// `/graphql`.
+async fn start_up_lines(in_terminal: bool, no_color: Option<&str>) -> Vec<String> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let binary = env!("CARGO_BIN_EXE_longlat");
+    let args = "--listen 127.0.0.1:0 --broker memory";
+    let mut command = if in_terminal {
+        let mut command = tokio::process::Command::new("script");
+        command.args(["-qfec", &format!("{binary} {args}"), "/dev/null"]);
+        command
+    } else {
+        let mut command = tokio::process::Command::new(binary);
+        command.args(args.split(' '));
+        command
+    };
+    command.env_remove("NO_COLOR");
+    if let Some(value) = no_color {
+        command.env("NO_COLOR", value);
+    }
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start longlat");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    within("the addresses to open", async {
+        let mut seen = Vec::new();
+        while let Some(line) = lines.next_line().await.expect("read the log") {
+            let done = line.contains("/graphql");
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
+        panic!("the server stopped before printing where to open it: {seen:?}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn at_start_the_addresses_to_open_are_printed_with_the_real_port_and_no_colour_codes_in_a_pipe()
+ {
+    let lines = start_up_lines(false, None).await;
+    let all = lines.join("\n");
+    assert!(!all.contains('\u{1b}'), "escape codes in a pipe: {all:?}");
+    let port = all
+        .split("addr=127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .expect("the listening address");
+    for path in ["/ ", "/map", "/docs", "/graphql"] {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        assert!(all.contains(&url), "{url} not in {all}");
+    }
+}
+
+#[tokio::test]
+async fn at_a_terminal_logs_are_coloured_unless_no_color_is_set() {
+    let coloured = start_up_lines(true, None).await.join("\n");
+    assert!(
+        coloured.contains('\u{1b}'),
+        "no colour at a terminal: {coloured:?}"
+    );
+    let plain = start_up_lines(true, Some("1")).await.join("\n");
+    assert!(
+        !plain.contains('\u{1b}'),
+        "colour despite NO_COLOR: {plain:?}"
+    );
+}
