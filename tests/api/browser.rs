@@ -35,6 +35,11 @@ async fn the_tutorial_page_updates_in_two_tabs_after_the_tutorials_curl_command(
 }
 
 #[tokio::test]
+async fn the_home_page_shows_the_latest_position_and_how_to_publish_to_this_server() {
+    scenario("home-page").await;
+}
+
+#[tokio::test]
 async fn the_map_shows_markers_and_catches_up_after_a_cut_and_a_restart() {
     scenario("map-page").await;
 }
