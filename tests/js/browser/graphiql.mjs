@@ -14,7 +14,11 @@ await run(async (cleanup) => {
   await page.goto(`${server.url}/graphql`);
   // Run the default subscription once the schema has loaded.
   await page.locator(".graphiql-sidebar [aria-label='Show Documentation Explorer']:not([disabled])").waitFor();
+  const editor = await page.locator(".graphiql-query-editor").innerText();
+  check(editor.includes(`127.0.0.1:${port}/longlat`), `the hint names this server: ${editor}`);
   await page.locator(".graphiql-execute-button").click();
+  // Before any position, the pane says the subscription is waiting.
+  await page.locator(".result-window").filter({ hasText: "waiting for the next position" }).waitFor();
   // The protocol has no "subscribed" answer: post until the first position shows.
   const pane = page.locator(".result-window");
   let shown = false;
