@@ -1,4 +1,4 @@
-//! The README's nginx sample, run as written in front of the real server:
+//! The nginx sample in docs/operations.md, run as written in front of the real server:
 //! publishing, /ws, /events and GraphQL over WebSocket all work through it.
 
 use std::process::Stdio;
@@ -9,12 +9,12 @@ use tokio::net::TcpStream;
 use crate::node_client::{NodeClient, POSITIONS};
 use crate::test_app::{TestApp, spawn_app_with, within};
 
-/// The ```nginx block of the README.
+/// The ```nginx block of docs/operations.md.
 fn readme_sample() -> String {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../docs/operations.md");
     let start = readme
         .find("```nginx\n")
-        .expect("an nginx sample in the README")
+        .expect("an nginx sample in docs/operations.md")
         + 9;
     let end = start + readme[start..].find("```").expect("the end of the sample");
     readme[start..end].to_owned()
