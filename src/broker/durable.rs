@@ -38,7 +38,7 @@
 //! back): both are bound by the sync (about 8,000 to 9,000 events/s), but
 //! the log takes 59 bytes an event against 240 to 270, reads back in 0.10 s
 //! against 0.29 s, adds no dependency beyond `crc32fast` (already built),
-//! and its recovery rule fits in a paragraph. The README has the figures.
+//! and its recovery rule fits in a paragraph. docs/storage.md has the figures.
 
 mod store;
 
