@@ -15,8 +15,9 @@ pub type WebSocket =
 /// The server to talk to.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Endpoint {
-    /// The server's base URL.
-    #[arg(long, env = "LONGLAT_URL", default_value = "http://127.0.0.1:8844")]
+    /// The server's base URL; `http://` is assumed when no scheme is given
+    /// (`localhost:8844`).
+    #[arg(long, env = "LONGLAT_URL", default_value = "http://127.0.0.1:8844", value_parser = parse_base_url)]
     pub url: Url,
 
     /// Bearer token sent as `Authorization: Bearer <token>`.
@@ -29,16 +30,24 @@ pub struct Endpoint {
 pub enum ClientError {
     /// The server answered with an error; `detail` is the problem's detail
     /// when it sent `application/problem+json`, or the body.
-    #[error("{detail} (HTTP {status})")]
+    #[error("{detail} (HTTP {status}){}", refusal_hint(*status))]
     Refused {
         /// The HTTP status.
         status: u16,
         /// What the server said.
         detail: String,
     },
+    /// No connection could be made to the server.
+    #[error("cannot reach {address}: {reason} — is longlat running there?")]
+    Unreachable {
+        /// The server's scheme, host and port.
+        address: String,
+        /// Why, in a few words ("connection refused").
+        reason: String,
+    },
     /// An HTTP request could not be made or its answer read.
     #[error("{0}")]
-    Http(#[from] reqwest::Error),
+    Http(reqwest::Error),
     /// A WebSocket could not be opened or broke.
     #[error("WebSocket: {0}")]
     WebSocket(#[from] Box<tungstenite::Error>),
@@ -51,6 +60,74 @@ pub enum ClientError {
     /// A local problem (an option, a file, the terminal).
     #[error("{0}")]
     Local(String),
+}
+
+impl From<reqwest::Error> for ClientError {
+    fn from(err: reqwest::Error) -> Self {
+        match err.url().filter(|_| err.is_connect()) {
+            Some(url) => Self::unreachable(url, &err),
+            None => Self::Http(err),
+        }
+    }
+}
+
+impl ClientError {
+    /// A failed connection to `url`, told by its address and its root cause.
+    fn unreachable(url: &Url, err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut url = url.clone();
+        // The address as the user gave it, also when a WebSocket failed.
+        let scheme = if matches!(url.scheme(), "https" | "wss") {
+            "https"
+        } else {
+            "http"
+        };
+        let _ = url.set_scheme(scheme);
+        Self::Unreachable {
+            address: url.origin().ascii_serialization(),
+            reason: root_cause(err),
+        }
+    }
+}
+
+/// The innermost cause of `err` in plain words: "connection refused" rather
+/// than a chain of wrappers.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    match cause.downcast_ref::<std::io::Error>().map(|io| io.kind()) {
+        Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".into(),
+        _ => cause.to_string(),
+    }
+}
+
+/// What a user can do about a refusal, when the status says it.
+fn refusal_hint(status: u16) -> &'static str {
+    match status {
+        401 => "; the server wants a token: pass one with --token (or LONGLAT_TOKEN)",
+        403 => "; the token given with --token does not allow this",
+        _ => "",
+    }
+}
+
+/// Parses `--url`, taking `http://` when no scheme is given, so that
+/// `localhost:8844`, `127.0.0.1:8844` and `host:port/` work as typed.
+fn parse_base_url(text: &str) -> Result<Url, String> {
+    let text = text.trim();
+    let url = if text.contains("://") {
+        Url::parse(text)
+    } else {
+        Url::parse(&format!("http://{text}"))
+    }
+    .map_err(|err| format!("{err}: give the server's address, e.g. http://localhost:8844"))?;
+    match url.scheme() {
+        "http" | "https" if url.has_host() => Ok(url),
+        "http" | "https" => Err("the URL names no host, e.g. http://localhost:8844".into()),
+        other => Err(format!(
+            "the scheme {other}:// is not served: use http:// or https://"
+        )),
+    }
 }
 
 impl From<tungstenite::Error> for ClientError {
@@ -142,6 +219,7 @@ impl Endpoint {
                     detail: problem_detail(&String::from_utf8_lossy(body)),
                 })
             }
+            Err(tungstenite::Error::Io(err)) => Err(ClientError::unreachable(url, &err)),
             Err(err) => Err(err.into()),
         }
     }
@@ -194,6 +272,22 @@ mod tests {
         assert_eq!(plain.ws("/ws").as_str(), "ws://127.0.0.1:8844/ws");
         let proxied = endpoint("https://example.com/longlat/");
         assert_eq!(proxied.ws("/ws").as_str(), "wss://example.com/longlat/ws");
+    }
+
+    #[test]
+    fn a_url_without_a_scheme_is_taken_as_http() {
+        for typed in ["localhost:8844", "127.0.0.1:8844", "localhost:8844/"] {
+            let url = parse_base_url(typed).unwrap();
+            assert_eq!(url.scheme(), "http", "{typed}");
+            assert_eq!(url.port(), Some(8844), "{typed}");
+        }
+        assert_eq!(
+            parse_base_url("https://example.com/base/")
+                .unwrap()
+                .as_str(),
+            "https://example.com/base/"
+        );
+        assert!(parse_base_url("ftp://example.com").is_err());
     }
 
     #[test]

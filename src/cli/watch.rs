@@ -98,11 +98,10 @@ async fn watch(args: &WatchArgs) -> Result<(), ClientError> {
             End::Lost { delivered, error } => {
                 failures = if delivered { 0 } else { failures + 1 };
                 let delay = backoff(failures);
+                let when = when(delay);
                 match error {
-                    Some(error) => {
-                        eprintln!("connection lost ({error}); reconnecting in {delay:?}")
-                    }
-                    None => eprintln!("the server ended the stream; reconnecting in {delay:?}"),
+                    Some(error) => eprintln!("connection lost ({error}); reconnecting {when}"),
+                    None => eprintln!("the server ended the stream; reconnecting {when}"),
                 }
                 tokio::time::sleep(delay).await;
             }
@@ -170,6 +169,15 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(millis).min(MAX_BACKOFF)
 }
 
+/// A wait in words: "now", "in 250 ms", "in 2 s".
+fn when(delay: Duration) -> String {
+    match delay.as_millis() {
+        0 => "now".into(),
+        millis @ 1..1_000 => format!("in {millis} ms"),
+        _ => format!("in {} s", delay.as_secs_f64().round()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +188,13 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_millis(250));
         assert_eq!(backoff(3), Duration::from_secs(1));
         assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn waits_are_told_in_words() {
+        assert_eq!(when(Duration::ZERO), "now");
+        assert_eq!(when(Duration::from_millis(250)), "in 250 ms");
+        assert_eq!(when(Duration::from_secs(1)), "in 1 s");
+        assert_eq!(when(MAX_BACKOFF), format!("in {} s", MAX_BACKOFF.as_secs()));
     }
 }

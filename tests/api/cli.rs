@@ -13,14 +13,19 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
-use crate::test_app::{TestApp, spawn_app, within};
+use crate::test_app::{TestApp, spawn_app, spawn_app_with, within};
 
 /// `longlat <command> <args> --url <the test server>`.
 fn longlat(app: &TestApp, command: &str, args: &[&str]) -> Command {
+    longlat_at(&app.url(""), command, args)
+}
+
+/// `longlat <command> <args> --url <url>`, the URL as a user would type it.
+fn longlat_at(url: &str, command: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_longlat"));
     cmd.arg(command)
         .args(args)
-        .args(["--url", &app.url("")])
+        .args(["--url", url])
         .env_remove("LONGLAT_URL")
         .env_remove("LONGLAT_TOKEN")
         .stdin(Stdio::null())
@@ -131,6 +136,84 @@ async fn publish_of_a_latitude_out_of_range_fails_with_the_problems_detail() {
         serde_json::json!([]),
         "nothing published"
     );
+}
+
+#[tokio::test]
+async fn publish_to_an_address_typed_without_a_scheme_works() {
+    let app = spawn_app().await;
+    let port = app.addr.port();
+    for typed in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}/"),
+    ] {
+        let run = output(longlat_at(&typed, "publish", &["--lat", "1", "--lon", "2"])).await;
+        assert!(run.status.success(), "--url {typed}: {run:?}");
+    }
+    let history: Value = app.get_json("/longlat/history").await;
+    assert_eq!(history["events"].as_array().map(Vec::len), Some(3));
+}
+
+#[tokio::test]
+async fn publish_to_a_port_where_nothing_listens_names_the_address_and_asks_if_longlat_runs_there()
+{
+    let closed = port_no_other_test_is_given().await;
+    let run = output(longlat_at(
+        &closed.to_string(),
+        "publish",
+        &["--lat", "1", "--lon", "2"],
+    ))
+    .await;
+    assert!(!run.status.success(), "{run:?}");
+    let stderr = String::from_utf8(run.stderr).expect("utf-8");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach http://{closed}: connection refused — is longlat running there?"
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn publish_without_a_token_to_a_server_that_wants_one_suggests_the_token_option() {
+    let path = std::env::temp_dir().join(format!("longlat-{}-cli.tokens", std::process::id()));
+    std::fs::write(&path, "secret publish\n").expect("write a token file");
+    let app = spawn_app_with(move |c| c.tokens_file = Some(path)).await;
+    let run = output(longlat(&app, "publish", &["--lat", "1", "--lon", "2"])).await;
+    assert!(!run.status.success(), "{run:?}");
+    let stderr = String::from_utf8(run.stderr).expect("utf-8");
+    assert!(stderr.contains("HTTP 401"), "{stderr}");
+    assert!(stderr.contains("--token"), "{stderr}");
+
+    let run = output(longlat(
+        &app,
+        "publish",
+        &["--lat", "1", "--lon", "2", "--token", "secret"],
+    ))
+    .await;
+    assert!(run.status.success(), "{run:?}");
+}
+
+#[tokio::test]
+async fn watch_tells_in_words_when_it_reconnects_after_the_server_stops() {
+    let (app, stopped) = start_server_on(port_no_other_test_is_given().await).await;
+    let mut watcher = Watcher::start(&app, &[]).await;
+    let event = app.publish(1.0, 1.0, None).await;
+    assert_eq!(watcher.next_event().await, event);
+    let addr = app.addr;
+    drop(app);
+    within("the server to stop", stopped).await.unwrap();
+
+    let ended = watcher.next_notice().await;
+    assert!(ended.ends_with("; reconnecting now"), "{ended}");
+    let refused = watcher.next_notice().await;
+    assert!(
+        refused.contains(&format!(
+            "cannot reach http://{addr}: connection refused — is longlat running there?"
+        )),
+        "{refused}"
+    );
+    assert!(refused.ends_with("reconnecting in 250 ms"), "{refused}");
 }
 
 /// Publishes two positions while `watcher` runs and checks it printed them.
