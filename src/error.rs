@@ -37,7 +37,7 @@ pub enum Error {
     #[error("{0}")]
     DocumentRefused(String),
     /// A query parameter that cannot be used.
-    #[error("{param}: {detail}")]
+    #[error("{}", named(param, detail))]
     InvalidParameter {
         /// The parameter's name.
         param: &'static str,
@@ -109,6 +109,19 @@ pub enum Error {
     /// Some events will never reach this subscriber; see [`Gap`].
     #[error("events were lost ({}); resume with the last id received", .0.reason.as_str())]
     EventsLost(Gap),
+}
+
+/// `detail`, prefixed with the parameter's name unless it already starts
+/// with it ("limit must be…" is not made "limit: limit must be…").
+fn named(param: &str, detail: &str) -> String {
+    let names_it = detail
+        .strip_prefix(param)
+        .is_some_and(|rest| rest.starts_with([' ', ':', '=']));
+    if names_it {
+        detail.to_owned()
+    } else {
+        format!("{param}: {detail}")
+    }
 }
 
 impl From<crate::broker::CursorAhead> for Error {

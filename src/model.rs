@@ -75,6 +75,20 @@ pub fn is_valid_tracker(name: &str) -> bool {
 }
 
 impl PositionInput {
+    /// The fields a client may send, in the order the examples show them.
+    pub const FIELDS: [&'static str; 3] = ["longitude", "latitude", "tracker"];
+
+    /// What `field` must hold, in words, for error messages that must not
+    /// speak of Rust types; `None` for a field a position does not have.
+    pub fn rule(field: &str) -> Option<&'static str> {
+        match field {
+            "longitude" => Some("a number from -180 to 180"),
+            "latitude" => Some("a number from -90 to 90"),
+            "tracker" => Some("a string of 1 to 64 characters from A-Z a-z 0-9 . _ : -"),
+            _ => None,
+        }
+    }
+
     /// Checks every rule and returns the position the broker may publish.
     pub fn validate(self) -> Result<ValidPosition, InvalidPosition> {
         if !(self.longitude.is_finite() && (-180.0..=180.0).contains(&self.longitude)) {

@@ -76,17 +76,13 @@ async fn history(
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
     let Query(stream) = stream.map_err(Error::from)?;
-    let Query(page) = page.map_err(Error::from)?;
+    // A limit is the only thing a page's parameters can get wrong.
+    let Query(page) = page.map_err(|_| bad_limit())?;
     let (after, filter) = stream.parse()?;
     let limit = match page.limit.map(|n| n as usize) {
         None => DEFAULT_PAGE,
         Some(n) if (1..=MAX_PAGE).contains(&n) => n,
-        Some(_) => {
-            return Err(Error::InvalidParameter {
-                param: "limit",
-                detail: format!("limit must be a whole number from 1 to {MAX_PAGE}"),
-            });
-        }
+        Some(_) => return Err(bad_limit()),
     };
     let found = state.broker.history(after, limit, &filter)?;
     let next = found.events.last().map(|e| e.id()).or(after);
@@ -112,6 +108,13 @@ async fn history(
     serde_json::to_writer(&mut body, &gap).expect("a gap serialises");
     body.push(b'}');
     Ok(json_response(body))
+}
+
+fn bad_limit() -> Error {
+    Error::InvalidParameter {
+        param: "limit",
+        detail: format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+    }
 }
 
 fn json_response(body: impl Into<axum::body::Body>) -> Response {

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::body_refusal::{EXPECTED, invalid_body, not_json};
 use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body};
 use crate::access::Scope;
 use crate::error::{Error, Problem};
@@ -184,8 +185,6 @@ fn parse_position(content_type: Option<&HeaderValue>, body: &[u8]) -> Result<Pos
     }
 }
 
-const EXPECTED: &str = r#"send a JSON object like {"longitude": 18.06324, "latitude": 59.334591}"#;
-
 fn parse_json(body: &[u8]) -> Result<PositionInput, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::MalformedBody {
@@ -202,10 +201,7 @@ fn parse_json(body: &[u8]) -> Result<PositionInput, Error> {
                     detail: format!("the body is JSON but not an object: {EXPECTED}"),
                     field: None,
                 },
-                Err(e) => Error::MalformedBody {
-                    detail: format!("{e}: {EXPECTED}"),
-                    field: None,
-                },
+                Err(e) => not_json(&e, "."),
             },
         );
     }
@@ -218,28 +214,36 @@ fn parse_json(body: &[u8]) -> Result<PositionInput, Error> {
     let input: PositionInput =
         serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
             let path = err.path().to_string();
-            let field = (path != ".").then_some(path);
             let inner = err.into_inner();
-            let detail = match &field {
-                Some(f) => format!("{f}: {inner}"),
-                None => format!("{inner}: {EXPECTED}"),
-            };
             match inner.classify() {
-                serde_json::error::Category::Data => Error::InvalidBody { detail, field },
-                _ => Error::MalformedBody { detail, field },
+                serde_json::error::Category::Data => {
+                    // serde_json appends " at line L column C"; the field says where.
+                    let message = inner.to_string();
+                    let message = message.split(" at line ").next().unwrap_or_default();
+                    invalid_body(&path, message, None)
+                }
+                _ => not_json(&inner, &path),
             }
         })?;
     deserializer.end().map_err(|e| Error::MalformedBody {
-        detail: format!("{e}: send one JSON object and nothing after it"),
+        detail: format!(
+            "the body goes on after its JSON object (line {}, column {}): send one object and nothing after it",
+            e.line(),
+            e.column()
+        ),
         field: None,
     })?;
     Ok(input)
 }
 
 fn parse_form(body: &[u8]) -> Result<PositionInput, Error> {
-    serde_urlencoded::from_bytes(body).map_err(|e| Error::InvalidBody {
-        detail: format!("form body: {e}: {EXPECTED}"),
-        field: None,
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(body));
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let value = form_urlencoded::parse(body)
+            .find(|(name, _)| *name == path)
+            .map(|(_, value)| value.into_owned());
+        invalid_body(&path, &err.into_inner().to_string(), value.as_deref())
     })
 }
 

@@ -105,7 +105,7 @@ fn bad_inputs() -> Vec<BadInput> {
         "t".repeat(65)
     );
     let mut cases = vec![
-        bad("not JSON", "longitude is 18", 400, None, "expected"),
+        bad("not JSON", "longitude is 18", 400, None, "not valid JSON"),
         bad("an empty body", "", 400, None, "empty"),
         bad("a JSON array", "[18.06, 59.33]", 422, None, "not an object"),
         bad(
@@ -119,15 +119,15 @@ fn bad_inputs() -> Vec<BadInput> {
             "a missing field",
             r#"{"longitude": 18.06}"#,
             422,
-            None,
-            "latitude",
+            Some("latitude"),
+            "latitude is missing",
         ),
         bad(
             "a wrong type",
             r#"{"longitude": "east", "latitude": 1}"#,
             422,
             Some("longitude"),
-            "f64",
+            "longitude must be a number from -180 to 180, got a string",
         ),
         bad(
             "a longitude out of range",
@@ -162,14 +162,14 @@ fn bad_inputs() -> Vec<BadInput> {
             r#"{"longitude": 1, "latitude": 1, "altitude": 3}"#,
             422,
             Some("altitude"),
-            "unknown field",
+            "altitude is not a field of a position",
         ),
         bad(
             "trailing data",
             r#"{"longitude": 1, "latitude": 1} {}"#,
             400,
             None,
-            "trailing",
+            "goes on after its JSON object",
         ),
         bad(
             "null coordinates",
@@ -193,12 +193,67 @@ fn bad_inputs() -> Vec<BadInput> {
         .into_bytes(),
         ..bad("", "", 413, None, "16384-byte limit")
     });
+    cases.extend(bad_forms());
     cases.push(BadInput {
         what: "an unsupported media type",
         content_type: Some("text/csv"),
         ..bad("", "18.06,59.33", 415, None, "text/csv")
     });
     cases
+}
+
+/// Words of the parser or of Rust that a person sending a position should
+/// never have to read.
+const RUST_WORDS: [&str; 11] = [
+    "f64",
+    "f32",
+    "i32",
+    "u32",
+    "u64",
+    "struct",
+    "enum",
+    "invalid type",
+    "expected ident",
+    "`",
+    "form body",
+];
+
+/// Bad form bodies: each names its field as a JSON body would.
+fn bad_forms() -> Vec<BadInput> {
+    let form = |what, body: &str, field, detail_mentions| BadInput {
+        what,
+        content_type: Some("application/x-www-form-urlencoded"),
+        body: body.as_bytes().to_vec(),
+        status: 422,
+        field: Some(field),
+        detail_mentions,
+    };
+    vec![
+        form(
+            "a form with a word for a longitude",
+            "longitude=east&latitude=1",
+            "longitude",
+            r#"longitude must be a number from -180 to 180, got "east""#,
+        ),
+        form(
+            "a form without a latitude",
+            "longitude=1",
+            "latitude",
+            "latitude is missing",
+        ),
+        form(
+            "a form with an unknown field",
+            "longitude=1&latitude=1&speed=3",
+            "speed",
+            "speed is not a field of a position",
+        ),
+        form(
+            "a form with an empty tracker",
+            "longitude=1&latitude=1&tracker=",
+            "tracker",
+            "tracker must be 1 to 64 characters",
+        ),
+    ]
 }
 
 #[tokio::test]
@@ -239,9 +294,22 @@ async fn bad_input_gets_a_problem_document_naming_the_field_and_publishes_nothin
             case.detail_mentions
         );
         assert!(detail.len() < 400, "{}: detail is bounded", case.what);
+        for jargon in RUST_WORDS {
+            assert!(
+                !detail.contains(jargon),
+                "{}: detail {detail:?} speaks of {jargon:?}",
+                case.what
+            );
+        }
+        let field = problem["field"].as_str().unwrap_or("no field");
+        assert!(
+            !detail.contains(&format!("{field}: {field}")),
+            "{}: detail {detail:?} names its field twice",
+            case.what
+        );
         match case.field {
             Some(field) => assert_eq!(problem["field"], field, "{}", case.what),
-            None => assert!(problem.get("field").is_none() || case.what == "a missing field"),
+            None => assert!(problem.get("field").is_none(), "{}", case.what),
         }
     }
     // Nothing was published: the first event a subscriber sees is the next good one.
