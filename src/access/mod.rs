@@ -162,6 +162,12 @@ impl Access {
         self.connections = Arc::new(self.connections.capped(streams));
     }
 
+    /// Whether any credential (a token or a JWT key) is configured, so that
+    /// a bearer token can mean something.
+    pub fn has_credentials(&self) -> bool {
+        self.credentials.is_some()
+    }
+
     /// Whether `scope` needs a credential.
     pub fn protects(&self, scope: Scope) -> bool {
         match scope {

@@ -1,6 +1,11 @@
 //! The API's own description: the OpenAPI document generated from the
 //! handlers' annotations, `GET /openapi.json`, and Swagger UI at `/docs`,
 //! served from assets compiled into the binary (no CDN, no validator calls).
+//!
+//! The checked-in document (`schema/openapi.json`) declares the `bearer`
+//! scheme, since a server may be started with credentials. A server started
+//! without any serves its document without it, so Swagger UI shows no
+//! locks and no "Authorize" button for a token nothing would check.
 
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -49,6 +54,39 @@ impl Modify for BearerAuth {
             .components
             .get_or_insert_with(Default::default)
             .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// `api` as this server serves it: with the `bearer` scheme only when it
+/// has `credentials` to check a token against.
+pub fn served(mut api: utoipa::openapi::OpenApi, credentials: bool) -> utoipa::openapi::OpenApi {
+    if !credentials {
+        without_bearer(&mut api);
+    }
+    api
+}
+
+/// Removes every security requirement and the `bearer` scheme.
+fn without_bearer(api: &mut utoipa::openapi::OpenApi) {
+    api.security = None;
+    for item in api.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+            &mut item.query,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.security = None;
+        }
+    }
+    if let Some(components) = api.components.as_mut() {
+        components.security_schemes.remove("bearer");
     }
 }
 

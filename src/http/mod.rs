@@ -178,7 +178,10 @@ pub fn app(
     // them when the log filter would show them.
     let tracing_requests = tracing::enabled!(target: "longlat::request", tracing::Level::INFO);
     let routes = routes
-        .merge(docs::router(api))
+        .merge(docs::router(docs::served(
+            api,
+            state.access.has_credentials(),
+        )))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

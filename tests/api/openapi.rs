@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 
-use crate::test_app::spawn_app;
+use serde_json::Value;
+
+use crate::test_app::{spawn_app, spawn_app_with};
 
 fn checked_in_spec() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/openapi.json")
@@ -29,12 +31,70 @@ fn the_checked_in_openapi_document_is_current() {
     }
 }
 
+/// `spec` with no security requirement and no `bearer` scheme.
+fn without_bearer(mut spec: Value) -> Value {
+    if let Some(spec) = spec.as_object_mut() {
+        spec.remove("security");
+    }
+    for item in spec["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for operation in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|i| i.values_mut())
+        {
+            if let Some(operation) = operation.as_object_mut() {
+                operation.remove("security");
+            }
+        }
+    }
+    if let Some(schemes) = spec["components"].as_object_mut() {
+        schemes.remove("securitySchemes");
+    }
+    spec
+}
+
+/// How many operations ask for a credential, and whether `bearer` is declared.
+fn locks(spec: &Value) -> (usize, bool) {
+    let operations = spec["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|p| p.values())
+        .filter_map(Value::as_object)
+        .flat_map(|item| item.values());
+    let locked = operations.filter(|op| op.get("security").is_some()).count();
+    let declared = spec["components"]["securitySchemes"]
+        .get("bearer")
+        .is_some();
+    (locked, declared)
+}
+
+#[tokio::test]
+async fn swagger_ui_shows_locks_only_on_a_server_that_checks_credentials() {
+    let open = spawn_app().await;
+    let served: Value = open.get_json("/openapi.json").await;
+    assert_eq!(locks(&served), (0, false), "no credentials: no lock");
+
+    let guarded = spawn_app_with(|c| c.tokens = vec!["secret".into()]).await;
+    let served: Value = guarded.get_json("/openapi.json").await;
+    let generated: Value = serde_json::from_str(&generated_spec()).unwrap();
+    assert_eq!(
+        served, generated,
+        "with credentials: the document as generated"
+    );
+    let (locked, declared) = locks(&served);
+    assert!(locked > 0 && declared, "with credentials: locks ({locked})");
+}
+
 #[tokio::test]
 async fn the_server_serves_its_openapi_document_and_swagger_ui_offline() {
     let app = spawn_app().await;
     let served: serde_json::Value = app.get_json("/openapi.json").await;
     let generated: serde_json::Value = serde_json::from_str(&generated_spec()).unwrap();
-    assert_eq!(served, generated);
+    assert_eq!(served, without_bearer(generated));
     for path in [
         "/longlat",
         "/longlat/{id}",
