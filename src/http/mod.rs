@@ -4,6 +4,7 @@
 mod body_refusal;
 mod docs;
 pub mod fanout;
+mod favicon;
 mod graphql;
 mod graphql_shared;
 mod graphql_ws;
@@ -182,6 +183,7 @@ pub fn app(
             api,
             state.access.has_credentials(),
         )))
+        .merge(favicon::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

@@ -7,6 +7,7 @@ mod close_handshake;
 mod cursors;
 mod descriptors;
 mod durable;
+mod favicon;
 mod fuzz;
 mod generated;
 mod graphql_http;
