@@ -105,7 +105,7 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 /// What a user can do about a refusal, when the status says it.
 fn refusal_hint(status: u16) -> &'static str {
     match status {
-        401 => "; the server wants a token: pass one with --token (or LONGLAT_TOKEN)",
+        401 => "; pass a valid token with --token (or LONGLAT_TOKEN)",
         403 => "; the token given with --token does not allow this",
         _ => "",
     }
