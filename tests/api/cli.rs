@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::process::{ExitStatus, Output, Stdio};
 
 use longlat::config::Config;
-use longlat::shutdown::Shutdown;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -13,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
-use crate::test_app::{TestApp, spawn_app, spawn_app_with, within};
+use crate::test_app::{TestApp, serve_on, spawn_app, spawn_app_with, within};
 
 /// `longlat <command> <args> --url <the test server>`.
 fn longlat(app: &TestApp, command: &str, args: &[&str]) -> Command {
@@ -299,22 +298,11 @@ async fn port_no_other_test_is_given() -> SocketAddr {
 /// once the server has stopped, after the app is dropped.
 async fn start_server_on(addr: SocketAddr) -> (TestApp, JoinHandle<()>) {
     let listener = TcpListener::bind(addr).await.expect("bind");
-    let addr = listener.local_addr().expect("local address");
-    let shutdown = Shutdown::new();
     let config = Config {
         broker: "memory".into(),
         ..Config::defaults()
     };
-    let running = longlat::run(listener, config, shutdown.clone());
-    let stopped = tokio::spawn(async move {
-        running.await.expect("the server ran");
-    });
-    let app = TestApp {
-        addr,
-        http: reqwest::Client::new(),
-        shutdown,
-    };
-    (app, stopped)
+    serve_on(listener, config)
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use crate::sse::SseReader;
-use crate::test_app::{TestApp, listening_entry, sample, within};
+use crate::test_app::{TestApp, listening_entry, sample, serve_on, within};
 
 /// A fresh data directory, removed when dropped (after unmounting what a
 /// test mounted on it and clearing the immutable attribute).
@@ -105,17 +105,7 @@ async fn start(dir: &Path, adjust: impl FnOnce(&mut Config)) -> (TestApp, JoinHa
     adjust(&mut config);
     assert_eq!(config.broker, "durable");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local address");
-    let shutdown = Shutdown::new();
-    let running = longlat::run(listener, config, shutdown.clone());
-    let stopped = tokio::spawn(async move {
-        running.await.expect("the server ran");
-    });
-    let app = TestApp {
-        addr,
-        http: reqwest::Client::new(),
-        shutdown,
-    };
+    let (app, stopped) = serve_on(listener, config);
     // Serving starts after the store is open: wait until it answers.
     within("the server to answer", async {
         while app.http.get(app.url("/healthz")).send().await.is_err() {

@@ -101,6 +101,24 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
+/// Serves `config` on `listener`, for tests that stop a server and look
+/// at what remains (a restart on the same port or data directory). The
+/// handle resolves once the server has stopped, after the app is dropped.
+pub fn serve_on(listener: TcpListener, config: Config) -> (TestApp, tokio::task::JoinHandle<()>) {
+    let addr = listener.local_addr().expect("local address");
+    let shutdown = Shutdown::new();
+    let running = longlat::run(listener, config, shutdown.clone());
+    let stopped = tokio::spawn(async move {
+        running.await.expect("the server ran");
+    });
+    let app = TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        shutdown,
+    };
+    (app, stopped)
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
