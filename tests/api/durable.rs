@@ -385,12 +385,8 @@ async fn publish_until_refused(app: &TestApp) -> (Vec<String>, Value) {
     within("a publish to be refused", async {
         loop {
             let response = app
-                .http
-                .post(app.url("/longlat"))
-                .json(&serde_json::json!({"longitude": 1.0, "latitude": 2.0}))
-                .send()
-                .await
-                .unwrap();
+                .post_position(&serde_json::json!({"longitude": 1.0, "latitude": 2.0}))
+                .await;
             let status = response.status();
             let body: Value = response.json().await.unwrap();
             if status != 201 {

@@ -91,12 +91,8 @@ async fn losing_redis_refuses_publishes_keeps_subscribers_and_recovers_without_d
     redis.kill().await;
     wait_until_ready_is(&a, 503).await;
     let refused = a
-        .http
-        .post(a.url("/longlat"))
-        .json(&serde_json::json!({"longitude": 2.0, "latitude": 2.0}))
-        .send()
-        .await
-        .unwrap();
+        .post_position(&serde_json::json!({"longitude": 2.0, "latitude": 2.0}))
+        .await;
     assert_eq!(refused.status(), 503);
     assert_eq!(
         refused.headers()["content-type"],
@@ -112,12 +108,8 @@ async fn losing_redis_refuses_publishes_keeps_subscribers_and_recovers_without_d
     let after = within("a publish to succeed again", async {
         loop {
             let response = a
-                .http
-                .post(a.url("/longlat"))
-                .json(&serde_json::json!({"longitude": 3.0, "latitude": 3.0}))
-                .send()
-                .await
-                .unwrap();
+                .post_position(&serde_json::json!({"longitude": 3.0, "latitude": 3.0}))
+                .await;
             if response.status() == 201 {
                 return response.json::<Value>().await.unwrap();
             }

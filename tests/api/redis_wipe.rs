@@ -21,12 +21,8 @@ async fn publish_once_redis_is_back(app: &TestApp, longitude: f64) -> Value {
     within("a publish to succeed again", async {
         loop {
             let response = app
-                .http
-                .post(app.url("/longlat"))
-                .json(&serde_json::json!({"longitude": longitude, "latitude": 1.0}))
-                .send()
-                .await
-                .unwrap();
+                .post_position(&serde_json::json!({"longitude": longitude, "latitude": 1.0}))
+                .await;
             if response.status() == 201 {
                 return response.json::<Value>().await.unwrap();
             }
@@ -124,12 +120,8 @@ async fn the_first_publish_after_redis_comes_back_is_accepted() {
 
     redis.kill().await;
     let refused = a
-        .http
-        .post(a.url("/longlat"))
-        .json(&serde_json::json!({"longitude": 2.0, "latitude": 2.0}))
-        .send()
-        .await
-        .unwrap();
+        .post_position(&serde_json::json!({"longitude": 2.0, "latitude": 2.0}))
+        .await;
     assert_eq!(refused.status(), 503);
     // A long outage: the instance has tried to reconnect several times.
     redis.turn_away(5).await;
@@ -137,11 +129,7 @@ async fn the_first_publish_after_redis_comes_back_is_accepted() {
     redis.wait_for_ping().await;
 
     let first = a
-        .http
-        .post(a.url("/longlat"))
-        .json(&serde_json::json!({"longitude": 3.0, "latitude": 3.0}))
-        .send()
-        .await
-        .unwrap();
+        .post_position(&serde_json::json!({"longitude": 3.0, "latitude": 3.0}))
+        .await;
     assert_eq!(first.status(), 201, "{:?}", first.text().await);
 }

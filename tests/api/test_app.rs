@@ -140,19 +140,23 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
     }
 
+    /// Posts `body` as JSON to `/longlat`; the answer, whatever its status.
+    pub async fn post_position(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/longlat"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /longlat")
+    }
+
     /// Posts a position as JSON and returns the stored event; fails unless 201.
     pub async fn publish(&self, longitude: f64, latitude: f64, tracker: Option<&str>) -> Value {
         let mut body = serde_json::json!({ "longitude": longitude, "latitude": latitude });
         if let Some(t) = tracker {
             body["tracker"] = t.into();
         }
-        let response = self
-            .http
-            .post(self.url("/longlat"))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST /longlat");
+        let response = self.post_position(&body).await;
         assert_eq!(response.status(), 201, "publishing {body}");
         response.json().await.expect("event JSON")
     }

@@ -75,6 +75,21 @@ export async function offlineOnly(context) {
   });
 }
 
+/**
+ * A desktop-sized page at `url` in a browser of its own, closed by
+ * `cleanup`: offline only, and an error thrown by the page fails the run.
+ */
+export async function openPage(cleanup, url) {
+  const browser = await launch();
+  cleanup.push(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await offlineOnly(context);
+  const page = await context.newPage();
+  page.on("pageerror", (err) => { console.error(`page error: ${err.message}`); process.exitCode = 1; });
+  await page.goto(url);
+  return page;
+}
+
 /** Screenshots of `page` at phone and desktop widths, named `<name>-phone.png`, `<name>-desktop.png`. */
 export async function screenshots(page, name) {
   mkdirSync(ARTIFACTS, { recursive: true });

@@ -2,7 +2,7 @@
 // them: three markers with readable labels that do not overlap at city zoom,
 // one cluster that splits when zoomed out, trails from history, positions
 // without a tracker as points, a list entry to follow and replay.
-import { check, freePort, launch, offlineOnly, post, run, screenshots, startServer, TIMEOUT } from "./harness.mjs";
+import { TIMEOUT, check, freePort, openPage, post, run, screenshots, startServer } from "./harness.mjs";
 
 const wait = (page, fn, arg) => page.waitForFunction(fn, arg, { timeout: TIMEOUT });
 const BUSES = ["bus-42", "bus-43", "tram-7"];
@@ -48,13 +48,7 @@ await run(async (cleanup) => {
   await post(server.url, { longitude: 10.75, latitude: 59.91 });
   await post(server.url, { longitude: 24.94, latitude: 60.17 });
 
-  const browser = await launch();
-  cleanup.push(() => browser.close());
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await offlineOnly(context);
-  const page = await context.newPage();
-  page.on("pageerror", (err) => { console.error(`page error: ${err.message}`); process.exitCode = 1; });
-  await page.goto(`${server.url}/map`);
+  const page = await openPage(cleanup, `${server.url}/map`);
 
   // A fresh page that read history is live, not "resumed".
   await wait(page, () => document.getElementById("status").dataset.state !== "connecting");

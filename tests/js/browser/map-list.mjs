@@ -1,7 +1,7 @@
 // Forty trackers: the list scrolls to the last of them, the filter narrows
 // it, a row zooms to its tracker; on a phone the page fits the screen's
 // width and the labels stay readable.
-import { check, freePort, launch, offlineOnly, post, run, screenshots, startServer, TIMEOUT } from "./harness.mjs";
+import { TIMEOUT, check, freePort, openPage, post, run, screenshots, startServer } from "./harness.mjs";
 
 const wait = (page, fn, arg) => page.waitForFunction(fn, arg, { timeout: TIMEOUT });
 
@@ -20,13 +20,7 @@ await run(async (cleanup) => {
     await post(server.url, { longitude: 17.9 + (n % 8) * 0.05, latitude: 59.25 + Math.floor(n / 8) * 0.03, tracker: `van-${n}` });
   }
 
-  const browser = await launch();
-  cleanup.push(() => browser.close());
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await offlineOnly(context);
-  const page = await context.newPage();
-  page.on("pageerror", (err) => { console.error(`page error: ${err.message}`); process.exitCode = 1; });
-  await page.goto(`${server.url}/map`);
+  const page = await openPage(cleanup, `${server.url}/map`);
   await wait(page, () => document.querySelectorAll("#trackers li[data-tracker]").length === 40);
   await wait(page, () => document.getElementById("map").dataset.outline === "loaded");
 

@@ -3,7 +3,7 @@
 // localhost) and shows them, with the attribution given, as plain text.
 import { createServer } from "node:http";
 import { deflateSync } from "node:zlib";
-import { check, freePort, launch, offlineOnly, post, run, screenshots, startServer, TIMEOUT } from "./harness.mjs";
+import { TIMEOUT, check, freePort, openPage, post, run, screenshots, startServer } from "./harness.mjs";
 
 const wait = (page, fn, arg) => page.waitForFunction(fn, arg, { timeout: TIMEOUT });
 
@@ -62,13 +62,7 @@ await run(async (cleanup) => {
   cleanup.push(() => server.stop());
   await post(server.url, { longitude: 18.0686, latitude: 59.3293, tracker: "bus-42" });
 
-  const browser = await launch();
-  cleanup.push(() => browser.close());
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await offlineOnly(context);
-  const page = await context.newPage();
-  page.on("pageerror", (err) => { console.error(`page error: ${err.message}`); process.exitCode = 1; });
-  await page.goto(`${server.url}/map`);
+  const page = await openPage(cleanup, `${server.url}/map`);
 
   // Tiles from the template's server, at the tracker's zoom (the map fits
   // it once history is read: world tiles come first), loaded and shown.
