@@ -39,6 +39,15 @@ fn caller<'a>(ctx: &Context<'a>) -> Cow<'a, Caller> {
         .map_or_else(|| Cow::Owned(Caller::anonymous()), Cow::Borrowed)
 }
 
+/// Whether `response` is a request error: the request was refused before
+/// anything ran (it did not parse, validate or fit the limits, or a
+/// variable could not be coerced). Anything that ran and failed has a path.
+pub fn is_request_error(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|error| error.path.is_empty())
+}
+
 /// Refuses the operation unless its caller may do `scope` (see
 /// [`crate::access`]): `extensions.code` `unauthorized` or `forbidden`.
 fn authorize(ctx: &Context<'_>, scope: Scope) -> async_graphql::Result<()> {

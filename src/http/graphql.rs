@@ -253,11 +253,14 @@ async fn run_get(
             detail: "a GraphQL document is required: /graphql?query={ latest { id } }".into(),
         });
     }
-    if let Err(refused) = guard::check(&request.query) {
-        let refused = async_graphql::Response::from_errors(vec![guard::server_error(&refused)]);
-        return Ok(answer(headers, refused));
-    }
-    if is_mutation(&request.query) {
+    let document = match guard::check(&request.query) {
+        Ok(document) => document,
+        Err(refused) => {
+            let refused = async_graphql::Response::from_errors(vec![guard::server_error(&refused)]);
+            return Ok(answer(headers, refused));
+        }
+    };
+    if document.as_ref().is_some_and(is_mutation) {
         return Err(Error::MethodNotAllowed(
             "mutations are sent with POST /graphql".into(),
         ));
@@ -274,10 +277,7 @@ async fn run_get(
 /// error has no `data` entry.
 fn answer(headers: &HeaderMap, response: async_graphql::Response) -> Response {
     let graphql_response = prefers_graphql_response(headers);
-    // Anything that ran and failed has a path; a request error has none.
-    let request_error = response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|error| error.path.is_empty());
+    let request_error = crate::graphql::is_request_error(&response);
     let body = if request_error {
         serde_json::to_vec(&serde_json::json!({ "errors": response.errors }))
     } else {
@@ -375,13 +375,11 @@ fn accepts_html(headers: &HeaderMap) -> bool {
 }
 
 /// Whether the document holds a mutation (GET must not change state).
-fn is_mutation(query: &str) -> bool {
-    async_graphql::parser::parse_query(query).is_ok_and(|document| {
-        document
-            .operations
-            .iter()
-            .any(|(_, op)| op.node.ty == async_graphql::parser::types::OperationType::Mutation)
-    })
+fn is_mutation(document: &async_graphql::parser::types::ExecutableDocument) -> bool {
+    document
+        .operations
+        .iter()
+        .any(|(_, op)| op.node.ty == async_graphql::parser::types::OperationType::Mutation)
 }
 
 async fn asset(Path(file): Path<String>) -> Response {

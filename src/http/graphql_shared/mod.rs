@@ -62,9 +62,7 @@ pub enum Outcome {
 impl Outcome {
     /// The outcome of one response of an execution.
     pub fn of(response: &Response) -> Self {
-        let refused = response.data == async_graphql::Value::Null
-            && !response.errors.is_empty()
-            && response.errors.iter().all(|e| e.path.is_empty());
+        let refused = crate::graphql::is_request_error(response);
         let text = if refused {
             serde_json::to_string(&response.errors)
         } else {
