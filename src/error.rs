@@ -133,6 +133,12 @@ impl From<crate::broker::CursorAhead> for Error {
     }
 }
 
+impl From<crate::model::OutOfScope> for Error {
+    fn from(outside: crate::model::OutOfScope) -> Self {
+        Error::Forbidden(outside.to_string())
+    }
+}
+
 impl From<crate::model::InvalidParameter> for Error {
     fn from(invalid: crate::model::InvalidParameter) -> Self {
         Error::InvalidParameter {

@@ -16,8 +16,10 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 mod filter;
+mod scope;
 
-pub use filter::{InvalidParameter, check_tracker, parse_cursor, parse_id};
+pub use filter::{InvalidParameter, OutOfScope, check_tracker, parse_cursor, parse_id};
+pub use scope::{InvalidScope, ReadScope, UNTRACKED};
 
 /// Longest allowed `tracker` name, in bytes (every allowed byte is ASCII).
 pub const TRACKER_MAX_LEN: usize = 64;
@@ -368,6 +370,22 @@ impl Gap {
         self.reason == GapReason::Lagged
     }
 
+    /// What a reader with `filter` may be told of this gap. A scoped
+    /// reader learns only why: the ids around the gap and how many events
+    /// were missed may belong to trackers outside its scope, and would tell
+    /// it of others' traffic. It resumes with the last id it received.
+    pub fn seen_through(self, filter: &Filter) -> Self {
+        if !filter.is_scoped() {
+            return self;
+        }
+        Self {
+            reason: self.reason,
+            after: None,
+            resumed_from: None,
+            missed: None,
+        }
+    }
+
     /// The notice as JSON: a `/ws` text frame, and the `data` of an
     /// `/events` `gap` event.
     pub fn to_json(&self) -> String {
@@ -385,26 +403,29 @@ impl GapReason {
     }
 }
 
-/// Which events a subscriber wants; an empty filter matches everything.
+/// Which events a subscriber wants, and may read; an empty filter matches
+/// everything.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
     /// Only events from one of these trackers, when set.
     pub trackers: Option<Vec<String>>,
     /// Only events inside this box, when set.
     pub bbox: Option<BoundingBox>,
+    /// Only events the reader's credential may read, when it is scoped
+    /// (set by [`Filter::within`]).
+    pub scope: Option<ReadScope>,
 }
 
 impl Filter {
     /// Whether `event` passes the filter.
     pub fn matches(&self, event: &PositionEvent) -> bool {
+        let tracker = event.tracker.as_deref();
         let tracker_ok = match &self.trackers {
             None => true,
-            Some(wanted) => event
-                .tracker
-                .as_deref()
-                .is_some_and(|t| wanted.iter().any(|w| w == t)),
+            Some(wanted) => tracker.is_some_and(|t| wanted.iter().any(|w| w == t)),
         };
         tracker_ok
+            && self.scope.as_ref().is_none_or(|s| s.allows(tracker))
             && self
                 .bbox
                 .as_ref()
@@ -413,7 +434,14 @@ impl Filter {
 
     /// Whether the filter lets every event through.
     pub fn is_empty(&self) -> bool {
-        self.trackers.is_none() && self.bbox.is_none()
+        self.trackers.is_none() && self.bbox.is_none() && self.scope.is_none()
+    }
+
+    /// Whether the reader is held to a read scope: what it is told about
+    /// events it was not sent (see [`Gap::seen_through`]) must then say
+    /// nothing about others' traffic.
+    pub fn is_scoped(&self) -> bool {
+        self.scope.is_some()
     }
 }
 

@@ -7,7 +7,11 @@
 //! # token                 rights (both when none)   optional limits
 //! 9f2c1e…                 publish                   trackers=bus-1,bus-2
 //! a81d07…                 subscribe                 name=wall-display
+//! 5be3f0…                 subscribe                 read=fleet-a.*,bus-*
 //! ```
+//!
+//! `read=` is the bearer's read scope (see [`ReadScope`]): the only
+//! trackers it may read; without it, every one.
 //!
 //! Only their SHA-256 digests are kept, and a presented token is compared
 //! with every one of them in constant time.
@@ -17,8 +21,9 @@
 //! (required), `nbf`, and `aud`/`iss` when `--jwt-audience`/`--jwt-issuer`
 //! are set (a token without the claim is then refused, not let through).
 //! Claims longlat reads: `sub` (who, for rate limits), `scope`
-//! (space-separated; `publish` and/or `subscribe`; both when absent) and
-//! `trackers` (the only trackers the bearer may publish for).
+//! (space-separated; `publish` and/or `subscribe`; both when absent),
+//! `trackers` (the only trackers the bearer may publish for) and `read`
+//! (an array of read scope patterns: the only trackers it may read).
 
 use std::sync::Arc;
 
@@ -29,7 +34,7 @@ use subtle::ConstantTimeEq;
 
 use super::{AccessConfigError, Scope};
 use crate::config::Config;
-use crate::model::is_valid_tracker;
+use crate::model::{ReadScope, is_valid_tracker};
 
 /// What a valid credential allows.
 #[derive(Debug, Clone)]
@@ -40,6 +45,7 @@ pub struct Grant {
     publish: bool,
     subscribe: bool,
     trackers: Option<Arc<[String]>>,
+    read: Option<ReadScope>,
 }
 
 impl Grant {
@@ -50,7 +56,18 @@ impl Grant {
             publish: true,
             subscribe: true,
             trackers: None,
+            read: None,
         }
+    }
+
+    /// This grant, reading only within `read` (`None`: everything).
+    pub fn reading(self, read: Option<ReadScope>) -> Self {
+        Self { read, ..self }
+    }
+
+    /// The trackers the bearer may read; `None` when it may read every one.
+    pub fn read_scope(&self) -> Option<&ReadScope> {
+        self.read.as_ref()
     }
 
     /// Whether the bearer may do `scope`.
@@ -159,6 +176,7 @@ fn parse_token_file(text: &str) -> Result<Vec<StaticToken>, String> {
         let mut words = line.split_whitespace();
         let token = words.next().unwrap_or_default();
         let (mut publish, mut subscribe, mut trackers, mut name) = (false, false, None, None);
+        let mut read = None;
         for word in words {
             match word.split_once('=') {
                 None if word == "publish" => publish = true,
@@ -171,9 +189,14 @@ fn parse_token_file(text: &str) -> Result<Vec<StaticToken>, String> {
                     trackers = Some(list.into());
                 }
                 Some(("name", value)) => name = Some(value.to_owned()),
+                Some(("read", list)) => {
+                    let scope =
+                        ReadScope::parse_list(list).map_err(|e| format!("line {line_no}: {e}"))?;
+                    read = Some(scope);
+                }
                 _ => {
                     return Err(format!(
-                        "line {line_no}: unknown word {word:?} (expected publish, subscribe, trackers=…, name=…)"
+                        "line {line_no}: unknown word {word:?} (expected publish, subscribe, trackers=…, read=…, name=…)"
                     ));
                 }
             }
@@ -192,6 +215,7 @@ fn parse_token_file(text: &str) -> Result<Vec<StaticToken>, String> {
                 publish,
                 subscribe,
                 trackers,
+                read,
             },
         });
     }
@@ -212,6 +236,7 @@ struct Claims {
     sub: Option<String>,
     scope: Option<String>,
     trackers: Option<Vec<String>>,
+    read: Option<Vec<String>>,
 }
 
 impl Jwt {
@@ -296,11 +321,17 @@ impl Jwt {
                 (has(Scope::Publish), has(Scope::Subscribe))
             }
         };
+        let read = claims
+            .read
+            .map(|patterns| ReadScope::parse(patterns.iter().map(String::as_str)))
+            .transpose()
+            .map_err(|e| format!("invalid JWT: the read claim: {e}"))?;
         Ok(Grant {
             subject: claims.sub.map(|sub| format!("jwt:{sub}").into()),
             publish,
             subscribe,
             trackers: claims.trackers.map(Into::into),
+            read,
         })
     }
 }
@@ -337,5 +368,23 @@ mod tests {
         assert!(err.contains("line 1"), "{err}");
         assert!(err.contains("publsh"), "{err}");
         assert!(!err.contains("secret-value"), "{err}");
+    }
+
+    #[test]
+    fn a_read_scope_is_read_from_a_token_file_and_checked() {
+        let tokens =
+            parse_token_file("t1 subscribe read=fleet-a.*,bus-1\nt2\n").expect("a valid file");
+        let scope = tokens[0].grant.read_scope().expect("a read scope");
+        assert!(scope.allows(Some("fleet-a.van-1")) && !scope.allows(Some("bus-2")));
+        assert!(tokens[1].grant.read_scope().is_none(), "no read= reads all");
+        let err = parse_token_file("secret subscribe read=a*b\n")
+            .err()
+            .expect("a malformed pattern is refused");
+        assert!(err.contains("line 1") && err.contains("a*b"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        assert!(
+            parse_token_file("t subscribe read=\n").is_err(),
+            "an empty scope"
+        );
     }
 }

@@ -16,6 +16,13 @@
 //! works. Behind a reverse proxy set `--client-ip-header`, or every client
 //! shares the proxy's address and its limit.
 //!
+//! What a reader may see is its credential's read scope (`read=` in a
+//! token file, a `read` claim in a JWT; see [`crate::model::ReadScope`]):
+//! every read path holds the filter it asks for to the scope with
+//! [`Caller::reader_filter`], so a scope is enforced wherever a filter is,
+//! by the one check each delivery makes. A presented credential's scope
+//! applies whether or not `--protect` asks for one to read.
+//!
 //! Everything is off by default, as the tutorial's page and curl command
 //! need: credentials are checked once tokens or a JWT key are configured
 //! (`--tokens`, `--tokens-file`, `--jwt-secret`, `--jwt-public-key`), and
@@ -35,6 +42,7 @@ pub use limits::ConnectionPermit;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::model::{Filter, ReadScope};
 use crate::net::Connection;
 use limits::{ConnectionLimits, FailedCredentials, PublishRate};
 
@@ -97,12 +105,30 @@ impl Caller {
     }
 
     /// A caller already checked by its connection (a GraphQL WebSocket after
-    /// `connection_init`), for work shared between connections.
-    pub fn connection_checked() -> Self {
+    /// `connection_init`), reading within `read`, for work shared between
+    /// connections with that scope.
+    pub fn connection_checked(read: Option<ReadScope>) -> Self {
         Self {
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            credential: Credential::Valid(Grant::everything("connection")),
+            credential: Credential::Valid(Grant::everything("connection").reading(read)),
         }
+    }
+
+    /// The trackers this caller may read: its credential's read scope;
+    /// `None` (every tracker) when it has none.
+    pub fn read_scope(&self) -> Option<&ReadScope> {
+        match &self.credential {
+            Credential::Valid(grant) => grant.read_scope(),
+            _ => None,
+        }
+    }
+
+    /// `wanted` held to what this caller may read: the one place a read
+    /// request meets the reader's scope, on every read path. A tracker
+    /// asked for by name outside the scope is refused (403 `forbidden`,
+    /// naming it).
+    pub fn reader_filter(&self, wanted: Filter) -> Result<Filter, Error> {
+        Ok(wanted.within(self.read_scope())?)
     }
 }
 

@@ -57,7 +57,7 @@ use tokio::task::JoinHandle;
 use self::store::Store;
 pub use self::store::{OpenError, Retention};
 use super::{Broker, BrokerError, Hub, HubSettings};
-use crate::model::{Event, EventId, PositionEvent, ValidPosition};
+use crate::model::{Event, EventId, PositionEvent, ReadScope, ValidPosition};
 use crate::shutdown::Shutdown;
 use crate::stats;
 
@@ -303,14 +303,15 @@ impl Broker for DurableBroker {
 
     /// A tracker's latest position is kept even after its events left
     /// history (and across restarts).
-    fn latest(&self, tracker: Option<&str>) -> Option<Arc<Event>> {
+    fn latest(&self, tracker: Option<&str>, scope: Option<&ReadScope>) -> Option<Arc<Event>> {
         match tracker {
-            None => self.hub.latest(None),
+            None => self.hub.latest(None, scope),
             Some(tracker) => self
                 .latest
                 .read()
                 .unwrap_or_else(|poison| poison.into_inner())
                 .get(tracker)
+                .filter(|_| scope.is_none_or(|s| s.allows(Some(tracker))))
                 .cloned(),
         }
     }

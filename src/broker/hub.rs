@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::{Delivery, Gap, GapReason};
-use crate::model::{Event, EventId, Filter};
+use crate::model::{Event, EventId, Filter, ReadScope};
 
 /// How far past both this server's clock and the newest id it has seen a
 /// resume cursor may be. Ids come from the clock of whichever machine
@@ -249,6 +249,11 @@ impl Hub {
                     resumed_from: ring.events.front().map(|e| e.id()),
                     missed: None,
                 };
+                // The cursor is the reader's own: it may always hear it back.
+                let gap = Gap {
+                    after: Some(after),
+                    ..gap.seen_through(&filter)
+                };
                 (ring.first_seq, Some(gap))
             }
             Some(after) => {
@@ -282,19 +287,16 @@ impl Hub {
         }
     }
 
-    /// The most recent event still in history, optionally for one tracker.
-    pub fn latest(&self, tracker: Option<&str>) -> Option<Arc<Event>> {
+    /// The most recent event still in history, optionally for one tracker,
+    /// and within a reader's `scope` when it has one.
+    pub fn latest(&self, tracker: Option<&str>, scope: Option<&ReadScope>) -> Option<Arc<Event>> {
         self.expire();
         let ring = self.read_ring();
-        match tracker {
-            None => ring.events.back().cloned(),
-            Some(t) => ring
-                .events
-                .iter()
-                .rev()
-                .find(|e| e.position.tracker.as_deref() == Some(t))
-                .cloned(),
-        }
+        let wanted = |event: &&Arc<Event>| {
+            let its = event.position.tracker.as_deref();
+            tracker.is_none_or(|t| its == Some(t)) && scope.is_none_or(|s| s.allows(its))
+        };
+        ring.events.iter().rev().find(wanted).cloned()
     }
 
     /// The event with this id, while it is still in history.
@@ -414,7 +416,7 @@ impl Subscription {
                         self.last_id = None;
                     }
                     self.cursor = first_seq;
-                    return Some(Delivery::Gap(gap));
+                    return Some(Delivery::Gap(gap.seen_through(&self.filter)));
                 }
                 Read::Pending => return None,
             }
@@ -632,7 +634,7 @@ mod tests {
             None,
             Filter {
                 trackers: Some(vec!["b".into()]),
-                bbox: None,
+                ..Filter::default()
             },
         )
         .expect("a cursor the hub issued");
@@ -640,7 +642,7 @@ mod tests {
         let b = append(&hub, "b");
         assert_eq!(next_event(&mut sub).await, b);
         assert_eq!(
-            hub.latest(Some("a")).map(|e| e.id()),
+            hub.latest(Some("a"), None).map(|e| e.id()),
             Some(EventId { millis: 10, seq: 1 })
         );
     }

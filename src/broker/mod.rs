@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 
 pub use hub::{CURSOR_LEEWAY, CursorAhead, History, Hub, HubSettings, Subscription};
 
-use crate::model::{Event, EventId, Filter, ValidPosition};
+use crate::model::{Event, EventId, Filter, ReadScope, ValidPosition};
 pub use crate::model::{Gap, GapReason};
 
 /// What a subscriber receives.
@@ -58,9 +58,10 @@ pub trait Broker: Send + Sync + 'static {
         Hub::subscribe(self.hub(), after, filter)
     }
 
-    /// The most recent event still in history, optionally for one tracker.
-    fn latest(&self, tracker: Option<&str>) -> Option<Arc<Event>> {
-        self.hub().latest(tracker)
+    /// The most recent event still in history, optionally for one tracker,
+    /// and within a reader's `scope` when it has one.
+    fn latest(&self, tracker: Option<&str>, scope: Option<&ReadScope>) -> Option<Arc<Event>> {
+        self.hub().latest(tracker, scope)
     }
 
     /// Up to `limit` events after `after` (from the oldest kept when `None`)

@@ -29,7 +29,7 @@ pub use subscription::Subscription;
 
 use crate::access::{Access, Caller, Scope};
 use crate::error::Error;
-use crate::model::InvalidParameter;
+use crate::model::{Filter, InvalidParameter};
 
 /// The operation's caller, as the transport put it in the request's data.
 /// An operation that reaches none (the schema executed directly) runs as
@@ -53,6 +53,12 @@ pub fn is_request_error(response: &async_graphql::Response) -> bool {
 fn authorize(ctx: &Context<'_>, scope: Scope) -> async_graphql::Result<()> {
     let access = ctx.data::<Arc<Access>>()?;
     access.authorize(&caller(ctx), scope).map_err(refused)
+}
+
+/// `wanted` held to what the operation's caller may read (see
+/// [`Caller::reader_filter`]): `forbidden` for a tracker outside its scope.
+fn reader_filter(ctx: &Context<'_>, wanted: Filter) -> async_graphql::Result<Filter> {
+    caller(ctx).reader_filter(wanted).map_err(refused)
 }
 
 /// A refusal as a GraphQL error, counted like an HTTP refusal.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
 
-use super::{authorize, invalid};
+use super::{authorize, invalid, reader_filter};
 use crate::access::Scope;
 use crate::broker::Broker;
 use crate::error::Error;
@@ -53,8 +53,13 @@ impl Query {
         if let Some(name) = &tracker {
             check_tracker("tracker", name).map_err(invalid)?;
         }
+        let wanted = Filter {
+            trackers: tracker.clone().map(|name| vec![name]),
+            ..Filter::default()
+        };
+        let readable = reader_filter(ctx, wanted)?;
         Ok(broker
-            .latest(tracker.as_deref())
+            .latest(tracker.as_deref(), readable.scope.as_ref())
             .map(|event| event.position.clone()))
     }
 
@@ -67,7 +72,12 @@ impl Query {
         authorize(ctx, Scope::Subscribe)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
         let id = parse_id("id", id.as_str()).map_err(invalid)?;
-        Ok(broker.get(id).map(|event| event.position.clone()))
+        // Outside the caller's scope reads as not found: nothing told.
+        let readable = reader_filter(ctx, Filter::default())?;
+        Ok(broker
+            .get(id)
+            .filter(|event| readable.matches(&event.position))
+            .map(|event| event.position.clone()))
     }
 
     /// Recent events, oldest first, at most `limit` (1 to 1000) per page.
@@ -94,7 +104,7 @@ impl Query {
             .extend());
         }
         let after = parse_cursor("after", after.as_deref().map(String::as_str)).map_err(invalid)?;
-        let filter = Filter::checked(tracker, bbox).map_err(invalid)?;
+        let filter = reader_filter(ctx, Filter::checked(tracker, bbox).map_err(invalid)?)?;
         let limit = usize::try_from(limit).unwrap_or(1);
         let page = broker
             .history(after, limit, &filter)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_graphql::{Context, ErrorExtensions, ID, Subscription as GraphQLSubscription};
 use futures::{Stream, StreamExt};
 
-use super::{authorize, invalid};
+use super::{authorize, invalid, reader_filter};
 use crate::access::Scope;
 use crate::broker::{Broker, Delivery};
 use crate::error::Error;
@@ -36,7 +36,7 @@ impl Subscription {
         authorize(ctx, Scope::Subscribe)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
         let after = parse_cursor("after", after.as_deref().map(String::as_str)).map_err(invalid)?;
-        let filter = Filter::checked(tracker, bbox).map_err(invalid)?;
+        let filter = reader_filter(ctx, Filter::checked(tracker, bbox).map_err(invalid)?)?;
         // Subscribed now, before the first item is polled: nothing published
         // from here on can be missed.
         let deliveries = broker

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_stream::StreamMap;
 
-use super::graphql_shared::{Direct, Outcome, SharedExecutions};
+use super::graphql_shared::{Direct, Outcome, SharedExecutions, SharedKey};
 use super::ws::{self, CLOSE_PING_TIMEOUT, End, Heartbeat};
 use crate::access::{Access, Caller, Scope, token_in_payload};
 use crate::error::Error;
@@ -279,7 +279,10 @@ impl Connection {
             self.operations.insert(id, outcomes.boxed());
             return Ok(());
         }
-        let key = payload.to_string();
+        let key = SharedKey {
+            payload: payload.to_string(),
+            scope: self.caller.read_scope().cloned(),
+        };
         let Ok(request) = serde_json::from_value::<async_graphql::Request>(payload) else {
             return Err(End::close(4400, "Invalid message received"));
         };

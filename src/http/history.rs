@@ -13,7 +13,7 @@ use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::Scope;
 use crate::broker::{Gap, GapReason};
 use crate::error::{Error, Problem};
-use crate::model::{EventId, PositionEvent, check_tracker};
+use crate::model::{EventId, Filter, PositionEvent, check_tracker};
 
 /// Events per page when `limit` is not given.
 pub const DEFAULT_PAGE: usize = 100;
@@ -78,7 +78,7 @@ async fn history(
     let Query(stream) = stream.map_err(Error::from)?;
     // A limit is the only thing a page's parameters can get wrong.
     let Query(page) = page.map_err(|_| bad_limit())?;
-    let (after, filter) = stream.parse()?;
+    let (after, filter) = stream.parse(&caller)?;
     let limit = match page.limit.map(|n| n as usize) {
         None => DEFAULT_PAGE,
         Some(n) if (1..=MAX_PAGE).contains(&n) => n,
@@ -167,11 +167,18 @@ async fn latest(
     if let Some(name) = tracker {
         check_tracker("tracker", name)?;
     }
-    let event = state.broker.latest(tracker).ok_or_else(|| {
-        Error::NotFound(match tracker {
-            Some(t) => format!("no event from tracker {t} in history"),
-            None => "no event in history".into(),
-        })
+    let readable = caller.reader_filter(Filter {
+        trackers: params.tracker.clone().map(|name| vec![name]),
+        ..Filter::default()
     })?;
+    let event = state
+        .broker
+        .latest(tracker, readable.scope.as_ref())
+        .ok_or_else(|| {
+            Error::NotFound(match tracker {
+                Some(t) => format!("no event from tracker {t} in history"),
+                None => "no event in history".into(),
+            })
+        })?;
     Ok(json_response(event.json.clone()))
 }

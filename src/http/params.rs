@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 
+use crate::access::Caller;
 use crate::error::Error;
 pub use crate::model::parse_cursor;
 use crate::model::{EventId, Filter};
@@ -38,12 +39,13 @@ pub struct StreamParams {
 }
 
 impl StreamParams {
-    /// The cursor and filter these parameters ask for.
-    pub fn parse(&self) -> Result<(Option<EventId>, Filter), Error> {
+    /// The cursor and filter these parameters ask for, the filter held to
+    /// what `caller` may read.
+    pub fn parse(&self, caller: &Caller) -> Result<(Option<EventId>, Filter), Error> {
         let after = parse_cursor("after", self.after.as_deref())?;
         let last_event_id = parse_cursor("lastEventId", self.last_event_id.as_deref())?;
         let filter = Filter::from_query(self.tracker.as_deref(), self.bbox.as_deref())?;
-        Ok((after.or(last_event_id), filter))
+        Ok((after.or(last_event_id), caller.reader_filter(filter)?))
     }
 }
 

@@ -19,7 +19,7 @@ use super::body_refusal::{EXPECTED, invalid_body, not_json};
 use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body};
 use crate::access::Scope;
 use crate::error::{Error, Problem};
-use crate::model::{Event, EventId, PositionEvent, PositionInput, parse_id};
+use crate::model::{Event, EventId, Filter, PositionEvent, PositionInput, parse_id};
 use crate::publish::Publisher;
 
 /// The REST routes.
@@ -140,9 +140,13 @@ async fn event_by_id(
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
     let parsed = parse_id("id", &id)?;
+    // An event outside the reader's scope is not found, so that asking
+    // tells nothing of whether it exists.
+    let readable = caller.reader_filter(Filter::default())?;
     let event = state
         .broker
         .get(parsed)
+        .filter(|event| readable.matches(&event.position))
         .ok_or_else(|| Error::NotFound(format!("no event {parsed} in history")))?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],

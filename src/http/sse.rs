@@ -98,7 +98,7 @@ async fn events(
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
     let Query(params) = params.map_err(Error::from)?;
-    let (after, filter) = params.parse()?;
+    let (after, filter) = params.parse(&caller)?;
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("\u{fffd}"));

@@ -5,7 +5,7 @@
 //! the same rule and the same `invalid-parameter` answer naming it
 //! everywhere.
 
-use super::{BoundingBox, EventId, Filter, TRACKER_MAX_LEN, is_valid_tracker};
+use super::{BoundingBox, EventId, Filter, ReadScope, TRACKER_MAX_LEN, is_valid_tracker};
 
 /// A parameter that cannot be used: answered as `invalid-parameter` with
 /// `field` set to `param`, on every transport.
@@ -51,6 +51,14 @@ pub fn check_tracker(param: &'static str, name: &str) -> Result<(), InvalidParam
     })
 }
 
+/// A tracker asked for by name that the reader's scope does not cover.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this token may not read tracker {tracker:?}")]
+pub struct OutOfScope {
+    /// The tracker, as asked for (already checked to be a tracker name).
+    pub tracker: String,
+}
+
 impl Filter {
     /// The filter for these trackers and this box, every name and the box's
     /// ranges checked (a box may come from a client unchecked, as a GraphQL
@@ -76,7 +84,34 @@ impl Filter {
                 param: "bbox",
                 detail: e.to_string(),
             })?;
-        Ok(Self { trackers, bbox })
+        Ok(Self {
+            trackers,
+            bbox,
+            scope: None,
+        })
+    }
+
+    /// This filter held to a reader's read `scope` (`None`: unrestricted):
+    /// what it asks for, intersected with what the reader may read. A
+    /// tracker asked for by name that the scope does not cover is refused
+    /// rather than quietly never delivered, so a client with the wrong
+    /// credential is told instead of waiting forever.
+    pub fn within(mut self, scope: Option<&ReadScope>) -> Result<Self, OutOfScope> {
+        let Some(scope) = scope else {
+            return Ok(self);
+        };
+        if let Some(outside) = self
+            .trackers
+            .iter()
+            .flatten()
+            .find(|name| !scope.allows(Some(name)))
+        {
+            return Err(OutOfScope {
+                tracker: outside.clone(),
+            });
+        }
+        self.scope = Some(scope.clone());
+        Ok(self)
     }
 
     /// The filter a query string asks for: `tracker=<name>[,<name>…]` and
@@ -133,5 +168,32 @@ mod tests {
         let cursor = parse_cursor("after", Some("yesterday")).unwrap_err();
         assert_eq!(cursor.param, "after");
         assert_eq!(parse_cursor("after", None), Ok(None));
+    }
+
+    #[test]
+    fn a_scope_narrows_a_filter_and_refuses_a_tracker_outside_it() {
+        let scope = ReadScope::parse_list("fleet-a.*").unwrap();
+        let event = |tracker: Option<&str>| {
+            let input = crate::model::PositionInput {
+                longitude: 1.0,
+                latitude: 1.0,
+                tracker: tracker.map(str::to_owned),
+            };
+            let valid = input.validate().unwrap();
+            valid.into_event(EventId::default(), time::OffsetDateTime::UNIX_EPOCH)
+        };
+        let everything = Filter::default().within(Some(&scope)).unwrap();
+        assert!(everything.matches(&event(Some("fleet-a.van-1"))));
+        assert!(!everything.matches(&event(Some("fleet-b.van-1"))));
+        assert!(!everything.matches(&event(None)));
+        assert!(everything.is_scoped());
+
+        let asked = Filter::from_query(Some("fleet-a.van-1,fleet-b.van-1"), None).unwrap();
+        let refused = asked.within(Some(&scope)).unwrap_err();
+        assert_eq!(refused.tracker, "fleet-b.van-1");
+
+        let unscoped = Filter::default().within(None).unwrap();
+        assert!(!unscoped.is_scoped());
+        assert!(unscoped.matches(&event(Some("fleet-b.van-1"))));
     }
 }

@@ -19,11 +19,12 @@
 //!
 //! Results are kept in a bounded ring (see [`ring`]): a sharer that falls
 //! more than [`RING`] results behind is told `events-lost` (`lagged`) and its
-//! subscription completes, as for any lagging subscriber. Connection data from
-//! `connection_init` is not part of the key: a connection may only run
-//! subscriptions once `connection_init` found it allowed to read, and what a
-//! subscription returns does not depend on who asked. If it ever does, the
-//! caller must join the key.
+//! subscription completes, as for any lagging subscriber. Of the connection's
+//! caller, only its read scope is part of the key ([`SharedKey`]): a
+//! connection may only run subscriptions once `connection_init` found it
+//! allowed to read, and what a subscription returns depends on who asked
+//! only through the trackers the caller may read, so subscribers share an
+//! execution only with those whose scope is the same.
 
 mod lane;
 mod ring;
@@ -40,6 +41,7 @@ use tokio::task::JoinHandle;
 use crate::broker::{Gap, GapReason};
 use crate::error::Error;
 use crate::graphql::LonglatSchema;
+use crate::model::ReadScope;
 use crate::net::Writer;
 
 use lane::{Park, Seat};
@@ -100,6 +102,17 @@ pub struct Direct {
     /// `{"type":"next","id":…,"payload":`; the message ends after the
     /// payload with `}`.
     pub prefix: Arc<str>,
+}
+
+/// What makes two live subscriptions one execution: the same `subscribe`
+/// payload (document, variables, operation name), read within the same
+/// scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SharedKey {
+    /// The `subscribe` message's payload, as JSON text.
+    pub payload: String,
+    /// The subscriber's read scope; `None`: it may read every tracker.
+    pub scope: Option<ReadScope>,
 }
 
 /// One running shared execution; dropping the last sharer stops it.
@@ -216,7 +229,7 @@ impl Drop for Group {
 /// The running shared executions, by operation.
 pub struct SharedExecutions {
     schema: LonglatSchema,
-    groups: Mutex<HashMap<String, Weak<Group>>>,
+    groups: Mutex<HashMap<SharedKey, Weak<Group>>>,
     /// Lanes send a result's messages through io_uring where the kernel
     /// allows it.
     io_uring: bool,
@@ -233,13 +246,14 @@ impl SharedExecutions {
         }
     }
 
-    /// The outcomes of `request` (whose `subscribe` payload was `key`): from
-    /// a shared execution when it is a live subscription, else run on its own
-    /// with the connection's `data`. With `direct`, a shared execution
-    /// writes `next` messages to the socket itself while the sharer keeps up.
+    /// The outcomes of `request` (whose `subscribe` payload and caller's
+    /// scope are `key`): from a shared execution when it is a live
+    /// subscription, else run on its own with the connection's `data`.
+    /// With `direct`, a shared execution writes `next` messages to the
+    /// socket itself while the sharer keeps up.
     pub fn join(
         &self,
-        key: String,
+        key: SharedKey,
         request: async_graphql::Request,
         data: Arc<async_graphql::Data>,
         direct: Option<Direct>,
@@ -254,9 +268,10 @@ impl SharedExecutions {
             let results = group.results.reader_at_head();
             return sharer(group, results, direct).boxed();
         }
-        // Every sharer's connection was checked at `connection_init`.
+        // Every sharer's connection was checked at `connection_init`, and
+        // reads within the scope of the key.
         let mut data = async_graphql::Data::default();
-        data.insert(crate::access::Caller::connection_checked());
+        data.insert(crate::access::Caller::connection_checked(key.scope.clone()));
         let outcomes = run_alone(&self.schema, request, Arc::new(data));
         // The first sharer reads from the execution's first result.
         let (group, results) = Group::start(outcomes, self.io_uring);
