@@ -30,6 +30,7 @@ mod raw_websocket;
 mod redis;
 mod redis_server;
 mod redis_wipe;
+mod scopes;
 mod shutdown;
 mod sse;
 mod test_app;
