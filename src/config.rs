@@ -82,8 +82,11 @@ pub struct Config {
     pub tokens: Vec<Secret>,
 
     /// File of bearer tokens, one per line: `TOKEN [publish] [subscribe]
-    /// [trackers=a,b] [name=label]` (both rights when none is named; `#`
-    /// starts a comment).
+    /// [trackers=a,b] [read=pattern,…] [name=label]` (both rights when none
+    /// is named; `trackers=`: the only trackers it may publish for;
+    /// `read=`: the only ones it may read, each an exact name, a prefix
+    /// ending in `*`, `*` for all or `-` for positions without a tracker;
+    /// `#` starts a comment).
     #[arg(long, env = "LONGLAT_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
 

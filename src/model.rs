@@ -340,7 +340,10 @@ impl Event {
 pub struct Gap {
     /// Why the events were lost.
     pub reason: GapReason,
-    /// The last event id the subscriber had (its cursor), if any.
+    /// The last event id the subscriber had (its cursor), if any. A reader
+    /// held to a read scope is told only why (`reason`): `after` (unless it
+    /// is the cursor it sent), `resumedFrom` and `missed` are left out, as
+    /// they could tell of others' trackers.
     pub after: Option<EventId>,
     /// The first event id delivered after the gap, when one exists yet.
     pub resumed_from: Option<EventId>,

@@ -64,7 +64,7 @@ pub struct HistoryParams {
             body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Reading needs a bearer token (`unauthorized`)",
             body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token may not read events (`forbidden`)",
+        (status = 403, description = "The token may not read events, or not the tracker asked for (`forbidden`, naming it)",
             body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -150,7 +150,7 @@ pub struct LatestParams {
             body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Reading needs a bearer token (`unauthorized`)",
             body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token may not read events (`forbidden`)",
+        (status = 403, description = "The token may not read events, or not the tracker asked for (`forbidden`, naming it)",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No event in history, or none for that tracker (`not-found`)",
             body = Problem, content_type = "application/problem+json"),

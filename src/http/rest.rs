@@ -129,7 +129,7 @@ fn created(event: &Event) -> Response {
             body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token may not read events (`forbidden`)",
             body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such event in history (`not-found`)",
+        (status = 404, description = "No such event in history, or none the token may read (`not-found`)",
             body = Problem, content_type = "application/problem+json"),
     ),
 )]

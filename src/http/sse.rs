@@ -80,7 +80,7 @@ pub fn router() -> OpenApiRouter<AppState> {
             body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Reading needs a bearer token (`unauthorized`): in `Authorization` or `access_token`",
             body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token may not subscribe (`forbidden`), or a page from an origin outside the allowlist (`origin-not-allowed`)",
+        (status = 403, description = "The token may not subscribe, or not to a tracker asked for (`forbidden`, naming it), or a page from an origin outside the allowlist (`origin-not-allowed`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The server or this address holds as many streams as allowed (`too-many-connections`); retry after `Retry-After` seconds",
             body = Problem, content_type = "application/problem+json",
