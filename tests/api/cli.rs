@@ -355,24 +355,28 @@ async fn watch_with_a_bad_cursor_fails_with_the_problems_detail() {
 
 /// Runs a small `longlat bench --json` and returns its report.
 async fn bench(app: &TestApp, transport: &str) -> Value {
-    let run = output(longlat(
-        app,
-        "bench",
-        &[
-            "--transport",
-            transport,
-            "--subs",
-            "20",
-            "--rate",
-            "50",
-            "--duration",
-            "1",
-            "--json",
-            "--pid",
-            &std::process::id().to_string(),
-        ],
-    ))
-    .await;
+    bench_with(app, transport, &[]).await
+}
+
+/// Runs a small `longlat bench --json` with `extra` options and returns
+/// its report.
+async fn bench_with(app: &TestApp, transport: &str, extra: &[&str]) -> Value {
+    let pid = std::process::id().to_string();
+    let mut args = vec![
+        "--transport",
+        transport,
+        "--subs",
+        "20",
+        "--rate",
+        "50",
+        "--duration",
+        "1",
+        "--json",
+        "--pid",
+        &pid,
+    ];
+    args.extend_from_slice(extra);
+    let run = output(longlat(app, "bench", &args)).await;
     assert!(run.status.success(), "{run:?}");
     let stdout = String::from_utf8(run.stdout).expect("utf-8");
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout:?} is one JSON object"))
@@ -417,6 +421,22 @@ async fn bench_over_websockets_reports_every_delivery_and_its_latency() {
     let report = bench(&app, "ws").await;
     assert_nothing_lost(&report);
     assert_eq!(report["transport"], "ws");
+}
+
+#[tokio::test]
+async fn bench_subscribers_with_a_scoped_token_get_every_position_of_a_tracker_in_their_scope() {
+    let tokens = std::env::temp_dir().join(format!("longlat-{}-bench.tokens", std::process::id()));
+    std::fs::write(&tokens, "pub publish\nfleet subscribe read=bench.*\n").unwrap();
+    let app = spawn_app_with(|c| c.tokens_file = Some(tokens)).await;
+    let scoped = [
+        "--token",
+        "pub",
+        "--sub-token",
+        "fleet",
+        "--tracker",
+        "bench.1",
+    ];
+    assert_nothing_lost(&bench_with(&app, "ws", &scoped).await);
 }
 
 #[tokio::test]

@@ -81,6 +81,17 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// The tracker every published position names (none when absent): with
+    /// `--sub-token`, positions a scoped subscriber may read.
+    #[arg(long)]
+    pub tracker: Option<String>,
+
+    /// Bearer token the subscribers send instead of `--token` (which the
+    /// publishers send): a token with a read scope measures what a scoped
+    /// subscriber costs next to a run without it.
+    #[arg(long, env = "LONGLAT_SUB_TOKEN")]
+    pub sub_token: Option<String>,
+
     /// The server.
     #[command(flatten)]
     pub endpoint: Endpoint,
@@ -179,8 +190,12 @@ async fn bench(args: &BenchArgs, total: u64) -> Result<Report, ClientError> {
     let _stop_on_exit = stop.clone().drop_guard();
     let ticker = tokio::spawn(progress.clone().report_until(stop.clone()));
 
+    let mut subscribing = args.endpoint.clone();
+    if let Some(token) = &args.sub_token {
+        subscribing.token = Some(token.clone());
+    }
     let how = Connecting {
-        endpoint: args.endpoint.clone(),
+        endpoint: subscribing,
         transport: args.transport,
         count: args.subs,
         concurrency: usize::try_from(args.connect_concurrency).unwrap_or(usize::MAX),
@@ -194,7 +209,8 @@ async fn bench(args: &BenchArgs, total: u64) -> Result<Report, ClientError> {
     .await;
     let connected = progress.subscribers.connected.load(Ordering::Relaxed);
     progress.enter(Phase::Probing);
-    probe(&args.endpoint, &shared, connected, secs(args.warmup)).await?;
+    let publisher = Publisher::new(&args.endpoint, args.tracker.as_deref())?;
+    probe(&publisher, &shared, connected, secs(args.warmup)).await?;
     readings.connected(server);
 
     let run = publish_and_settle(args, &progress, connected).await?;
@@ -222,6 +238,7 @@ async fn publish_and_settle<'a>(
     let shared = progress.shared.clone();
     let published = publish_all(
         &args.endpoint,
+        args.tracker.as_deref(),
         args.publishers,
         args.rate,
         shared.clone(),
@@ -250,12 +267,12 @@ async fn publish_and_settle<'a>(
 /// Publishes the probe and waits until `connected` subscribers have it, or
 /// `patience` passed (a server that does not fan out never gets there).
 async fn probe(
-    endpoint: &Endpoint,
+    publisher: &Publisher,
     shared: &Shared,
     connected: u64,
     patience: Duration,
 ) -> Result<(), ClientError> {
-    Publisher::new(endpoint)?
+    publisher
         .publish(PROBE, shared)
         .await
         .map_err(|e| ClientError::Local(format!("cannot publish: {e}")))?;

@@ -45,11 +45,14 @@ pub struct Publisher {
     client: reqwest::Client,
     endpoint: Endpoint,
     url: Url,
+    /// `,"tracker":"…"`, added to every body, when positions name one.
+    tracker_field: Option<Arc<str>>,
 }
 
 impl Publisher {
-    /// A publisher with a connection of its own, kept alive.
-    pub fn new(endpoint: &Endpoint) -> Result<Self, ClientError> {
+    /// A publisher with a connection of its own, kept alive, publishing
+    /// positions of `tracker` (none when `None`).
+    pub fn new(endpoint: &Endpoint, tracker: Option<&str>) -> Result<Self, ClientError> {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
             .tcp_nodelay(true)
@@ -59,6 +62,8 @@ impl Publisher {
             client,
             endpoint: endpoint.clone(),
             url: endpoint.http("/longlat"),
+            tracker_field: tracker
+                .map(|t| format!(r#","tracker":{}"#, serde_json::json!(t)).into()),
         })
     }
 
@@ -70,7 +75,7 @@ impl Publisher {
             .request(&self.client, Method::POST, self.url.clone())
             .map_err(|e| e.to_string())?
             .header(CONTENT_TYPE, "application/json")
-            .body(shared.codec.body(seq));
+            .body(self.body(seq, shared));
         shared.mark_sent(seq);
         let response = request.send().await.map_err(|e| e.to_string())?;
         let status = response.status();
@@ -84,9 +89,22 @@ impl Publisher {
     }
 }
 
-/// Publishes `1..=total` at `rate` per second from `count` publishers.
+impl Publisher {
+    fn body(&self, seq: u64, shared: &Shared) -> String {
+        let mut body = shared.codec.body(seq);
+        if let Some(field) = &self.tracker_field {
+            // Before the object's closing brace.
+            body.insert_str(body.len() - 1, field);
+        }
+        body
+    }
+}
+
+/// Publishes `1..=total` at `rate` per second from `count` publishers, as
+/// `tracker` when given.
 pub async fn publish_all(
     endpoint: &Endpoint,
+    tracker: Option<&str>,
     count: u64,
     rate: f64,
     shared: Arc<Shared>,
@@ -96,7 +114,7 @@ pub async fn publish_all(
     let interval = Duration::from_secs_f64(1.0 / rate);
     let mut tasks = JoinSet::new();
     for first in 1..=count.min(shared.total()) {
-        let publisher = Publisher::new(endpoint)?;
+        let publisher = Publisher::new(endpoint, tracker)?;
         let (shared, progress) = (shared.clone(), progress.clone());
         tasks.spawn(async move {
             let mut first_error = None;
