@@ -7,7 +7,9 @@
 //! # Layout
 //!
 //! - [`model`]: the typed event and its validation, used by every transport.
-//! - [`access`]: who may publish and subscribe, and what one client may cost.
+//! - [`access`]: who may publish and subscribe, which trackers each may read
+//!   (its read scope, a [`model::ReadScope`] in its filter), and what one
+//!   client may cost.
 //! - [`publish`]: the one publish path (authorize, rate, tracker, validate,
 //!   broker) that `POST /longlat` and the GraphQL mutation both call.
 //! - [`broker`]: orders, numbers, keeps and fans out events; [`broker::durable`]
