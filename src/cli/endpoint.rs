@@ -45,6 +45,16 @@ pub enum ClientError {
         /// Why, in a few words ("connection refused").
         reason: String,
     },
+    /// The server's host name could not be resolved to an address.
+    #[error(
+        "cannot reach {address}: the name {host} could not be resolved — check the host in --url"
+    )]
+    UnknownHost {
+        /// The server's scheme, host and port.
+        address: String,
+        /// The name that did not resolve.
+        host: String,
+    },
     /// An HTTP request could not be made or its answer read.
     #[error("{0}")]
     Http(reqwest::Error),
@@ -82,11 +92,30 @@ impl ClientError {
             "http"
         };
         let _ = url.set_scheme(scheme);
-        Self::Unreachable {
-            address: url.origin().ascii_serialization(),
-            reason: root_cause(err),
+        let address = url.origin().ascii_serialization();
+        match url.host_str().filter(|_| is_name_not_resolved(err)) {
+            Some(host) => Self::UnknownHost {
+                address,
+                host: host.to_owned(),
+            },
+            None => Self::Unreachable {
+                address,
+                reason: root_cause(err),
+            },
         }
     }
+}
+
+/// Whether `err` says the host name did not resolve. The system resolver's
+/// failure has no `ErrorKind` of its own (it is "uncategorized"), so it is
+/// known by the words the standard library gives it, which both the HTTP
+/// client and the WebSocket client pass on; the HTTP client also wraps it
+/// in a "dns error".
+fn is_name_not_resolved(err: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(err), |cause| cause.source()).any(|cause| {
+        let text = cause.to_string();
+        text == "dns error" || text.starts_with("failed to lookup address information")
+    })
 }
 
 /// The innermost cause of `err` in plain words: "connection refused" rather

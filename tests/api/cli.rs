@@ -174,6 +174,28 @@ async fn publish_to_a_port_where_nothing_listens_names_the_address_and_asks_if_l
 }
 
 #[tokio::test]
+async fn a_host_name_that_does_not_resolve_is_named_as_such_and_not_taken_for_a_stopped_server() {
+    // `.invalid` never resolves (RFC 2606), with or without a network.
+    let publish: &[&str] = &["--lat", "1", "--lon", "2"];
+    for (command, args) in [("publish", publish), ("watch", &[])] {
+        let run = output(longlat_at("nonexistent.invalid:8844", command, args)).await;
+        assert!(!run.status.success(), "{command}: {run:?}");
+        let stderr = String::from_utf8(run.stderr).expect("utf-8");
+        assert!(
+            stderr.contains(
+                "cannot reach http://nonexistent.invalid:8844: the name nonexistent.invalid \
+                 could not be resolved"
+            ),
+            "{command}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("is longlat running"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn publish_without_a_token_to_a_server_that_wants_one_suggests_the_token_option() {
     let path = std::env::temp_dir().join(format!("longlat-{}-cli.tokens", std::process::id()));
     std::fs::write(&path, "secret publish\n").expect("write a token file");
