@@ -377,28 +377,14 @@ async fn watch_with_a_bad_cursor_fails_with_the_problems_detail() {
 
 /// Runs a small `longlat bench --json` and returns its report.
 async fn bench(app: &TestApp, transport: &str) -> Value {
-    bench_with(app, transport, &[]).await
+    let pid = std::process::id().to_string();
+    bench_with(app, &["--transport", transport, "--pid", &pid]).await
 }
 
-/// Runs a small `longlat bench --json` with `extra` options and returns
-/// its report.
-async fn bench_with(app: &TestApp, transport: &str, extra: &[&str]) -> Value {
-    let pid = std::process::id().to_string();
-    let mut args = vec![
-        "--transport",
-        transport,
-        "--subs",
-        "20",
-        "--rate",
-        "50",
-        "--duration",
-        "1",
-        "--json",
-        "--pid",
-        &pid,
-    ];
-    args.extend_from_slice(extra);
-    let run = output(longlat(app, "bench", &args)).await;
+/// Runs a small `longlat bench --json <args>` and returns its report.
+async fn bench_with(app: &TestApp, args: &[&str]) -> Value {
+    let small = ["--subs", "20", "--rate", "50", "--duration", "1", "--json"];
+    let run = output(longlat(app, "bench", &[&small[..], args].concat())).await;
     assert!(run.status.success(), "{run:?}");
     let stdout = String::from_utf8(run.stdout).expect("utf-8");
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout:?} is one JSON object"))
@@ -438,6 +424,24 @@ fn assert_nothing_lost(report: &Value) {
 }
 
 #[tokio::test]
+async fn bench_measures_the_server_and_not_a_watch_running_beside_it() {
+    // The server runs in this test's process; `pidof longlat` would name it
+    // and the watch together.
+    let app = spawn_app().await;
+    let watcher = Watcher::start(&app, &[]).await;
+    let server = std::process::id();
+    let watch = watcher.child.id().expect("watch runs");
+    let both = format!("{watch} {server}");
+    for args in [&["--pid", both.as_str()][..], &[]] {
+        let report = bench_with(&app, args).await;
+        assert_eq!(report["server_pid"], server, "{args:?}: {report}");
+        assert!(report["rss_before_kib"].is_u64(), "{args:?}: {report}");
+        assert!(report["cpu_us_per_delivery"].is_f64(), "{args:?}: {report}");
+    }
+    watcher.interrupt().await;
+}
+
+#[tokio::test]
 async fn bench_over_websockets_reports_every_delivery_and_its_latency() {
     let app = spawn_app().await;
     let report = bench(&app, "ws").await;
@@ -450,7 +454,12 @@ async fn bench_subscribers_with_a_scoped_token_get_every_position_of_a_tracker_i
     let tokens = std::env::temp_dir().join(format!("longlat-{}-bench.tokens", std::process::id()));
     std::fs::write(&tokens, "pub publish\nfleet subscribe read=bench.*\n").unwrap();
     let app = spawn_app_with(|c| c.tokens_file = Some(tokens)).await;
+    let pid = std::process::id().to_string();
     let scoped = [
+        "--transport",
+        "ws",
+        "--pid",
+        &pid,
         "--token",
         "pub",
         "--sub-token",
@@ -458,7 +467,7 @@ async fn bench_subscribers_with_a_scoped_token_get_every_position_of_a_tracker_i
         "--tracker",
         "bench.1",
     ];
-    assert_nothing_lost(&bench_with(&app, "ws", &scoped).await);
+    assert_nothing_lost(&bench_with(&app, &scoped).await);
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@
 //! delivery is matched to the instant just before its POST.
 
 mod codec;
+mod listener;
 mod progress;
 mod publishers;
 mod report;
@@ -73,9 +74,12 @@ pub struct BenchArgs {
     pub settle: f64,
 
     /// The server's process id, to report its memory per connection and CPU
-    /// per delivery from /proc (same machine only).
-    #[arg(long)]
-    pub pid: Option<u32>,
+    /// per delivery from /proc (same machine only). Several ids (as
+    /// `"$(pidof longlat)"` gives with a `watch` running beside the server):
+    /// the one listening on the URL's port. Not given: the process
+    /// listening on the URL's port, when the URL names this machine.
+    #[arg(long, value_parser = parse_pids)]
+    pub pid: Option<Pids>,
 
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -97,7 +101,52 @@ pub struct BenchArgs {
     pub endpoint: Endpoint,
 }
 
+/// The process ids given to `--pid`.
+#[derive(Debug, Clone)]
+pub struct Pids(Vec<u32>);
+
+/// Parses `--pid`: one or more process ids, separated by spaces or commas.
+fn parse_pids(text: &str) -> Result<Pids, String> {
+    let pids = text
+        .split([' ', ','])
+        .filter(|word| !word.is_empty())
+        .map(|word| {
+            word.parse()
+                .map_err(|_| format!("{word:?} is not a process id"))
+        })
+        .collect::<Result<Vec<u32>, String>>()?;
+    if pids.is_empty() {
+        return Err("give the server's process id".into());
+    }
+    Ok(Pids(pids))
+}
+
 impl BenchArgs {
+    /// The server process to read memory and CPU from: see `--pid`.
+    fn server(&self) -> Result<Option<ServerProcess>, ClientError> {
+        let port = listener::local_port(&self.endpoint.url);
+        let pid = match (&self.pid, port) {
+            (Some(Pids(pids)), _) if pids.len() == 1 => Some(pids[0]),
+            (Some(Pids(pids)), Some(port)) => {
+                Some(listener::listening_pid(port, Some(pids)).ok_or_else(|| {
+                    ClientError::Local(format!(
+                        "none of the processes {pids:?} given to --pid listens on port {port}"
+                    ))
+                })?)
+            }
+            (Some(_), None) => {
+                return Err(ClientError::Local(
+                    "several processes given to --pid, and the server is not on this machine \
+                     to tell which: give its pid alone"
+                        .into(),
+                ));
+            }
+            (None, Some(port)) => listener::listening_pid(port, None),
+            (None, None) => None,
+        };
+        Ok(pid.map(ServerProcess::new))
+    }
+
     /// How many positions the run publishes, once the options are checked.
     fn total(&self) -> Result<u64, ClientError> {
         let positive = |name: &str, value: f64| {
@@ -146,9 +195,10 @@ pub async fn run(args: BenchArgs) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Server memory and CPU readings, when `--pid` is given.
+/// Server memory and CPU readings, when the server's process is known.
 #[derive(Debug, Default)]
 struct Readings {
+    pid: Option<u32>,
     rss_before: Option<u64>,
     rss_idle: Option<u64>,
     cpu_before: Option<u64>,
@@ -161,6 +211,7 @@ impl Readings {
     /// Before connecting.
     fn before(server: Option<ServerProcess>) -> Self {
         Self {
+            pid: server.map(|s| s.pid()),
             rss_before: server.and_then(|s| s.rss_kib()),
             ..Self::default()
         }
@@ -182,7 +233,7 @@ impl Readings {
 
 async fn bench(args: &BenchArgs, total: u64) -> Result<Report, ClientError> {
     raise_open_file_limit(args.subs + args.publishers);
-    let server = args.pid.map(ServerProcess::new);
+    let server = args.server()?;
     let mut readings = Readings::before(server);
     let shared = Arc::new(Shared::new(Codec::new(run_tag()), total));
     let progress = Arc::new(Progress::new(shared.clone(), args.subs));
@@ -371,6 +422,7 @@ impl Run<'_> {
             p99_ms: totals.percentile_ms(0.99),
             p999_ms: totals.percentile_ms(0.999),
             max_ms: totals.percentile_ms(1.0),
+            server_pid: readings.pid,
             rss_before_kib: readings.rss_before,
             rss_idle_kib: readings.rss_idle,
             rss_end_kib: readings.rss_end,

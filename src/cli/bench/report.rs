@@ -57,7 +57,10 @@ pub struct Report {
     pub p999_ms: Option<f64>,
     /// Maximum.
     pub max_ms: Option<f64>,
-    /// Server RSS before connecting, KiB (with `--pid`).
+    /// The server's process, when known (`--pid`, or found listening on
+    /// the URL's port on this machine).
+    pub server_pid: Option<u32>,
+    /// Server RSS before connecting, KiB (with `server_pid`).
     pub rss_before_kib: Option<u64>,
     /// Server RSS once every subscriber connected, KiB.
     pub rss_idle_kib: Option<u64>,
@@ -137,6 +140,9 @@ impl fmt::Display for Report {
                 or_dash(self.max_ms, 2)
             ),
         )?;
+        if let Some(pid) = self.server_pid {
+            row(f, "server process", format!("pid {pid}"))?;
+        }
         if let (Some(before), Some(idle)) = (self.rss_before_kib, self.rss_idle_kib) {
             row(
                 f,

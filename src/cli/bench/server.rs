@@ -17,6 +17,11 @@ impl ServerProcess {
         Self { pid }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Resident memory (`VmRSS`), KiB.
     pub fn rss_kib(&self) -> Option<u64> {
         self.status_field("VmRSS")
