@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::assets::{Asset, asset};
 use super::graphql_ws::{self, Protocol, Timing};
 use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body, ws};
 use crate::access::{Caller, Scope};
@@ -25,33 +26,17 @@ use crate::net::{Connection, Writer};
 /// The GraphiQL page: loads the vendored assets and subscribes over `/graphql`.
 const GRAPHIQL_PAGE: &str = include_str!("../../static/graphiql.html");
 
-/// Vendored GraphiQL assets: (file name, content type, bytes).
-const ASSETS: &[(&str, &str, &[u8])] = &[
-    (
-        "graphiql.min.js",
+/// Vendored GraphiQL assets, served at `/graphiql/<file>`.
+pub(super) const ASSETS: &[Asset] = &[
+    asset!("graphiql/graphiql.min.js", "text/javascript", gzip),
+    asset!("graphiql/graphiql.min.css", "text/css", gzip),
+    asset!("graphiql/react.production.min.js", "text/javascript"),
+    asset!(
+        "graphiql/react-dom.production.min.js",
         "text/javascript",
-        include_bytes!("../../static/graphiql/graphiql.min.js"),
+        gzip
     ),
-    (
-        "graphiql.min.css",
-        "text/css",
-        include_bytes!("../../static/graphiql/graphiql.min.css"),
-    ),
-    (
-        "react.production.min.js",
-        "text/javascript",
-        include_bytes!("../../static/graphiql/react.production.min.js"),
-    ),
-    (
-        "react-dom.production.min.js",
-        "text/javascript",
-        include_bytes!("../../static/graphiql/react-dom.production.min.js"),
-    ),
-    (
-        "graphql-ws.min.js",
-        "text/javascript",
-        include_bytes!("../../static/graphiql/graphql-ws.min.js"),
-    ),
+    asset!("graphiql/graphql-ws.min.js", "text/javascript"),
 ];
 
 /// The GraphQL routes.
@@ -382,16 +367,7 @@ fn is_mutation(document: &async_graphql::parser::types::ExecutableDocument) -> b
         .any(|(_, op)| op.node.ty == async_graphql::parser::types::OperationType::Mutation)
 }
 
-async fn asset(Path(file): Path<String>) -> Response {
-    match ASSETS.iter().find(|(name, _, _)| *name == file) {
-        Some((_, content_type, bytes)) => (
-            [
-                (header::CONTENT_TYPE, *content_type),
-                (header::CACHE_CONTROL, "public, max-age=86400"),
-            ],
-            *bytes,
-        )
-            .into_response(),
-        None => Error::NotFound(format!("no asset {file}")).into_response(),
-    }
+async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Result<Response, Error> {
+    let path = format!("graphiql/{file}");
+    super::assets::send(ASSETS, &path, &headers, "public, max-age=86400")
 }

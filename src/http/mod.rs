@@ -1,6 +1,7 @@
 //! The HTTP surface: shared state, and one router assembled from each
 //! transport's own `router()`.
 
+mod assets;
 mod body_refusal;
 mod docs;
 pub mod fanout;

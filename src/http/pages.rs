@@ -3,34 +3,22 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::{Html, Response};
 use axum::routing::get;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::assets::{Asset, LICENCE, asset};
 use crate::error::Error;
 
 const TUTORIAL_PAGE: &str = include_str!("../../static/index.html");
 const MAP_PAGE: &str = include_str!("../../static/map.html");
 
-/// One file under `/assets/`, compiled in from `static/`.
-macro_rules! asset {
-    ($path:literal, $media_type:expr) => {
-        (
-            $path,
-            $media_type,
-            include_bytes!(concat!("../../static/", $path)) as &[u8],
-        )
-    };
-}
-
-const LICENCE: &str = "text/plain; charset=utf-8";
-
-/// Files under `/assets/`: path, media type, contents.
-const ASSETS: &[(&str, &str, &[u8])] = &[
+/// Files under `/assets/`, compiled in from `static/`.
+pub(super) const ASSETS: &[Asset] = &[
     asset!("map.js", "text/javascript"),
     asset!("map/labels.js", "text/javascript"),
     asset!("map/trails.js", "text/javascript"),
@@ -38,15 +26,19 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     asset!("map/replay.js", "text/javascript"),
     asset!("map/basemap.js", "text/javascript"),
     asset!("map.css", "text/css"),
-    asset!("vendor/world-atlas/countries-10m.json", "application/json"),
+    asset!(
+        "vendor/world-atlas/countries-10m.json",
+        "application/json",
+        gzip
+    ),
     asset!("vendor/world-atlas/LICENSE", LICENCE),
     asset!(
         "vendor/topojson-client/topojson-client.min.js",
         "text/javascript"
     ),
     asset!("vendor/topojson-client/LICENSE", LICENCE),
-    asset!("vendor/leaflet/leaflet.js", "text/javascript"),
-    asset!("vendor/leaflet/leaflet.css", "text/css"),
+    asset!("vendor/leaflet/leaflet.js", "text/javascript", gzip),
+    asset!("vendor/leaflet/leaflet.css", "text/css", gzip),
     asset!("vendor/leaflet/LICENSE", LICENCE),
     asset!("vendor/leaflet/images/layers.png", "image/png"),
     asset!("vendor/leaflet/images/layers-2x.png", "image/png"),
@@ -55,7 +47,8 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     asset!("vendor/leaflet/images/marker-shadow.png", "image/png"),
     asset!(
         "vendor/leaflet.markercluster/leaflet.markercluster.js",
-        "text/javascript"
+        "text/javascript",
+        gzip
     ),
     asset!("vendor/leaflet.markercluster/MarkerCluster.css", "text/css"),
     asset!(
@@ -139,17 +132,6 @@ async fn map_settings(State(state): State<AppState>) -> Json<MapSettings> {
     Json(MapSettings { tiles })
 }
 
-async fn asset(Path(path): Path<String>) -> Result<Response, Error> {
-    let (_, media_type, body) = ASSETS
-        .iter()
-        .find(|(name, _, _)| *name == path)
-        .ok_or_else(|| Error::NotFound(format!("no asset {path}")))?;
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    Ok(response)
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Result<Response, Error> {
+    super::assets::send(ASSETS, &path, &headers, "public, max-age=3600")
 }

@@ -38,3 +38,6 @@ react-dom $REACT
 graphql-ws $GRAPHQL_WS
 VERSIONS
 sha256sum ./*.js ./*.css > SHA256SUMS
+# The large files are also kept gzipped, served to browsers that take it
+# (src/http/assets.rs); a test checks each .gz is its file compressed.
+gzip -9 -n -k -f graphiql.min.js graphiql.min.css react-dom.production.min.js

@@ -27,3 +27,8 @@ rm -rf leaflet.markercluster && mkdir -p leaflet.markercluster
 cp "$work/leaflet.markercluster/dist/leaflet.markercluster.js" "$work/leaflet.markercluster/dist/MarkerCluster.css" \
   "$work/leaflet.markercluster/dist/MarkerCluster.Default.css" leaflet.markercluster/
 cp "$work/leaflet.markercluster/MIT-LICENCE.txt" leaflet.markercluster/LICENSE
+
+# The large files are also kept gzipped, served to browsers that take it
+# (src/http/assets.rs); a test checks each .gz is its file compressed.
+gzip -9 -n -k -f world-atlas/countries-10m.json leaflet/leaflet.js leaflet/leaflet.css \
+  leaflet.markercluster/leaflet.markercluster.js

@@ -33,6 +33,7 @@ mod redis_wipe;
 mod scopes;
 mod shutdown;
 mod sse;
+mod static_assets;
 mod test_app;
 mod tutorial;
 mod ws;
