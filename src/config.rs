@@ -213,6 +213,14 @@ pub struct Config {
     #[arg(long, env = "LONGLAT_MAP_TILES_ATTRIBUTION", requires = "map_tiles")]
     pub map_tiles_attribution: Option<String>,
 
+    /// A detailed basemap for the map page, served by longlat itself so it
+    /// works offline: one PMTiles archive (v3), raster or vector tiles,
+    /// e.g. a city cut from the Protomaps planet build with
+    /// `pmtiles extract`. Drawn over the built-in world outline where it
+    /// has tiles. Unset: the outline only (and `--map-tiles`, if set).
+    #[arg(long, env = "LONGLAT_MAP_BASEMAP", value_parser = parse_basemap)]
+    pub map_basemap: Option<PathBuf>,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "LONGLAT_LOG_FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
@@ -260,6 +268,7 @@ impl Config {
             log_format: "text".into(),
             map_tiles: None,
             map_tiles_attribution: None,
+            map_basemap: None,
         }
     }
 
@@ -303,6 +312,23 @@ fn parse_tile_template(template: &str) -> Result<String, String> {
         Ok(template.to_owned())
     } else {
         Err("expected an http:// or https:// URL with {z}, {x} and {y} in it".into())
+    }
+}
+
+/// Checks `--map-basemap` names a readable PMTiles v3 archive: its first
+/// bytes are `PMTiles` and the version, 3.
+fn parse_basemap(path: &str) -> Result<PathBuf, String> {
+    let mut start = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut start))
+        .map_err(|err| format!("cannot read {path}: {err}"))?;
+    match start.split_at(7) {
+        (b"PMTiles", [3]) => Ok(PathBuf::from(path)),
+        (b"PMTiles", [version]) => Err(format!(
+            "{path} is a PMTiles archive of version {version}; only version 3 is read \
+             (`pmtiles convert` upgrades it)"
+        )),
+        _ => Err(format!("{path} is not a PMTiles archive")),
     }
 }
 

@@ -1,12 +1,12 @@
 // The live map: Leaflet over a built-in world outline (and the operator's
-// raster tiles, when configured), every tracker's trail from history, then
+// basemap and raster tiles, when configured), every tracker's trail from history, then
 // live positions from /ws (or /events when WebSockets are blocked),
 // resuming from the last id after a cut.
 import { drawTrail } from "./map/trails.js";
 import { placeLabels } from "./map/labels.js";
 import { applyFilter, refreshAges, renderList } from "./map/list.js";
 import { Replay } from "./map/replay.js";
-import { loadOutline, loadTiles } from "./map/basemap.js";
+import { loadOutline, loadSettings } from "./map/basemap.js";
 
 /** Fixes kept per tracker for its trail and replay. */
 const MAX_POINTS = 5000;
@@ -43,6 +43,7 @@ const state = {
 const map = L.map("map", { worldCopyJump: true, minZoom: 1, maxZoom: 19 }).setView([20, 0], 2);
 window.longlatMap = map; // for the browser console, and the browser tests
 map.createPane("outline").style.zIndex = 150;
+map.createPane("basemap").style.zIndex = 250; // over --map-tiles (200): the operator's own detail wins
 const outline = L.layerGroup().addTo(map);
 const trails = L.layerGroup().addTo(map);
 const untracked = L.layerGroup().addTo(map);
@@ -267,7 +268,10 @@ async function start() {
   for (const el of document.querySelectorAll(".host")) el.textContent = origin;
   $("filter").addEventListener("input", applyFilter);
   $("unfollow").addEventListener("click", unfollow);
-  loadTiles(map, outline).catch(() => showNotice("The map tile settings could not be read; showing the outline."));
+  loadSettings(map, outline).catch((err) => {
+    console.error("map settings:", err);
+    showNotice("The map's tiles or basemap could not be loaded; showing the outline.");
+  });
   loadOutline(outline).catch(() => showNotice("The world outline could not be loaded; positions still show."));
   if (location.protocol.startsWith("http")) await loadHistory().catch((err) => console.error("history:", err));
   connectWs();

@@ -3,16 +3,21 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, Response};
 use axum::routing::get;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use axum::body::Body;
+use axum::extract::Request;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
 use super::AppState;
 use super::assets::{Asset, LICENCE, asset};
-use crate::error::Error;
+use crate::error::{Error, Problem};
 
 const TUTORIAL_PAGE: &str = include_str!("../../static/index.html");
 const MAP_PAGE: &str = include_str!("../../static/map.html");
@@ -56,6 +61,14 @@ pub(super) const ASSETS: &[Asset] = &[
         "text/css"
     ),
     asset!("vendor/leaflet.markercluster/LICENSE", LICENCE),
+    asset!("vendor/pmtiles/pmtiles.js", "text/javascript"),
+    asset!("vendor/pmtiles/LICENSE", LICENCE),
+    asset!(
+        "vendor/protomaps-leaflet/protomaps-leaflet.js",
+        "text/javascript",
+        gzip
+    ),
+    asset!("vendor/protomaps-leaflet/LICENSE", LICENCE),
 ];
 
 /// The page routes.
@@ -64,6 +77,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(tutorial_page))
         .routes(routes!(map_page))
         .routes(routes!(map_settings))
+        .routes(routes!(map_basemap))
         .route("/assets/{*path}", get(asset))
 }
 
@@ -103,6 +117,10 @@ pub struct MapSettings {
     /// Raster tiles to offer under the markers (`--map-tiles`); absent: the
     /// built-in outline only.
     pub tiles: Option<MapTiles>,
+    /// Where the operator's PMTiles basemap (`--map-basemap`) is served;
+    /// absent: none is configured.
+    #[schema(example = "/map/basemap.pmtiles")]
+    pub basemap: Option<String>,
 }
 
 /// A raster tile layer.
@@ -117,7 +135,8 @@ pub struct MapTiles {
 /// The map page's settings.
 ///
 /// Read by the map page at start: whether the operator configured a raster
-/// tile layer (`--map-tiles`), and its attribution.
+/// tile layer (`--map-tiles`), and its attribution, and a basemap archive
+/// (`--map-basemap`).
 #[utoipa::path(
     get,
     path = "/map/settings",
@@ -129,7 +148,54 @@ async fn map_settings(State(state): State<AppState>) -> Json<MapSettings> {
         url,
         attribution: state.config.map_tiles_attribution.clone(),
     });
-    Json(MapSettings { tiles })
+    let basemap = state
+        .config
+        .map_basemap
+        .as_ref()
+        .map(|_| BASEMAP_PATH.to_owned());
+    Json(MapSettings { tiles, basemap })
+}
+
+/// Where `--map-basemap` is served.
+const BASEMAP_PATH: &str = "/map/basemap.pmtiles";
+
+/// The map's basemap archive.
+///
+/// The PMTiles archive the operator gave with `--map-basemap`, read by the
+/// map page in pieces with `Range` requests (one for the header and
+/// directory, one per tile). 404 when none is configured.
+#[utoipa::path(
+    get,
+    path = "/map/basemap.pmtiles",
+    tag = "pages",
+    params(("Range" = Option<String>, Header, description = "The bytes wanted, e.g. `bytes=0-16383`")),
+    responses(
+        (status = 200, description = "The whole archive", body = Vec<u8>, content_type = "application/vnd.pmtiles"),
+        (status = 206, description = "The bytes asked for", body = Vec<u8>, content_type = "application/vnd.pmtiles"),
+        (status = 404, description = "No basemap is configured (`not-found`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 416, description = "The range lies outside the archive"),
+    ),
+)]
+async fn map_basemap(State(state): State<AppState>, request: Request) -> Result<Response, Error> {
+    let path = state
+        .config
+        .map_basemap
+        .as_ref()
+        .ok_or_else(|| Error::NotFound("no basemap is configured (--map-basemap)".into()))?;
+    let Ok(mut response) = ServeFile::new(path).oneshot(request).await;
+    if response.status() == axum::http::StatusCode::NOT_FOUND {
+        tracing::warn!(path = %path.display(), "the --map-basemap file is gone");
+        return Err(Error::NotFound("the basemap file cannot be read".into()));
+    }
+    // Named by the file's extension otherwise, whatever the operator called it.
+    if response.status().is_success() {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.pmtiles"),
+        );
+    }
+    Ok(response.map(Body::new))
 }
 
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Result<Response, Error> {

@@ -1,5 +1,7 @@
 // What lies under the markers: the world's coastlines and country borders
-// from Natural Earth at 1:10m, built in so the map works offline, and the
+// from Natural Earth at 1:10m, built in so the map works offline; over it
+// the operator's PMTiles basemap (`--map-basemap`), served by longlat, where
+// it has tiles (a city or a region, in detail, offline too); and the
 // operator's raster tiles (`--map-tiles`) for viewers who are online.
 
 // A ring that crosses the antimeridian jumps from 180 to -180 and would be
@@ -44,15 +46,57 @@ export async function loadOutline(outline) {
 
 const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-/** The operator's raster tiles (`--map-tiles`), chosen by default when set. */
-export async function loadTiles(map, outline) {
+/** The layers the operator configured (`--map-tiles`, `--map-basemap`), offered beside the outline. */
+export async function loadSettings(map, outline) {
   const response = await fetch("/map/settings");
-  if (!response.ok) return;
-  const { tiles } = await response.json();
-  if (!tiles) return;
-  const layer = L.tileLayer(tiles.url, { maxZoom: 19, attribution: escapeHtml(tiles.attribution || "") });
-  L.control.layers({ "Map tiles": layer, "Outline (offline)": outline }).addTo(map);
-  map.removeLayer(outline);
-  layer.addTo(map);
+  if (!response.ok) throw new Error(`map settings: HTTP ${response.status}`);
+  const { tiles, basemap } = await response.json();
+  const bases = { "Outline (offline)": outline };
+  const overlays = {};
+  if (tiles) {
+    const layer = L.tileLayer(tiles.url, { maxZoom: 19, attribution: escapeHtml(tiles.attribution || "") });
+    bases["Map tiles"] = layer;
+    map.removeLayer(outline);
+    layer.addTo(map);
+  }
+  if (basemap) {
+    const layer = await basemapLayer(basemap);
+    overlays["Basemap (offline)"] = layer.addTo(map);
+    document.getElementById("basemap-credit").hidden = false;
+  }
+  if (tiles || basemap) L.control.layers(bases, overlays).addTo(map);
 }
 
+/** Loads a vendored script on demand: only maps with a basemap need these. */
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const script = Object.assign(document.createElement("script"), { src, onload: resolve, onerror: reject });
+    document.head.append(script);
+  });
+}
+
+/** Text of an attribution that may be HTML (an archive's metadata often links its sources). */
+const plainText = (html) => new DOMParser().parseFromString(html, "text/html").body.textContent || "";
+
+/**
+ * The PMTiles archive at `url` as a layer: raster tiles drawn as images,
+ * vector tiles (a Protomaps build) styled by protomaps-leaflet. Tiles are
+ * asked for only within the archive's bounds, and scaled past its last zoom.
+ */
+async function basemapLayer(url) {
+  await loadScript("/assets/vendor/pmtiles/pmtiles.js");
+  const archive = new pmtiles.PMTiles(url);
+  const header = await archive.getHeader();
+  const metadata = await archive.getMetadata().catch(() => ({}));
+  const options = {
+    pane: "basemap",
+    bounds: [[header.minLat, header.minLon], [header.maxLat, header.maxLon]],
+    maxZoom: 19,
+  };
+  if (typeof metadata.attribution === "string") options.attribution = escapeHtml(plainText(metadata.attribution));
+  if (header.tileType === pmtiles.TileType.Mvt) {
+    await loadScript("/assets/vendor/protomaps-leaflet/protomaps-leaflet.js");
+    return protomapsL.leafletLayer({ ...options, url, flavor: "light", lang: "en", maxDataZoom: header.maxZoom });
+  }
+  return pmtiles.leafletRasterLayer(archive, { ...options, maxNativeZoom: header.maxZoom, attribution: options.attribution || "Basemap" });
+}

@@ -69,3 +69,8 @@ async fn the_tracker_list_scrolls_and_filters_and_the_map_fits_a_phone() {
 async fn the_map_shows_the_raster_tiles_an_operator_configures() {
     scenario("map-tiles").await;
 }
+
+#[tokio::test]
+async fn a_city_basemap_given_as_one_pmtiles_file_is_drawn_from_longlat_itself() {
+    scenario("map-basemap").await;
+}

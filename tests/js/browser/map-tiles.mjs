@@ -2,47 +2,10 @@
 // requests them from the template's server (here one the test runs on
 // localhost) and shows them, with the attribution given, as plain text.
 import { createServer } from "node:http";
-import { deflateSync } from "node:zlib";
 import { TIMEOUT, check, freePort, openPage, post, run, screenshots, startServer } from "./harness.mjs";
+import { tilePng } from "./tiles.mjs";
 
 const wait = (page, fn, arg) => page.waitForFunction(fn, arg, { timeout: TIMEOUT });
-
-function crc32(bytes) {
-  let crc = ~0;
-  for (const byte of bytes) {
-    crc ^= byte;
-    for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1));
-  }
-  return ~crc >>> 0;
-}
-
-function chunk(type, data) {
-  const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(data.length);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(body));
-  return Buffer.concat([length, body, crc]);
-}
-
-/** A 256 px PNG tile: a light checkerboard, so tiles are plain to see in a screenshot. */
-function tilePng() {
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(256, 0);
-  header.writeUInt32BE(256, 4);
-  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
-  const rows = [];
-  for (let y = 0; y < 256; y++) {
-    const row = Buffer.alloc(1 + 256 * 3);
-    for (let x = 0; x < 256; x++) {
-      const light = ((x >> 5) + (y >> 5)) % 2 === 0;
-      row.set(light ? [236, 232, 214] : [214, 226, 236], 1 + x * 3);
-    }
-    rows.push(row);
-  }
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", header),
-    chunk("IDAT", deflateSync(Buffer.concat(rows))), chunk("IEND", Buffer.alloc(0))]);
-}
 
 await run(async (cleanup) => {
   const png = tilePng();
