@@ -55,6 +55,11 @@ async fn a_graphiql_subscription_shows_a_position_posted_with_curl() {
 }
 
 #[tokio::test]
+async fn graphiql_on_a_phone_shows_the_editor_the_run_button_and_the_results_on_screen() {
+    scenario("graphiql-phone").await;
+}
+
+#[tokio::test]
 async fn three_trackers_a_kilometre_apart_are_three_readable_markers_with_trails_to_follow_and_replay()
  {
     scenario("map-city").await;

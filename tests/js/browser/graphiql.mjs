@@ -1,6 +1,7 @@
 // GraphiQL, served offline by longlat, runs a `positions` subscription and
 // shows a position posted with curl.
-import { check, curl, freePort, launch, offlineOnly, run, screenshots, startServer } from "./harness.mjs";
+import { freePort, launch, offlineOnly, run, screenshots, startServer } from "./harness.mjs";
+import { openGraphiql, subscribeAndSeeAPosition } from "./graphiql-session.mjs";
 
 await run(async (cleanup) => {
   const port = await freePort();
@@ -11,24 +12,7 @@ await run(async (cleanup) => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   await offlineOnly(context);
   const page = await context.newPage();
-  await page.goto(`${server.url}/graphql`);
-  // Run the default subscription once the schema has loaded.
-  await page.locator(".graphiql-sidebar [aria-label='Show Documentation Explorer']:not([disabled])").waitFor();
-  const editor = await page.locator(".graphiql-query-editor").innerText();
-  check(editor.includes(`127.0.0.1:${port}/longlat`), `the hint names this server: ${editor}`);
-  await page.locator(".graphiql-execute-button").click();
-  // Before any position, the pane says the subscription is waiting.
-  await page.locator(".result-window").filter({ hasText: "waiting for the next position" }).waitFor();
-  // The protocol has no "subscribed" answer: post until the first position shows.
-  const pane = page.locator(".result-window");
-  let shown = false;
-  for (let attempt = 0; attempt < 30 && !shown; attempt++) {
-    await curl("-H", "Accept: application/json", "-XPOST", "-d",
-      '{"longitude": 18.063240, "latitude": 59.334591, "tracker": "graphiql"}', `localhost:${port}/longlat`);
-    shown = await pane.filter({ hasText: '"graphiql"' }).waitFor({ timeout: 500 }).then(() => true, () => false);
-  }
-  check(shown, "no position reached GraphiQL's result pane");
-  const result = JSON.parse((await pane.innerText()).replace(/\u00a0/g, " "));
-  check(result.data.positions.latitude === 59.334591, `unexpected result ${JSON.stringify(result)}`);
+  await openGraphiql(page, server.url);
+  await subscribeAndSeeAPosition(page, port);
   await screenshots(page, "graphiql");
 });
