@@ -1,5 +1,6 @@
-// Map tiles the scenarios make themselves: a PNG tile, and a PMTiles (v3)
-// archive of such tiles, written as the specification lays it out.
+// Map tiles the scenarios make themselves: a PNG tile, a vector tile, and
+// a PMTiles (v3) archive of such tiles, each written as its specification
+// lays it out.
 import { deflateSync } from "node:zlib";
 
 function crc32(bytes) {
@@ -76,39 +77,64 @@ function varints(numbers) {
   return Buffer.from(bytes);
 }
 
+// Protocol buffers, as much as a vector tile needs.
+const key = (number, wire) => varints([number * 8 + wire]);
+const number = (field, value) => Buffer.concat([key(field, 0), varints([value])]);
+const bytes = (field, payload) => Buffer.concat([key(field, 2), varints([payload.length]), payload]);
+const zigzag = (n) => (n < 0 ? -2 * n - 1 : 2 * n);
+
+/** A Mapbox vector tile (v2): for each name, a layer of one polygon covering the whole tile. */
+export function vectorTile(layerNames) {
+  const extent = 4096;
+  // MoveTo (0, 0), LineTo ×3 around the square, ClosePath: clockwise with y down.
+  const square = varints([9, 0, 0, 26, zigzag(extent), 0, 0, zigzag(extent), zigzag(-extent), 0, 15]);
+  const feature = Buffer.concat([number(3, 3), bytes(4, square)]); // type: polygon, geometry
+  return Buffer.concat(layerNames.map((name) => bytes(3, Buffer.concat([
+    number(15, 2), bytes(1, Buffer.from(name)), bytes(2, feature), number(5, extent)]))));
+}
+
+/** PMTiles' tile types. */
+export const MVT = 1;
+export const PNG = 2;
+
 /**
- * A raster PMTiles v3 archive: `png` at every tile of `zoom` from (x0, y0)
- * to (x1, y1), stored once, with `metadata` as its JSON. Nothing compressed.
+ * A PMTiles v3 archive: `tile` (of `tileType`) at every zoom from `minZoom`
+ * to `maxZoom`, in a block of (2 × `radius` + 1)² tiles around (`lat`,
+ * `lon`), stored once, with `metadata` as its JSON. Nothing compressed.
  */
-export function pmtilesArchive({ png, zoom, x0, y0, x1, y1, metadata }) {
+export function pmtilesArchive({ tile, tileType = PNG, lat, lon, minZoom, maxZoom, radius, metadata = {} }) {
   const ids = [];
-  for (let x = x0; x <= x1; x++) for (let y = y0; y <= y1; y++) ids.push(tileId(zoom, x, y));
+  for (let zoom = minZoom; zoom <= maxZoom; zoom++) {
+    const { x, y } = tileAt(zoom, lat, lon);
+    for (let dx = -radius; dx <= radius; dx++) for (let dy = -radius; dy <= radius; dy++) ids.push(tileId(zoom, x + dx, y + dy));
+  }
   ids.sort((a, b) => a - b);
   // Directory: count, id deltas, run lengths, lengths, offsets (+1: not
   // "right after the previous tile", since every entry points at the one tile).
   const directory = varints([ids.length, ...ids.map((id, i) => id - (ids[i - 1] ?? 0)),
-    ...ids.map(() => 1), ...ids.map(() => png.length), ...ids.map(() => 1)]);
+    ...ids.map(() => 1), ...ids.map(() => tile.length), ...ids.map(() => 1)]);
   const meta = Buffer.from(JSON.stringify(metadata));
   const header = Buffer.alloc(127);
   header.write("PMTiles", 0, "ascii");
   header[7] = 3;
   const sections = [[127, directory.length], [127 + directory.length, meta.length],
-    [127 + directory.length + meta.length, 0], [127 + directory.length + meta.length, png.length]];
+    [127 + directory.length + meta.length, 0], [127 + directory.length + meta.length, tile.length]];
   sections.forEach(([offset, length], i) => {
     header.writeBigUInt64LE(BigInt(offset), 8 + i * 16);
     header.writeBigUInt64LE(BigInt(length), 16 + i * 16);
   });
   for (const [i, count] of [ids.length, ids.length, 1].entries()) header.writeBigUInt64LE(BigInt(count), 72 + i * 8);
-  header.set([0, 1, 1, 2, zoom, zoom], 96); // not clustered, no compression, PNG tiles
-  const nw = corner(zoom, x0, y0);
-  const se = corner(zoom, x1 + 1, y1 + 1);
+  header.set([0, 1, 1, tileType, minZoom, maxZoom], 96); // not clustered, no compression
+  const { x, y } = tileAt(maxZoom, lat, lon);
+  const nw = corner(maxZoom, x - radius, y - radius);
+  const se = corner(maxZoom, x + radius + 1, y + radius + 1);
   const e7 = (degrees) => Math.round(degrees * 1e7);
   header.writeInt32LE(e7(nw.lon), 102);
   header.writeInt32LE(e7(se.lat), 106);
   header.writeInt32LE(e7(se.lon), 110);
   header.writeInt32LE(e7(nw.lat), 114);
-  header[118] = zoom;
+  header[118] = maxZoom;
   header.writeInt32LE(e7((nw.lon + se.lon) / 2), 119);
   header.writeInt32LE(e7((nw.lat + se.lat) / 2), 123);
-  return Buffer.concat([header, directory, meta, png]);
+  return Buffer.concat([header, directory, meta, tile]);
 }
