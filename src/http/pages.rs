@@ -100,7 +100,8 @@ async fn tutorial_page() -> Html<&'static str> {
 /// Every tracker's latest position on a map that zooms and pans, with its
 /// trail from history; a list of trackers to filter, follow and replay; the
 /// connection state and the latest event. Reconnects by itself, resuming
-/// from its last event id. Works offline on a built-in 1:10m world outline.
+/// from its last event id. Works offline on a built-in 1:10m world outline,
+/// and the operator's basemap archive (`--map-basemap`) for city detail.
 #[utoipa::path(
     get,
     path = "/map",
