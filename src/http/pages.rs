@@ -1,19 +1,19 @@
 //! The browser pages and their assets, compiled into the binary from
-//! `static/` so the server runs from any directory and needs no internet.
+//! `static/` so the server runs from any directory and needs no internet;
+//! and the one file the map may read from disk, the operator's basemap
+//! archive, too large to compile in and chosen at start.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, Response};
 use axum::routing::get;
 use serde::Serialize;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
-use axum::body::Body;
-use axum::extract::Request;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::assets::{Asset, LICENCE, asset};
