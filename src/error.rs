@@ -61,6 +61,10 @@ pub enum Error {
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with what is already there (a stream already
+    /// open, an operation id already in use).
+    #[error("{0}")]
+    Conflict(String),
     /// A browser page from an origin outside the allowlist.
     #[error("pages from {0:?} may not use this server (see --allowed-origins)")]
     OriginNotAllowed(String),
@@ -182,6 +186,7 @@ impl Error {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::OriginNotAllowed(_) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
@@ -207,6 +212,7 @@ impl Error {
             Self::PayloadTooLarge { .. } => "payload-too-large",
             Self::UnsupportedMediaType { .. } => "unsupported-media-type",
             Self::NotFound(_) => "not-found",
+            Self::Conflict(_) => "conflict",
             Self::MethodNotAllowed(_) => "method-not-allowed",
             Self::OriginNotAllowed(_) => "origin-not-allowed",
             Self::Unauthorized { .. } => "unauthorized",

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use super::assets::{Asset, asset};
 use super::graphql_ws::{self, Protocol, Timing};
-use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body, ws};
+use super::{ApiCaller, AppState, ReaderCaller, TokenParam, graphql_sse, read_body, ws};
 use crate::access::{Caller, Scope};
 use crate::error::{Error, Problem};
 use crate::graphql::guard;
@@ -113,6 +113,8 @@ async fn post_graphql(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
     headers: HeaderMap,
+    uri: Uri,
+    connection: Option<Extension<Connection>>,
     body: Body,
 ) -> Result<Response, Error> {
     // Refused before the document is read, when the caller may run nothing.
@@ -121,6 +123,12 @@ async fn post_graphql(
         .authorize_any(&caller, &[Scope::Subscribe, Scope::Publish])?;
     require_json(&headers)?;
     let body = read_body(&state, body).await?;
+    let connection = connection.map(|Extension(connection)| connection);
+    if let Some(answer) =
+        graphql_sse::post(&state, caller.clone(), &headers, &uri, &body, connection)
+    {
+        return answer;
+    }
     let request: async_graphql::Request =
         serde_json::from_slice(&body).map_err(|err| Error::MalformedBody {
             detail: format!(
@@ -208,6 +216,11 @@ async fn get_graphql(
     if let Ok(upgrade) = upgrade {
         let socket = connection.map(|Extension(connection)| connection.socket);
         return websocket(state, caller, upgrade, socket);
+    }
+    if graphql_sse::accepts_event_stream(&headers) {
+        let connection = connection.map(|Extension(connection)| connection);
+        return graphql_sse::get(&state, caller, &headers, &uri, connection)
+            .unwrap_or_else(IntoResponse::into_response);
     }
     let query = uri.query().unwrap_or_default();
     if query.is_empty() && accepts_html(&headers) {

@@ -8,6 +8,7 @@ pub mod fanout;
 mod favicon;
 mod graphql;
 mod graphql_shared;
+mod graphql_sse;
 mod graphql_ws;
 mod health;
 mod history;
@@ -72,6 +73,8 @@ pub struct Services {
     pub graphql_shared: Arc<SharedExecutions>,
     /// Writes live events to caught-up `/ws` and `/events` sockets.
     pub fanout: fanout::Fanout,
+    /// Event streams reserved by GraphQL over SSE clients.
+    pub graphql_sse: Arc<graphql_sse::Reservations>,
 }
 
 impl AppState {
@@ -84,8 +87,12 @@ impl AppState {
     ) -> Self {
         let graphql = crate::graphql::build(broker.clone(), access.clone());
         let fanout = fanout::Fanout::start(&broker, &shutdown, config.uses_io_uring());
+        let graphql_sse = Arc::new(graphql_sse::Reservations::new(
+            config.graphql_init_timeout(),
+        ));
         Self(Arc::new(Services {
             fanout,
+            graphql_sse,
             access,
             graphql_shared: Arc::new(SharedExecutions::new(
                 graphql.clone(),
@@ -216,6 +223,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(history::router())
         .merge(rest::router())
         .merge(graphql::router())
+        .merge(graphql_sse::router())
         .merge(ws::router())
         .merge(sse::router())
         .merge(health::router())

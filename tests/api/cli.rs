@@ -305,7 +305,7 @@ async fn watch_after_an_id_replays_what_followed_it_then_goes_on_live() {
 /// A free address whose port is below the kernel's ephemeral range, so
 /// that once its server stops, no other test binding port 0 is given it
 /// before the server starts again there.
-async fn port_no_other_test_is_given() -> SocketAddr {
+pub(crate) async fn port_no_other_test_is_given() -> SocketAddr {
     let start = 20_000 + (std::process::id() % 1_000) as u16 * 10;
     for port in (start..32_000).chain(20_000..start) {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));

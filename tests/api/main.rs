@@ -14,6 +14,7 @@ mod graphql_http;
 mod graphql_limits;
 mod graphql_protocol;
 mod graphql_push;
+mod graphql_sse;
 mod graphql_subscriptions;
 mod history;
 mod limits;

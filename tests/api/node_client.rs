@@ -13,16 +13,22 @@ use crate::test_app::{TestApp, within};
 pub struct NodeClient {
     lines: Lines<BufReader<ChildStdout>>,
     // Held so the client's stdin stays open: it exits when stdin closes.
-    _child: Child,
+    child: Child,
 }
 
 impl NodeClient {
     /// Starts `tests/js/<script>` with `args`.
     pub fn start(script: &str, args: &[&str]) -> Self {
+        Self::start_with_env(script, args, &[])
+    }
+
+    /// Starts `tests/js/<script>` with `args` and environment `env`.
+    pub fn start_with_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let path = format!("{}/tests/js/{script}", env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new("node")
             .arg(path)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -31,8 +37,17 @@ impl NodeClient {
         let stdout = child.stdout.take().expect("piped stdout");
         Self {
             lines: BufReader::new(stdout).lines(),
-            _child: child,
+            child,
         }
+    }
+
+    /// Writes `line` to the client's stdin (the scripts that take
+    /// commands read one a line).
+    pub async fn say(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.child.stdin.as_mut().expect("piped stdin");
+        let said = stdin.write_all(format!("{line}\n").as_bytes()).await;
+        said.expect("write to the Node client");
     }
 
     /// The next line the client printed.
