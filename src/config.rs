@@ -15,6 +15,18 @@ pub struct Config {
     #[arg(long, env = "LONGLAT_LISTEN", default_value = "0.0.0.0:8844")]
     pub listen: SocketAddr,
 
+    /// Serve HTTPS with this certificate chain (PEM, the server's first),
+    /// with `--tls-key`: HTTP/2 and HTTP/1.1 by ALPN. Both files are read
+    /// again when they change (a renewal needs no restart); a new pair
+    /// that does not load is logged and the one in use kept. Unset: plain
+    /// HTTP (HTTP/1.1, and HTTP/2 with prior knowledge).
+    #[arg(long, env = "LONGLAT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "LONGLAT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Broker: `durable` (embedded, one process, events kept on disk in
     /// `--data-dir`), `memory` (embedded, nothing kept across restarts) or
     /// `redis://HOST:PORT/DB` (Redis Streams, shared by several instances).
@@ -179,7 +191,8 @@ pub struct Config {
     pub socket_send_buffer: usize,
 
     /// Milliseconds a GraphQL WebSocket client has to send `connection_init`
-    /// before it is closed with 4408.
+    /// before it is closed with 4408; also how long a GraphQL over SSE
+    /// reservation (`PUT /graphql`) waits for its event stream.
     #[arg(long, env = "LONGLAT_GRAPHQL_INIT_TIMEOUT_MS", default_value_t = 3000)]
     pub graphql_init_timeout_ms: u64,
 
@@ -232,6 +245,8 @@ impl Config {
     pub fn defaults() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8844)),
+            tls_cert: None,
+            tls_key: None,
             broker: "durable".into(),
             data_dir: PathBuf::from("./longlat-data"),
             sync: crate::broker::durable::SyncPolicy::Always,

@@ -17,7 +17,9 @@
 //!   memory only; [`broker::redis`] serves several instances.
 //! - [`graphql`]: the GraphQL schema over the same model and broker.
 //! - [`http`]: one file per transport or surface, assembled by [`http::app`].
-//! - [`net`], [`server`]: a client connection's socket, and the accept loop.
+//! - [`net`], [`server`]: a client connection's socket, and the accept loop
+//!   (HTTP/1.1 and HTTP/2); [`tls`]: built-in TLS, reloaded when its files
+//!   change.
 //! - [`error`]: the one error type, its HTTP answer and its GraphQL error.
 //! - [`stats`]: Prometheus metrics for operators.
 //! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
@@ -65,6 +67,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
+pub mod tls;
 pub mod wire;
 
 use std::sync::Arc;
@@ -94,6 +97,9 @@ pub enum RunError {
     /// A credential file, key or access setting cannot be used.
     #[error(transparent)]
     Access(#[from] access::AccessConfigError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// Serving failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -157,7 +163,17 @@ pub async fn run(
         access.cap_streams(streams);
     }
     let access = Arc::new(access);
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(tls::Tls::load(cert, key)?)),
+        _ => None,
+    };
+    let tls_watch = tls
+        .clone()
+        .map(|tls| tokio::spawn(tls.watch(shutdown.clone())));
     let options = server::ServeOptions {
+        tls,
+        ping_interval: config.ping_interval(),
+        send_timeout: config.send_timeout(),
         header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
         socket_send_buffer: config.socket_send_buffer,
         grace: config.shutdown_timeout(),
@@ -167,6 +183,9 @@ pub async fn run(
     let result = server::serve(listener, http::app(state), options, shutdown.clone()).await;
     shutdown.trigger();
     let _ = housekeeping.await;
+    if let Some(task) = tls_watch {
+        let _ = task.await;
+    }
     if let Some(task) = broker_task {
         let _ = task.await;
     }

@@ -17,6 +17,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    longlat::tls::install_default_provider();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if cli.command.is_none() && cli.server.workers > 0 {
@@ -49,7 +50,7 @@ async fn serve(config: Config) -> ExitCode {
     if let Ok(addr) = listener.local_addr() {
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
         tracing::info!(%addr, workers, "longlat listening");
-        let base = longlat::server::base_url(addr);
+        let base = longlat::server::base_url(addr, config.tls_cert.is_some());
         tracing::info!(
             "open {base}/ (live page), {base}/map (map), {base}/docs (API docs), {base}/graphql (GraphiQL)"
         );

@@ -56,6 +56,11 @@ pub struct Connection {
     pub remote: std::net::SocketAddr,
     /// The socket's writing side.
     pub socket: Writer,
+    /// Whether frames may be written to `socket` directly, past hyper:
+    /// not over TLS, where every byte on the socket is the TLS session's.
+    /// Without it a route leaves its response to hyper, and uses `socket`
+    /// only for its send timeout.
+    pub direct: bool,
 }
 
 #[derive(Debug)]

@@ -1,5 +1,7 @@
-//! The accept loop: HTTP/1.1 with upgrades, each request knowing its
-//! client's address, slow clients cut off, and a graceful stop.
+//! The accept loop: HTTP/1.1 with upgrades and HTTP/2 (with prior
+//! knowledge in plain text, by ALPN over TLS: see [`crate::tls`]), each
+//! request knowing its client's address, slow clients cut off, and a
+//! graceful stop.
 //!
 //! `axum::serve` has no header read timeout, so a client that opens
 //! connections and sends headers one byte at a time (slow loris) would keep
@@ -12,6 +14,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use std::convert::Infallible;
@@ -29,10 +32,18 @@ use tower::{Service, ServiceExt};
 
 use crate::net::{Connection, Socket};
 use crate::shutdown::Shutdown;
+use crate::tls::Tls;
 
 /// How connections are served.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
+    /// TLS on every connection, if set.
+    pub tls: Option<Arc<Tls>>,
+    /// How often an idle HTTP/2 connection is pinged (a peer that does not
+    /// answer within the send timeout is cut); none: never.
+    pub ping_interval: Option<Duration>,
+    /// How long a write may wait on a peer that takes nothing.
+    pub send_timeout: Duration,
     /// Time a client has to send a request's headers.
     pub header_read_timeout: Duration,
     /// Kernel send buffer per connection (0: the kernel's autotuning).
@@ -57,7 +68,13 @@ where
         + 'static,
     App::Future: Send + 'static,
 {
-    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(options.ping_interval)
+        .keep_alive_timeout(options.send_timeout)
+        .max_concurrent_streams(MAX_HTTP2_STREAMS);
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -86,20 +103,28 @@ where
         let builder = builder.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
+        let tls = options.tls.as_ref().map(|tls| tls.acceptor());
+        let (send_buffer, handshake_timeout) =
+            (options.socket_send_buffer, options.header_read_timeout);
         // Set up in the connection's own task: what lives as long as the
         // connection is allocated on a worker thread, beside the rest of
         // the connection's state, not wedged between short-lived
         // allocations of the accept loop.
         tokio::spawn(async move {
-            tune(&tcp, options.socket_send_buffer);
+            tune(&tcp, send_buffer);
             let socket = Socket::new(tcp);
             let handle = socket.writer();
+            let direct = tls.is_none();
+            let started = Arc::new(AtomicBool::new(false));
+            let requested = started.clone();
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                requested.store(true, Ordering::Relaxed);
                 // Every route may take the connection over; those that do
                 // (an upgrade, an event stream) ask for it by type.
                 request.extensions_mut().insert(Connection {
                     remote,
                     socket: handle.clone(),
+                    direct,
                 });
                 let upgrade = request.headers().contains_key(UPGRADE);
                 // The request's extensions hold how the client spelt its
@@ -116,8 +141,25 @@ where
                     Ok::<_, Infallible>(response)
                 }
             });
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
-            if let Err(err) = watcher.watch(connection).await {
+            let served: Served<'_> = match tls {
+                None => {
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
+                    Box::pin(watcher.watch(connection))
+                }
+                Some(tls) => {
+                    // A handshake is cut off as slow request headers are.
+                    let accepted = tokio::time::timeout(handshake_timeout, tls.accept(socket));
+                    let Ok(Ok(stream)) = accepted.await else {
+                        tracing::trace!(%remote, "TLS handshake failed or timed out");
+                        return;
+                    };
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    Box::pin(watcher.watch(connection))
+                }
+            };
+            if let Err(err) = first_request_within(served, handshake_timeout, &started).await {
                 tracing::trace!(%remote, %err, "connection ended with an error");
             }
         });
@@ -136,14 +178,45 @@ where
     Ok(())
 }
 
+/// A connection being served, until it ends.
+type Served<'a> = std::pin::Pin<
+    Box<dyn Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send + 'a>,
+>;
+
+/// Serves a connection, cut off (dropped) if no request has begun within
+/// `limit`: hyper's header read timeout starts only once it has read
+/// enough to tell HTTP/1.1 from HTTP/2, so a client that sends nothing
+/// would otherwise keep its connection for ever.
+async fn first_request_within(
+    mut served: Served<'_>,
+    limit: Duration,
+    started: &AtomicBool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    tokio::select! {
+        result = &mut served => return result,
+        () = tokio::time::sleep(limit) => {}
+    }
+    if started.load(Ordering::Relaxed) {
+        served.await
+    } else {
+        Ok(())
+    }
+}
+
+/// Most streams a client may open at once on one HTTP/2 connection (each
+/// event stream also holds a place under the stream limits).
+pub const MAX_HTTP2_STREAMS: u32 = 256;
+
 /// The URL a person on this machine opens to reach a server listening on
-/// `addr`: `localhost` for an address that listens everywhere.
-pub fn base_url(addr: std::net::SocketAddr) -> String {
+/// `addr`: `localhost` for an address that listens everywhere; `https`
+/// with TLS.
+pub fn base_url(addr: std::net::SocketAddr, tls: bool) -> String {
     let port = addr.port();
+    let scheme = if tls { "https" } else { "http" };
     match addr.ip() {
-        ip if ip.is_unspecified() => format!("http://localhost:{port}"),
-        std::net::IpAddr::V4(ip) => format!("http://{ip}:{port}"),
-        std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{port}"),
+        ip if ip.is_unspecified() => format!("{scheme}://localhost:{port}"),
+        std::net::IpAddr::V4(ip) => format!("{scheme}://{ip}:{port}"),
+        std::net::IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{port}"),
     }
 }
 

@@ -214,7 +214,9 @@ async fn get_graphql(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Ok(upgrade) = upgrade {
-        let socket = connection.map(|Extension(connection)| connection.socket);
+        let socket = connection
+            .filter(|Extension(connection)| connection.direct)
+            .map(|Extension(connection)| connection.socket);
         return websocket(state, caller, upgrade, socket);
     }
     if graphql_sse::accepts_event_stream(&headers) {

@@ -107,6 +107,7 @@ async fn events(
     // Subscribe before the 200 goes out, so nothing published after the
     // client connected can be missed.
     let subscription = state.broker.subscribe(after, filter.clone())?;
+    let direct = connection.as_ref().is_some_and(|Extension(c)| c.direct);
     let socket = connection.map(|Extension(Connection { socket, .. })| {
         // A client that stops reading is cut, as on `/ws`, instead of
         // holding its connection for as long as the kernel keeps it.
@@ -115,7 +116,7 @@ async fn events(
     });
     let live = socket
         .clone()
-        .filter(|_| method == Method::GET && version == Version::HTTP_11)
+        .filter(|_| direct && method == Method::GET && version == Version::HTTP_11)
         .map(|socket| Live {
             seat: state.fanout.seat(socket, filter, Framing::SseChunk),
             fanout: state.fanout.clone(),

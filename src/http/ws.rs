@@ -109,10 +109,12 @@ async fn upgrade(
     // Subscribe before answering 101, so nothing published after the client
     // connected can be missed.
     let subscription = state.broker.subscribe(after, filter.clone())?;
-    let live = connection.map(|Extension(Connection { socket, .. })| Live {
-        seat: state.fanout.seat(socket, filter, Framing::WebSocket),
-        fanout: state.fanout.clone(),
-    });
+    let live = connection
+        .filter(|Extension(connection)| connection.direct)
+        .map(|Extension(Connection { socket, .. })| Live {
+            seat: state.fanout.seat(socket, filter, Framing::WebSocket),
+            fanout: state.fanout.clone(),
+        });
     let timing = Timing::of(&state.config);
     Ok(upgrade.on_upgrade(move |socket| async move {
         // Boxed: the task then holds one allocation of the stream's own

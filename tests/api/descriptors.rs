@@ -36,7 +36,7 @@ async fn start_limited() -> (Child, String, Lines<BufReader<ChildStdout>>) {
 #[tokio::test]
 async fn near_the_open_file_limit_new_streams_are_refused_and_health_checks_still_answer() {
     let (_child, addr, mut log) = start_limited().await;
-    let http = reqwest::Client::new();
+    let http = crate::test_app::http_client();
     let events = format!("http://{addr}/events");
     let mut open = Vec::new();
     let refused = loop {

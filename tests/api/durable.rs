@@ -175,8 +175,9 @@ async fn refused_start(dir: &Path) -> String {
 fn app_at(addr: SocketAddr) -> TestApp {
     TestApp {
         addr,
-        http: reqwest::Client::new(),
+        http: crate::test_app::http_client(),
         shutdown: Shutdown::new(),
+        scheme: "http",
     }
 }
 

@@ -207,7 +207,7 @@ async fn a_websocket_message_over_the_limit_is_closed_with_1009() {
 
 /// Sends junk until `stop`: broken HTTP, bad JSON, oversized bodies, bad upgrades.
 async fn flood(app_addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> usize {
-    let http = reqwest::Client::new();
+    let http = crate::test_app::http_client();
     let url = format!("http://{app_addr}/longlat");
     let mut sent = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -298,7 +298,7 @@ async fn tokens_never_appear_in_the_logs() {
     let mut log = String::new();
     let entry = listening_entry(&mut stdout, &mut log).await;
     let addr = entry["fields"]["addr"].as_str().unwrap().to_owned();
-    let http = reqwest::Client::new();
+    let http = crate::test_app::http_client();
     let base = format!("http://{addr}");
     for token in ["file-token-4f1c", "wrong-token-77aa"] {
         let _ = http

@@ -36,5 +36,6 @@ mod shutdown;
 mod sse;
 mod static_assets;
 mod test_app;
+mod tls;
 mod tutorial;
 mod ws;

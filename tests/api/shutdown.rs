@@ -44,7 +44,7 @@ async fn sigterm_closes_websockets_ends_event_streams_and_exits_zero() {
         .unwrap();
     let events = reqwest::get(format!("http://{addr}/events")).await.unwrap();
     assert_eq!(events.status(), 200);
-    let published = reqwest::Client::new()
+    let published = crate::test_app::http_client()
         .post(format!("http://{addr}/longlat"))
         .body(r#"{"longitude": 18.06, "latitude": 59.33}"#)
         .send()

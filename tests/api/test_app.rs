@@ -51,11 +51,22 @@ pub async fn listening_entry(
     .await
 }
 
+/// An HTTP client for a test. rustls, which the HTTPS tests' client is
+/// built with, needs a crypto provider before any client is built: ring,
+/// the server's.
+pub fn http_client() -> reqwest::Client {
+    longlat::tls::install_default_provider();
+    reqwest::Client::new()
+}
+
 /// A running server and an HTTP client for it. Dropping it stops the server.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub shutdown: Shutdown,
+    /// `http`, or `https` for a server with TLS (and `http` a client that
+    /// trusts its certificate).
+    pub scheme: &'static str,
 }
 
 impl Drop for TestApp {
@@ -96,8 +107,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     tokio::spawn(longlat::run(listener, config, shutdown.clone()));
     TestApp {
         addr,
-        http: reqwest::Client::new(),
+        http: crate::test_app::http_client(),
         shutdown,
+        scheme: "http",
     }
 }
 
@@ -113,19 +125,21 @@ pub fn serve_on(listener: TcpListener, config: Config) -> (TestApp, tokio::task:
     });
     let app = TestApp {
         addr,
-        http: reqwest::Client::new(),
+        http: crate::test_app::http_client(),
         shutdown,
+        scheme: "http",
     };
     (app, stopped)
 }
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     pub fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{}", self.addr, path)
+        let scheme = if self.scheme == "https" { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.addr, path)
     }
 
     /// GETs `path` and returns its JSON body, whatever the status.
