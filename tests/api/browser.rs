@@ -8,6 +8,12 @@ use tokio::process::Command;
 
 /// Runs one browser scenario and fails with its output unless it passes.
 async fn scenario(name: &str) {
+    scenario_with(name, &[]).await;
+}
+
+/// Runs one browser scenario with `env` (the servers it starts read their
+/// `LONGLAT_…` settings from it too).
+async fn scenario_with(name: &str, env: &[(&str, &Path)]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = root.join("tests/js/browser").join(format!("{name}.mjs"));
     let run = Command::new("node")
@@ -16,6 +22,7 @@ async fn scenario(name: &str) {
         .env("LONGLAT_BIN", env!("CARGO_BIN_EXE_longlat"))
         .env("LONGLAT_BROKER", "memory")
         .env("LONGLAT_ARTIFACTS", root.join("tests/artifacts"))
+        .envs(env.iter().copied())
         .output();
     let output = tokio::time::timeout(std::time::Duration::from_secs(120), run)
         .await
@@ -78,4 +85,14 @@ async fn the_map_shows_the_raster_tiles_an_operator_configures() {
 #[tokio::test]
 async fn a_city_basemap_given_as_one_pmtiles_file_is_drawn_from_longlat_itself() {
     scenario("map-basemap").await;
+}
+
+#[tokio::test]
+async fn eight_map_pages_over_https_stream_over_http2_and_each_shows_a_posted_position() {
+    let certificate = crate::tls::Certificate::new("browser");
+    let env = [
+        ("LONGLAT_TLS_CERT", certificate.cert.as_path()),
+        ("LONGLAT_TLS_KEY", certificate.key.as_path()),
+    ];
+    scenario_with("sse-pages-https", &env).await;
 }

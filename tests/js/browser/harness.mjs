@@ -38,8 +38,10 @@ export async function startServer(port, args = []) {
     child.on("exit", (code) => reject(new Error(`longlat exited with ${code}`)));
   });
   child.stdout.resume();
+  // With LONGLAT_TLS_CERT and LONGLAT_TLS_KEY set, the server speaks HTTPS.
+  const scheme = process.env.LONGLAT_TLS_CERT ? "https" : "http";
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${scheme}://127.0.0.1:${port}`,
     stop: () => new Promise((resolve) => { child.once("exit", resolve); child.kill("SIGTERM"); }),
   };
 }
@@ -47,7 +49,8 @@ export async function startServer(port, args = []) {
 /** Runs curl with `args`; resolves with its output. */
 export function curl(...args) {
   return new Promise((resolve, reject) => {
-    execFile("curl", ["-s", "--fail-with-body", ...args], (err, stdout, stderr) =>
+    const trust = process.env.LONGLAT_TLS_CERT ? ["--cacert", process.env.LONGLAT_TLS_CERT] : [];
+    execFile("curl", ["-s", "--fail-with-body", ...trust, ...args], (err, stdout, stderr) =>
       err ? reject(new Error(`curl ${args.join(" ")}: ${err.message} ${stdout} ${stderr}`)) : resolve(stdout));
   });
 }
@@ -62,7 +65,9 @@ export function launch() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-      "--no-first-run", "--disable-component-update", "--disable-sync"],
+      "--no-first-run", "--disable-component-update", "--disable-sync",
+      // The HTTPS scenarios' server has a certificate the test made.
+      ...(process.env.LONGLAT_TLS_CERT ? ["--ignore-certificate-errors"] : [])],
   });
 }
 
