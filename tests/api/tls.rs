@@ -393,3 +393,43 @@ async fn a_client_that_sends_nothing_is_disconnected_after_the_header_read_timeo
     );
     let _ = closed.await;
 }
+
+#[tokio::test]
+async fn bench_measures_event_streams_over_https() {
+    let (app, certificate) = spawn_tls_app("bench", |_| {}).await;
+    let pid = std::process::id().to_string();
+    let url = app.url("");
+    let args = [
+        "bench",
+        "--transport",
+        "sse",
+        "--subs",
+        "20",
+        "--rate",
+        "50",
+        "--duration",
+        "1",
+        "--json",
+        "--pid",
+        &pid,
+        "--url",
+        &url,
+    ];
+    let run = Command::new(env!("CARGO_BIN_EXE_longlat"))
+        .args(args)
+        // The certificate the test made, trusted as a system one would be.
+        .env("SSL_CERT_FILE", certificate.path())
+        .env_remove("LONGLAT_URL")
+        .env_remove("LONGLAT_TOKEN")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let run = within("the bench to finish", run)
+        .await
+        .expect("run longlat bench");
+    assert!(run.status.success(), "{run:?}");
+    let report: Value = serde_json::from_slice(&run.stdout).expect("one JSON report");
+    assert_eq!(report["connect_failed"], 0, "{report}");
+    assert_eq!(report["expected"], 1000, "{report}");
+    assert_eq!(report["received"], 1000, "{report}");
+}

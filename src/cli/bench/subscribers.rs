@@ -48,6 +48,9 @@ pub struct Connecting {
     pub concurrency: usize,
 }
 
+/// Subscribers that share one HTTP client (one HTTP/2 connection).
+const STREAMS_PER_CLIENT: u64 = 100;
+
 /// Opens every feed and returns once each has connected or failed.
 pub async fn connect_all(
     how: Connecting,
@@ -55,10 +58,18 @@ pub async fn connect_all(
     progress: Arc<SubscriberProgress>,
     stop: CancellationToken,
 ) -> Subscribers {
-    let http = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
-        .unwrap_or_default();
+    // Over HTTP/2 (https) a client multiplexes its streams on one
+    // connection, at most as many as the server allows (256): a client per
+    // group of subscribers, so that any number of them can connect. Over
+    // HTTP/1.1 each stream has its own connection either way.
+    let clients: Vec<reqwest::Client> = (0..how.count.div_ceil(STREAMS_PER_CLIENT).max(1))
+        .map(|_| {
+            reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .build()
+                .unwrap_or_default()
+        })
+        .collect();
     let wanted = Arc::new(Wanted {
         graphql_fields: Some("longitude latitude"),
         ..Wanted::default()
@@ -67,8 +78,9 @@ pub async fn connect_all(
     let permits = Arc::new(Semaphore::new(how.concurrency.max(1)));
     let (ready, mut outcomes) = mpsc::unbounded_channel::<Result<(), String>>();
     let mut tasks = JoinSet::new();
-    for _ in 0..how.count {
-        let (how, http, wanted) = (how.clone(), http.clone(), wanted.clone());
+    for n in 0..how.count {
+        let http = clients[usize::try_from(n / STREAMS_PER_CLIENT).unwrap_or(0)].clone();
+        let (how, wanted) = (how.clone(), wanted.clone());
         let (shared, progress, stop) = (shared.clone(), progress.clone(), stop.clone());
         let (permits, ready) = (permits.clone(), ready.clone());
         tasks.spawn(async move {
