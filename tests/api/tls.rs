@@ -233,7 +233,7 @@ async fn stopping_the_server_ends_event_streams_over_http2_and_tls() {
 }
 
 #[tokio::test]
-async fn a_websocket_and_the_graphql_sse_client_work_over_https() {
+async fn websockets_graphql_ws_and_the_graphql_sse_client_work_over_https() {
     let (app, certificate) = spawn_tls_app("node", |_| {}).await;
     let after = marker(&app).await;
     let first = app.publish(5.0, 6.0, None).await;
@@ -243,8 +243,13 @@ async fn a_websocket_and_the_graphql_sse_client_work_over_https() {
     let mut ws = NodeClient::start_with_env("ws-raw.mjs", &[&ws_url, "-", "wait"], &env);
     assert_eq!(ws.next_with("message").await["id"], first["id"]);
 
-    let url = https(&app, "/graphql");
+    let graphql_ws = format!("wss://127.0.0.1:{}/graphql", app.addr.port());
     let variables = json!({ "after": after }).to_string();
+    let args = [graphql_ws.as_str(), POSITIONS, variables.as_str()];
+    let mut subscriber = NodeClient::start_with_env("graphql-subscribe.mjs", &args, &env);
+    assert_eq!(subscriber.next_position().await["id"], first["id"]);
+
+    let url = https(&app, "/graphql");
     for mode in ["distinct", "single"] {
         let args = [url.as_str(), POSITIONS, variables.as_str(), mode];
         let mut client = NodeClient::start_with_env("graphql-sse.mjs", &args, &env);
