@@ -74,6 +74,8 @@ impl Item {
 enum Reader {
     Ws(WsClient),
     Sse(SseReader),
+    /// GraphQL over SSE, distinct connections mode.
+    GraphqlSse(SseReader),
     /// A GraphQL WebSocket, and the type of its result messages (`next`,
     /// or the legacy protocol's `data`).
     Graphql(WsClient, &'static str),
@@ -89,6 +91,21 @@ impl Reader {
     async fn sse(app: &TestApp, token: &str) -> Self {
         let (_, reader) = SseReader::open(app, &format!("?access_token={token}"), None).await;
         Self::Sse(reader)
+    }
+
+    /// The live subscription over GraphQL over SSE, the token as a bearer.
+    async fn graphql_sse(app: &TestApp, token: &str) -> Self {
+        let request = app
+            .http
+            .post(app.url("/graphql"))
+            .header("Accept", "text/event-stream")
+            .bearer_auth(token)
+            .json(&json!({ "query": LIVE }));
+        let response = within("the GraphQL over SSE response", request.send())
+            .await
+            .expect("a GraphQL over SSE response");
+        assert_eq!(response.status(), 200);
+        Self::GraphqlSse(SseReader::of(response))
     }
 
     /// A GraphQL WebSocket speaking `subprotocol`, the token in its
@@ -132,6 +149,13 @@ impl Reader {
                 let (_, _, data) = reader.next_event().await;
                 Item::of_position(&data)
             }
+            Self::GraphqlSse(reader) => {
+                let (event, _, data) = reader.next_event().await;
+                if event != "next" || data["errors"].is_array() {
+                    return Item::Notice(json!({ "event": event, "data": data }));
+                }
+                Item::of_position(&data["data"]["positions"])
+            }
             Self::Graphql(client, next) => {
                 let message = client.next_json().await;
                 if message["type"] != *next || message["payload"]["errors"].is_array() {
@@ -154,7 +178,7 @@ async fn until_live(app: &TestApp, readers: &mut [(usize, &'static str, Reader)]
                 app.publish(0.0, 0.0, tracker).await;
             }
             for (i, (_, _, reader)) in readers.iter_mut().enumerate() {
-                if !live[i] && !matches!(reader, Reader::Graphql(..)) {
+                if !live[i] && !matches!(reader, Reader::Graphql(..) | Reader::GraphqlSse(_)) {
                     live[i] = true;
                 } else if !live[i] {
                     let first = tokio::time::timeout(Duration::from_millis(100), reader.next());
@@ -199,6 +223,8 @@ async fn readers_with_disjoint_scopes_each_get_exactly_their_own_events_on_every
         readers.push((scope, "graphql-transport-ws", transport_ws));
         let legacy = Reader::graphql(&app, token, "graphql-ws").await;
         readers.push((scope, "graphql-ws (legacy)", legacy));
+        let over_sse = Reader::graphql_sse(&app, token).await;
+        readers.push((scope, "GraphQL over SSE", over_sse));
     }
     until_live(&app, &mut readers).await;
 

@@ -40,16 +40,21 @@ impl SseReader {
         let response = within("the SSE response", request.send()).await.unwrap();
         assert_eq!(response.status(), 200);
         let headers = response.headers().clone();
-        let mut reader = Self {
-            body: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-        };
+        let mut reader = Self::of(response);
         assert_eq!(
             reader.next_frame().await.as_deref(),
             Some("retry: 2000"),
             "the retry hint comes first"
         );
         (headers, reader)
+    }
+
+    /// A reader of the event stream `response` carries.
+    pub(crate) fn of(response: reqwest::Response) -> Self {
+        Self {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
     }
 
     /// The next frame (the lines before a blank line), or `None` at the end of the stream.

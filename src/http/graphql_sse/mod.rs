@@ -36,7 +36,7 @@ use tokio::time::{MissedTickBehavior, interval_at};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::graphql_shared::Outcome;
+use super::graphql_shared::{Outcome, SharedKey};
 use super::{ApiCaller, AppState};
 use crate::access::{Caller, ConnectionPermit, Scope};
 use crate::error::{Error, Problem};
@@ -332,11 +332,16 @@ impl Checked {
         match self {
             Self::Refused(errors) => futures::stream::iter([Outcome::Refused(errors)]).boxed(),
             Self::Runs => {
+                // Shared only among callers who may read the same trackers.
+                let key = SharedKey {
+                    payload: operation.key,
+                    scope: caller.read_scope().cloned(),
+                };
                 let mut data = async_graphql::Data::default();
                 data.insert(caller);
                 state
                     .graphql_shared
-                    .join(operation.key, operation.request, Arc::new(data), None)
+                    .join(key, operation.request, Arc::new(data), None)
             }
         }
     }
