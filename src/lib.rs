@@ -15,7 +15,8 @@
 //!   memory only; [`broker::redis`] serves several instances.
 //! - [`graphql`]: the GraphQL schema over the same model and broker.
 //! - [`http`]: one file per transport or surface, assembled by [`http::app`].
-//! - [`net`], [`server`]: a client connection's socket, and the accept loop.
+//! - [`conn`], [`server`]: a client connection's socket, and the accept loop.
+//! - [`delivery`]: the engine that writes live events to caught-up subscribers.
 //! - [`error`]: the one error type, its HTTP answer and its GraphQL error.
 //! - [`stats`]: Prometheus metrics for operators.
 //! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
@@ -37,9 +38,9 @@
 //!
 //! GET /ws ─ http::ws::upgrade ─ Broker::subscribe (a cursor in the ring)
 //!     ─ http::ws::stream_events reads history until caught up, then parks
-//!       its socket in http::fanout: a shard per worker follows the hub
+//!       its socket in delivery::fanout: a shard per worker follows the hub
 //!       and pushes each event's ready frame to every parked socket
-//!       (net::Batch: one io_uring submission per batch) ─ net::Writer
+//!       (conn::Batch: one io_uring submission per batch) ─ conn::Writer
 //!     ─ a socket that does not take a frame whole is handed back and reads
 //!       on from its cursor (told of a gap if it fell behind history)
 //! GET /events ─ http::sse::events: the same, the frame as an HTTP chunk
@@ -52,12 +53,13 @@ pub mod access;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod conn;
+pub mod delivery;
 pub mod error;
 pub mod fds;
 pub mod graphql;
 pub mod http;
 pub mod model;
-pub mod net;
 pub mod publish;
 pub mod server;
 pub mod shutdown;

@@ -31,11 +31,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_stream::StreamMap;
 
-use super::graphql_shared::{Direct, Outcome, SharedExecutions};
 use super::ws::{self, CLOSE_PING_TIMEOUT, End, Heartbeat};
 use crate::access::{Access, Caller, Scope, token_in_payload};
+use crate::conn::Writer;
 use crate::error::Error;
-use crate::net::Writer;
+use crate::graphql::shared::{Direct, Outcome, SharedExecutions};
 use crate::shutdown::Shutdown;
 
 /// The two GraphQL-over-WebSocket protocols, by subprotocol name.

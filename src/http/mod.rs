@@ -3,10 +3,8 @@
 
 mod body_refusal;
 mod docs;
-pub mod fanout;
 mod favicon;
 mod graphql;
-mod graphql_shared;
 mod graphql_ws;
 mod health;
 mod history;
@@ -39,7 +37,7 @@ use crate::error::Error;
 use crate::graphql::LonglatSchema;
 use crate::shutdown::Shutdown;
 
-pub use graphql_shared::SharedExecutions;
+pub use crate::graphql::shared::SharedExecutions;
 pub use params::{StreamParams, TokenParam};
 
 /// What every handler can reach. Cloned for every request, so it is one
@@ -70,7 +68,7 @@ pub struct Services {
     /// Live GraphQL subscriptions shared by every socket that sent the same one.
     pub graphql_shared: Arc<SharedExecutions>,
     /// Writes live events to caught-up `/ws` and `/events` sockets.
-    pub fanout: fanout::Fanout,
+    pub fanout: crate::delivery::fanout::Fanout,
 }
 
 impl AppState {
@@ -82,7 +80,8 @@ impl AppState {
         shutdown: Shutdown,
     ) -> Self {
         let graphql = crate::graphql::build(broker.clone(), access.clone());
-        let fanout = fanout::Fanout::start(&broker, &shutdown, config.uses_io_uring());
+        let fanout =
+            crate::delivery::fanout::Fanout::start(&broker, &shutdown, config.uses_io_uring());
         Self(Arc::new(Services {
             fanout,
             access,

@@ -16,7 +16,7 @@
 //! and of the buffers it keeps per connection (two of 8 KiB). The response
 //! says `Connection: close`: when the stream ends, the task writes the last
 //! chunk and closes the connection. A stream that has read everything parks
-//! its socket in the live fan-out (see [`super::fanout`]), which then writes
+//! its socket in the live fan-out (see [`crate::delivery::fanout`]), which then writes
 //! each event's frame to it as one chunk, as it does for `/ws`; the stream
 //! is handed the socket back when it falls behind. `HEAD` (no body) and
 //! HTTP/1.0 (no chunks) stay with hyper and read every event themselves. No
@@ -41,13 +41,13 @@ use tokio::time::{Interval, MissedTickBehavior, interval_at};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::fanout::{Fanout, Framing, Handback, Seat, handed_back};
 use super::params::parse_cursor;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::{ConnectionPermit, Scope};
 use crate::broker::{Delivery, Subscription};
+use crate::conn::{Connection, Writer};
+use crate::delivery::fanout::{Fanout, Framing, Handback, Seat, handed_back};
 use crate::error::{Error, Problem};
-use crate::net::{Connection, Writer};
 use crate::shutdown::Shutdown;
 use crate::stats;
 use crate::wire::push_chunk;

@@ -22,15 +22,15 @@ use futures::SinkExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::fanout::{Fanout, Framing, Handback, Seat, handed_back};
 use super::within;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::Scope;
 use crate::broker::{Delivery, Subscription};
 use crate::config::Config;
+use crate::conn::Connection;
+use crate::delivery::fanout::{Fanout, Framing, Handback, Seat, handed_back};
 use crate::error::{Error, Problem};
 use crate::model::PositionEvent;
-use crate::net::Connection;
 use crate::shutdown::Shutdown;
 use crate::stats;
 

@@ -13,7 +13,7 @@
 //! writes each result's `next` message to its socket itself, made once per
 //! operation id (clients usually all use the same one), so a result costs
 //! each parked sharer one `send` and no task wake-up, as on `/ws` (see
-//! [`super::fanout`]). A socket that does not take a whole message is handed
+//! [`crate::delivery::fanout`]). A socket that does not take a whole message is handed
 //! back to its connection, which reads on from the ring and writes under its
 //! send timeout, and parks again once drained.
 //!
@@ -38,9 +38,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::broker::{Gap, GapReason};
+use crate::conn::Writer;
 use crate::error::Error;
 use crate::graphql::LonglatSchema;
-use crate::net::Writer;
 
 use lane::{Park, Seat};
 use ring::{Reader, RecvError, Tap};

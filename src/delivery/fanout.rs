@@ -28,8 +28,8 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc};
 
 use crate::broker::{Broker, Delivery, Subscription};
+use crate::conn::{Batch, Pushed, Writer};
 use crate::model::{EventId, Filter};
-use crate::net::{Batch, Pushed, Writer};
 use crate::shutdown::Shutdown;
 use crate::stats;
 use crate::wire;
@@ -403,7 +403,7 @@ async fn run_shard(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::Socket;
+    use crate::conn::Socket;
 
     /// A seat on a real loopback socket.
     async fn seat(listener: &tokio::net::TcpListener) -> Arc<Seat> {

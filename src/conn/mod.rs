@@ -1,6 +1,6 @@
 //! A client connection's socket. hyper reads requests from it and writes
 //! responses to it; once a `/ws` request has upgraded, or an `/events`
-//! stream has caught up, the live fan-out (see [`crate::http::fanout`])
+//! stream has caught up, the live fan-out (see [`crate::delivery::fanout`])
 //! also writes each event's ready-made frame to it directly, through a
 //! [`Writer`] handle, from its own task (as a shared GraphQL subscription
 //! does its results). An `/events` stream also takes the connection over

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ring::{Reader, RecvError};
 use super::{Direct, Outcome, lock};
-use crate::net::{Batch, Pushed};
+use crate::conn::{Batch, Pushed};
 use crate::stats;
 use crate::wire::text_frame;
 
@@ -332,7 +332,7 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let direct = Direct {
-            socket: crate::net::Socket::new(server).writer(),
+            socket: crate::conn::Socket::new(server).writer(),
             prefix: format!(r#"{{"type":"next","id":"{id}","payload":"#).into(),
         };
         let (seat, handed_back) = Seat::new(direct);
