@@ -8,7 +8,6 @@
 //! buffer, resuming from an id has no seam where an event could be lost or
 //! delivered twice.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -17,6 +16,7 @@ use time::OffsetDateTime;
 
 use tokio::sync::watch;
 
+use super::ring::{Ring, Slot};
 use super::{Delivery, Gap, GapReason};
 use crate::model::{Event, EventId, Filter};
 
@@ -51,20 +51,18 @@ pub struct HubSettings {
 /// The history ring and the signal that wakes subscribers.
 #[derive(Debug)]
 pub struct Hub {
-    ring: RwLock<Ring>,
+    ring: RwLock<Kept>,
     /// The ring's next sequence number, readable without the lock: a
     /// subscriber that has read everything finds out without locking.
     head: AtomicU64,
     published: watch::Sender<u64>,
-    capacity: usize,
     max_age: Option<Duration>,
 }
 
+/// The events kept, and what the hub knows of those it no longer keeps.
 #[derive(Debug)]
-struct Ring {
-    events: VecDeque<Arc<Event>>,
-    /// Sequence number (position in the whole stream) of `events[0]`.
-    first_seq: u64,
+struct Kept {
+    events: Ring<Arc<Event>>,
     /// Every id at or below this that is not in `events` is unknown here.
     horizon: EventId,
     /// The greatest id ever appended.
@@ -74,20 +72,25 @@ struct Ring {
     restarted_at: u64,
 }
 
-impl Ring {
+impl Kept {
     fn next_seq(&self) -> u64 {
-        self.first_seq + self.events.len() as u64
+        self.events.head()
+    }
+
+    fn forget(&mut self, evicted: Option<Arc<Event>>) {
+        if let Some(evicted) = evicted {
+            self.horizon = evicted.id();
+        }
     }
 
     fn pop_oldest(&mut self) {
-        if let Some(evicted) = self.events.pop_front() {
-            self.horizon = evicted.id();
-            self.first_seq += 1;
-        }
+        let evicted = self.events.pop_oldest();
+        self.forget(evicted);
     }
 
     fn oldest_is_before(&self, cutoff: OffsetDateTime) -> bool {
         self.events
+            .items()
             .front()
             .is_some_and(|e| e.position.received_at < cutoff)
     }
@@ -112,16 +115,14 @@ impl Hub {
     pub fn new(settings: HubSettings, horizon: EventId) -> Arc<Self> {
         let (published, _) = watch::channel(0);
         Arc::new(Self {
-            ring: RwLock::new(Ring {
-                events: VecDeque::with_capacity(settings.capacity.clamp(1, 1024)),
-                first_seq: 0,
+            ring: RwLock::new(Kept {
+                events: Ring::new(settings.capacity),
                 horizon,
                 last_id: horizon,
                 restarted_at: 0,
             }),
             head: AtomicU64::new(0),
             published,
-            capacity: settings.capacity.max(1),
             max_age: settings.max_age,
         })
     }
@@ -145,13 +146,13 @@ impl Hub {
         }
     }
 
-    fn read_ring(&self) -> RwLockReadGuard<'_, Ring> {
+    fn read_ring(&self) -> RwLockReadGuard<'_, Kept> {
         self.ring
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn write_ring(&self) -> RwLockWriteGuard<'_, Ring> {
+    fn write_ring(&self) -> RwLockWriteGuard<'_, Kept> {
         self.ring
             .write()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -172,15 +173,13 @@ impl Hub {
             "hub events must be appended in id order"
         );
         ring.last_id = event.id();
-        if ring.events.len() == self.capacity {
-            ring.pop_oldest();
-        }
+        let evicted = ring.events.push(event.clone());
+        ring.forget(evicted);
         if let Some(cutoff) = self.age_cutoff() {
             while ring.oldest_is_before(cutoff) {
                 ring.pop_oldest();
             }
         }
-        ring.events.push_back(event.clone());
         let next = ring.next_seq();
         self.head.store(next, Ordering::Release);
         drop(ring);
@@ -197,9 +196,9 @@ impl Hub {
         let mut ring = self.write_ring();
         // One sequence number is skipped, so that a subscriber at the head
         // finds itself behind, like every other.
-        ring.first_seq = ring.next_seq() + 1;
-        ring.events.clear();
-        ring.restarted_at = ring.first_seq;
+        let first = ring.next_seq() + 1;
+        ring.events.clear_from(first);
+        ring.restarted_at = first;
         ring.horizon = horizon;
         ring.last_id = horizon;
         let next = ring.next_seq();
@@ -246,14 +245,14 @@ impl Hub {
                 let gap = Gap {
                     reason: GapReason::CursorTooOld,
                     after: Some(after),
-                    resumed_from: ring.events.front().map(|e| e.id()),
+                    resumed_from: ring.events.items().front().map(|e| e.id()),
                     missed: None,
                 };
-                (ring.first_seq, Some(gap))
+                (ring.events.first(), Some(gap))
             }
             Some(after) => {
-                let kept = ring.events.partition_point(|e| e.id() <= after);
-                (ring.first_seq + kept as u64, None)
+                let kept = ring.events.items().partition_point(|e| e.id() <= after);
+                (ring.events.first() + kept as u64, None)
             }
         };
         drop(ring);
@@ -269,16 +268,14 @@ impl Hub {
 
     fn read(&self, cursor: u64) -> Read {
         let ring = self.read_ring();
-        if cursor < ring.first_seq {
-            return Read::Behind {
-                first_seq: ring.first_seq,
-                first_id: ring.events.front().map(|e| e.id()),
+        match ring.events.read(cursor) {
+            Slot::Item(event) => Read::Event(event.clone()),
+            Slot::Behind { first } => Read::Behind {
+                first_seq: first,
+                first_id: ring.events.items().front().map(|e| e.id()),
                 forgotten: cursor < ring.restarted_at,
-            };
-        }
-        match ring.events.get((cursor - ring.first_seq) as usize) {
-            Some(event) => Read::Event(event.clone()),
-            None => Read::Pending,
+            },
+            Slot::Pending => Read::Pending,
         }
     }
 
@@ -287,9 +284,10 @@ impl Hub {
         self.expire();
         let ring = self.read_ring();
         match tracker {
-            None => ring.events.back().cloned(),
+            None => ring.events.items().back().cloned(),
             Some(t) => ring
                 .events
+                .items()
                 .iter()
                 .rev()
                 .find(|e| e.position.tracker.as_deref() == Some(t))
@@ -301,8 +299,9 @@ impl Hub {
     pub fn get(&self, id: EventId) -> Option<Arc<Event>> {
         self.expire();
         let ring = self.read_ring();
-        let index = ring.events.partition_point(|e| e.id() < id);
-        ring.events.get(index).filter(|e| e.id() == id).cloned()
+        let events = ring.events.items();
+        let index = events.partition_point(|e| e.id() < id);
+        events.get(index).filter(|e| e.id() == id).cloned()
     }
 
     /// Up to `limit` events after `after` (from the oldest kept when `None`)
@@ -317,9 +316,9 @@ impl Hub {
         self.check_cursor(after)?;
         self.expire();
         let ring = self.read_ring();
-        let start = after.map_or(0, |a| ring.events.partition_point(|e| e.id() <= a));
-        let events = ring
-            .events
+        let kept = ring.events.items();
+        let start = after.map_or(0, |a| kept.partition_point(|e| e.id() <= a));
+        let events = kept
             .range(start..)
             .filter(|e| filter.matches(&e.position))
             .take(limit)

@@ -10,6 +10,7 @@ mod hub;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod ring;
 
 use std::sync::Arc;
 
