@@ -10,7 +10,9 @@
 //! libraries frame per connection, as they write. Tests pin the WebSocket
 //! frame to tungstenite's layout and the chunk to RFC 9112's.
 
-use crate::model::PositionEvent;
+use bytes::Bytes;
+
+use crate::model::{Gap, PositionEvent};
 
 /// The header of one final, unmasked WebSocket text frame (RFC 6455, 5.2:
 /// a server's frames) with `len` bytes of payload: its bytes, and how many.
@@ -85,6 +87,15 @@ pub fn event_forms(position: &PositionEvent) -> EventForms {
         sse: buf.slice(ws_end..),
     }
 }
+
+/// The Server-Sent Events frame of a notice of lost events: `event: gap`,
+/// `data:` the notice's JSON.
+pub fn sse_gap(gap: &Gap) -> Bytes {
+    Bytes::from(format!("event: gap\ndata: {}\n\n", gap.to_json()))
+}
+
+/// The chunk that ends a chunked HTTP/1.1 body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// `data` as one chunk of a chunked HTTP/1.1 body (RFC 9112, 7.1).
 pub fn chunk(data: &[u8]) -> Vec<u8> {

@@ -340,6 +340,17 @@ pub struct History {
     pub cursor_too_old: bool,
 }
 
+/// Where a subscription is: the next sequence number it reads, and the
+/// last event it had (a live fan-out hands it back to a subscriber with
+/// this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// The next sequence number to read.
+    pub seq: u64,
+    /// The last event had, if known.
+    pub last_id: Option<EventId>,
+}
+
 /// One subscriber's place in the stream: a cursor into the hub's ring.
 ///
 /// Holds no queue of its own; it reads the shared ring when woken.
@@ -425,26 +436,34 @@ impl Subscription {
         self.cursor
     }
 
-    /// The cursor, when this subscription has read everything published
+    /// Where this subscription is.
+    pub fn place(&self) -> Place {
+        Place {
+            seq: self.cursor,
+            last_id: self.last_id,
+        }
+    }
+
+    /// Where this subscription is, when it has read everything published
     /// so far and has nothing of its own left to deliver (no pending gap
     /// notice, no id to skip up to): from here a fan-out that follows the
     /// hub can serve it. `None` otherwise.
-    pub fn caught_up(&self) -> Option<u64> {
+    pub fn caught_up(&self) -> Option<Place> {
         if self.pending_gap.is_some() || self.cursor < self.hub.head.load(Ordering::Acquire) {
             return None;
         }
         let ahead = self
             .last_id
             .is_some_and(|last| last > self.hub.read_ring().last_id);
-        (!ahead).then_some(self.cursor)
+        (!ahead).then_some(self.place())
     }
 
-    /// Goes on from `cursor`, having had everything up to `last_id`: where
-    /// a fan-out that served this subscriber stopped.
-    pub fn resume_at(&mut self, cursor: u64, last_id: Option<EventId>) {
-        self.cursor = cursor;
-        if last_id.is_some() {
-            self.last_id = last_id;
+    /// Goes on from `place`, having had everything up to its `last_id`
+    /// (when known): where a fan-out that served this subscriber stopped.
+    pub fn resume_at(&mut self, place: Place) {
+        self.cursor = place.seq;
+        if place.last_id.is_some() {
+            self.last_id = place.last_id;
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-pub use hub::{CURSOR_LEEWAY, CursorAhead, History, Hub, HubSettings, Subscription};
+pub use hub::{CURSOR_LEEWAY, CursorAhead, History, Hub, HubSettings, Place, Subscription};
 
 use crate::model::{Event, EventId, Filter, ValidPosition};
 pub use crate::model::{Gap, GapReason};

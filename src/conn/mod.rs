@@ -1,11 +1,11 @@
 //! A client connection's socket. hyper reads requests from it and writes
-//! responses to it; once a `/ws` request has upgraded, or an `/events`
-//! stream has caught up, the live fan-out (see [`crate::delivery::fanout`])
-//! also writes each event's ready-made frame to it directly, through a
-//! [`Writer`] handle, from its own task (as a shared GraphQL subscription
-//! does its results). An `/events` stream also takes the connection over
-//! from hyper ([`Writer::take_over`]) and writes the rest of its response
-//! itself.
+//! responses to it; once a subscriber on `/ws`, `/events` or a GraphQL
+//! subscription has caught up, the delivery engine ([`crate::delivery`])
+//! also writes each item's ready-made frame to it directly, through a
+//! [`Writer`] handle, from a shard's task. An `/events` stream also takes
+//! the connection over from hyper ([`Writer::take_over`]) and writes the
+//! rest of its response itself. A route opts in by extracting the typed
+//! [`Connection`]: no other code writes to the socket.
 //!
 //! Two writers on one byte stream must never interleave inside a frame. So
 //! every write here is whole: a write either goes to the kernel entirely, or
@@ -302,21 +302,6 @@ impl Writer {
         sent
     }
 
-    /// Waits until every byte written so far (pushes the kernel did not
-    /// take whole, say) has gone to the kernel, as [`send`](Self::send)
-    /// does, then runs the [`on_next_flush`](Self::on_next_flush) hook:
-    /// what hyper's flush does, for whoever took the connection over.
-    pub async fn flush(&self) -> io::Result<()> {
-        self.send(&[]).await?;
-        self.flushed();
-        Ok(())
-    }
-
-    /// Whether some bytes written so far have not gone to the kernel yet.
-    pub fn has_pending(&self) -> bool {
-        !self.out().is_drained()
-    }
-
     async fn send_whole(&self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
         let mut written = bufs.is_empty();
         loop {
@@ -344,21 +329,6 @@ impl Writer {
                 self.out().timed_out = true;
                 return Err(io::ErrorKind::TimedOut.into());
             }
-        }
-    }
-
-    /// Runs the [`on_next_flush`](Self::on_next_flush) hook if every byte
-    /// written so far has gone to the kernel.
-    pub fn flushed(&self) {
-        let hook = {
-            let mut out = self.out();
-            if !out.is_drained() {
-                return;
-            }
-            out.on_flush.take()
-        };
-        if let Some(hook) = hook {
-            hook();
         }
     }
 
@@ -528,7 +498,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    /// What `on_next_flush` (and so an event stream's park) relies on:
+    /// What `on_next_flush` (and so an event stream's takeover) relies on:
     /// hyper flushes its connection only once it has written everything
     /// it was given, so a push made when it flushes follows all of it,
     /// however slowly the peer reads.

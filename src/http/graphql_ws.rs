@@ -26,7 +26,6 @@ use async_graphql::Data;
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket};
 use futures::stream::{BoxStream, StreamExt};
-use metrics::Counter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_stream::StreamMap;
@@ -123,9 +122,9 @@ struct Connection {
     operations: StreamMap<String, BoxStream<'static, Outcome>>,
     /// See [`Session::raw`].
     socket_writer: Option<Writer>,
-    /// Results written by this connection (pushed ones are counted where
-    /// they are pushed).
-    delivered: Counter,
+    /// Counts results written by this connection (pushed ones are counted
+    /// where they are pushed), and the connection's being cut.
+    stats: crate::stats::Connection,
 }
 
 /// A `next` (legacy: `data`) message for operation `id`, up to its payload.
@@ -152,7 +151,7 @@ pub async fn serve(socket: WebSocket, session: Session, shutdown: Shutdown) {
         init_received: false,
         operations: StreamMap::new(),
         socket_writer: session.raw,
-        delivered: stats.delivered.clone(),
+        stats,
     };
     let end = connection.run(&shutdown).await;
     // No result is pushed after this: the close frame is the last.
@@ -307,8 +306,13 @@ impl Connection {
                 self.operations.remove(&id);
                 format!(r#"{{"type":"error","id":{id_json},"payload":{errors}}}"#)
             }
+            // The socket took nothing for the send timeout.
+            Outcome::Stalled => {
+                self.stats.dropped();
+                return Err(End::Gone);
+            }
             Outcome::Next(payload) => {
-                self.delivered.increment(1);
+                self.stats.delivered.increment(1);
                 format!("{}{payload}}}", next_prefix(self.protocol, &id))
             }
         };

@@ -68,7 +68,7 @@ pub struct Services {
     /// Live GraphQL subscriptions shared by every socket that sent the same one.
     pub graphql_shared: Arc<SharedExecutions>,
     /// Writes live events to caught-up `/ws` and `/events` sockets.
-    pub fanout: crate::delivery::fanout::Fanout,
+    pub fanout: crate::delivery::Fanout,
 }
 
 impl AppState {
@@ -80,14 +80,15 @@ impl AppState {
         shutdown: Shutdown,
     ) -> Self {
         let graphql = crate::graphql::build(broker.clone(), access.clone());
-        let fanout =
-            crate::delivery::fanout::Fanout::start(&broker, &shutdown, config.uses_io_uring());
+        let fanout = crate::delivery::fanout(&broker, &shutdown, config.uses_io_uring());
         Self(Arc::new(Services {
             fanout,
             access,
             graphql_shared: Arc::new(SharedExecutions::new(
                 graphql.clone(),
                 config.uses_io_uring(),
+                shutdown.clone(),
+                config.send_timeout(),
             )),
             graphql,
             broker,

@@ -136,7 +136,18 @@ impl<T> Drop for Sender<T> {
     }
 }
 
+impl<T> Clone for Tap<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
 impl<T> Tap<T> {
+    /// The position the next item sent will have.
+    pub fn head(&self) -> u64 {
+        self.0.lock().head()
+    }
+
     /// A reader that reads only what is sent from now on.
     pub fn reader_at_head(&self) -> Reader<T> {
         let mut state = self.0.lock();
