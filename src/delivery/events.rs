@@ -54,7 +54,7 @@ pub struct Events {
 /// allows it.
 pub fn fanout(broker: &Arc<dyn Broker>, shutdown: &Shutdown, io_uring: bool) -> Fanout {
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
-    match io_uring.then(crate::conn::Batch::io_uring) {
+    match io_uring.then(super::Batch::io_uring) {
         Some(Ok(_)) => tracing::info!(
             shards = workers,
             "live fan-out sends through io_uring, one submission per batch"

@@ -18,12 +18,14 @@
 //! missed, as any reader is), and parks again once caught up. That loop is
 //! written once, here, for `/ws`, `/events` and GraphQL subscriptions.
 
+mod batch;
 pub mod events;
 mod live;
 mod shard;
 
 use std::future::Future;
 
+pub use batch::Batch;
 pub use events::{EventForm, Events, Fanout, Framing, fanout};
 pub use live::{Follow, Gone, LiveStream};
 pub use shard::{Seat, Shards};

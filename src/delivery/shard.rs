@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use metrics::{Counter, counter};
 use tokio::sync::{Notify, mpsc};
 
+use super::Batch;
 use super::{Feed, Frames, Next};
-use crate::conn::{Batch, Pushed, Writer};
+use crate::conn::{Pushed, Writer};
 use crate::shutdown::Shutdown;
 use crate::stats;
 
