@@ -15,6 +15,13 @@
 //! the WebSocket protocol, 1007 text that is not UTF-8, 1009 a message over
 //! `--max-message-bytes`.
 //!
+//! Both protocols are served here rather than by async-graphql-axum's
+//! `GraphQLWebSocket`, which runs every operation of every socket on its
+//! own and writes its results itself: here identical live subscriptions
+//! share one execution whose `next` messages the delivery engine writes to
+//! every sharer's socket directly, a fifth of the graphql-ws reference
+//! server's CPU per delivery (docs/performance.md).
+//!
 //! The connection's credential is the token in the `connection_init` payload
 //! (see [`crate::access::token_in_payload`]), else the one of the upgrade
 //! request; every operation on the socket runs as that caller.
@@ -36,6 +43,7 @@ use crate::conn::Writer;
 use crate::error::Error;
 use crate::graphql::shared::{Direct, Outcome, SharedExecutions};
 use crate::shutdown::Shutdown;
+use crate::wire::graphql_ws;
 
 /// The two GraphQL-over-WebSocket protocols, by subprotocol name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,9 +137,7 @@ struct Connection {
 
 /// A `next` (legacy: `data`) message for operation `id`, up to its payload.
 fn next_prefix(protocol: Protocol, id: &str) -> String {
-    let kind = protocol.next_type();
-    let id = Value::from(id);
-    format!(r#"{{"type":"{kind}","id":{id},"payload":"#)
+    graphql_ws::next_prefix(protocol.next_type(), id)
 }
 
 /// Serves one upgraded socket until the client leaves, breaks the protocol,
@@ -293,18 +299,16 @@ impl Connection {
 
     /// Sends one outcome of operation `id`.
     async fn on_result(&mut self, id: String, outcome: Outcome) -> Result<(), End> {
-        // Payloads are JSON text already, serialised once per result.
-        let id_json = Value::from(id.as_str());
         let message = match outcome {
             Outcome::Complete => {
                 self.operations.remove(&id);
-                format!(r#"{{"type":"complete","id":{id_json}}}"#)
+                graphql_ws::complete(&id)
             }
             // Refused before it ran (syntax, validation, limits): the
             // protocol's terminal `error` message, with no `complete`.
             Outcome::Refused(errors) => {
                 self.operations.remove(&id);
-                format!(r#"{{"type":"error","id":{id_json},"payload":{errors}}}"#)
+                graphql_ws::error(&id, &errors)
             }
             // The socket took nothing for the send timeout.
             Outcome::Stalled => {
@@ -313,7 +317,7 @@ impl Connection {
             }
             Outcome::Next(payload) => {
                 self.stats.delivered.increment(1);
-                format!("{}{payload}}}", next_prefix(self.protocol, &id))
+                graphql_ws::next(&next_prefix(self.protocol, &id), &payload)
             }
         };
         self.send_text(message).await

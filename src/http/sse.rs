@@ -134,7 +134,7 @@ async fn events(
         ended: false,
         cut: false,
     };
-    let preamble = Bytes::from(format!("retry: {}\n\n", state.config.sse_retry_ms));
+    let preamble = wire::sse::retry(state.config.sse_retry_ms);
     let connection_close = taken_over.is_some();
     let body = match taken_over {
         Some(socket) => Body::from_stream(hand_over(preamble, stream, socket)),
@@ -246,7 +246,7 @@ impl SseStream {
                     None
                 }
             },
-            _ = self.keepalive.tick() => Some(Bytes::from_static(b": keep-alive\n\n")),
+            _ = self.keepalive.tick() => Some(Bytes::from_static(wire::sse::KEEP_ALIVE)),
         }
     }
 

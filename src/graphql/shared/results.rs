@@ -17,7 +17,7 @@ use metrics::Counter;
 use super::Outcome;
 use super::ring::{Reader, RecvError, Tap};
 use crate::delivery::{Feed, Follow, Frames, Next};
-use crate::wire::text_frame;
+use crate::wire::graphql_ws::next_frame;
 
 /// Distinct operation ids whose `next` message is made once per result;
 /// beyond that (every client picking its own id), each is made in a
@@ -169,7 +169,6 @@ impl Frames<Arc<str>> for NextMessages {
 
     fn make(&mut self, prefix: &Arc<str>) -> Option<Made> {
         let payload = &*self.payload;
-        let parts = [prefix.as_bytes(), payload.as_bytes(), b"}"];
         let found = self
             .made
             .iter()
@@ -178,13 +177,13 @@ impl Frames<Arc<str>> for NextMessages {
             Some(index) => Made::Shared(index),
             None if self.made.len() < FRAMES_PER_RESULT => {
                 let mut frame = Vec::new();
-                text_frame(&mut frame, &parts);
+                next_frame(&mut frame, prefix, payload);
                 self.made.push((prefix.clone(), frame));
                 Made::Shared(self.made.len() - 1)
             }
             None => {
                 let start = self.spare.len();
-                text_frame(&mut self.spare, &parts);
+                next_frame(&mut self.spare, prefix, payload);
                 Made::Alone(start..self.spare.len())
             }
         })
