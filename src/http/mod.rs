@@ -6,9 +6,8 @@ mod docs;
 mod favicon;
 mod graphql;
 mod graphql_ws;
-mod health;
 mod history;
-mod metrics;
+mod operations;
 mod origin;
 mod pages;
 mod params;
@@ -217,8 +216,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(graphql::router())
         .merge(ws::router())
         .merge(sse::router())
-        .merge(health::router())
-        .merge(metrics::router())
+        .merge(operations::router())
 }
 
 /// The OpenAPI document, as `GET /openapi.json` serves it.
