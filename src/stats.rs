@@ -1,6 +1,6 @@
 //! What an operator can see: Prometheus metrics, recorded through the
 //! `metrics` facade and rendered by `GET /metrics` (`http::operations`):
-//! every metric is named and recorded here, and nowhere else.
+//! every metric is named here, and nowhere else.
 //!
 //! The recorder is process-global, so it is installed once; its upkeep runs
 //! on a plain thread that outlives any one runtime. Hot paths take their

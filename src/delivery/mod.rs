@@ -6,7 +6,7 @@
 //! and its socket has taken every byte, it parks a [`Seat`] in one of a few
 //! [`Shards`]: a shard follows a [`Feed`] (the hub's events, or one shared
 //! GraphQL execution's results) like one more reader and, for each item,
-//! writes the item's ready-made frame to every parked socket ([`shard`]).
+//! writes the item's ready-made frame to every parked socket (`shard.rs`).
 //! Per item and parked subscriber that is one filter check and one `send`
 //! (one io_uring submission per batch of sockets where the kernel allows
 //! it): no task wakes, no frame is encoded again, nothing is copied.

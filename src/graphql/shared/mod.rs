@@ -9,7 +9,7 @@
 //! history of its own, and queries and mutations run once anyway.
 //!
 //! A sharer that has read every result so far, and whose socket took every
-//! byte, parks in one of the execution's lanes (see [`results`]): shards of
+//! byte, parks in one of the execution's lanes (see `results.rs`): shards of
 //! the one delivery engine ([`crate::delivery`]), which write each result's
 //! `next` message to its socket, made once per operation id, so a result
 //! costs each parked sharer one `send` and no task wake-up, as on `/ws`. A
@@ -17,7 +17,7 @@
 //! sharer's [`LiveStream`], which drains it under the send timeout, reads on
 //! from the ring, and parks again once caught up.
 //!
-//! Results are kept in a bounded ring (see [`ring`]): a sharer that falls
+//! Results are kept in a bounded ring (see `ring.rs`): a sharer that falls
 //! more than [`RING`] results behind is told `events-lost` (`lagged`) and its
 //! subscription completes, as for any lagging subscriber. Connection data from
 //! `connection_init` is not part of the key: a connection may only run
