@@ -3,7 +3,7 @@
 //! subscription has caught up, the delivery engine ([`crate::delivery`])
 //! also writes each item's ready-made frame to it directly, through a
 //! [`Writer`] handle, from a shard's task. An `/events` stream also takes
-//! the connection over from hyper ([`Writer::take_over`]) and writes the
+//! the connection over from hyper ([`Writer::take_over_after_flush`]) and writes the
 //! rest of its response itself. A route opts in by extracting the typed
 //! [`Connection`]: no other code writes to the socket.
 //!
@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
 /// One accepted TCP connection, as hyper reads and writes it. Reading is
@@ -59,7 +60,8 @@ pub struct Connection {
 struct Shared {
     write: OwnedWriteHalf,
     out: Mutex<Out>,
-    /// The connection is no longer hyper's (see [`Writer::take_over`]).
+    /// The connection is no longer hyper's (see
+    /// [`Writer::take_over_after_flush`]).
     taken: AtomicBool,
 }
 
@@ -303,7 +305,7 @@ impl Writer {
 
     /// Refuses every later [`push`](Self::push); writes through the
     /// connection itself still go out (a close frame, say). A pending
-    /// [`on_next_flush`](Self::on_next_flush) is dropped unrun.
+    /// [takeover](Self::take_over_after_flush) does not happen.
     pub fn stop_pushes(&self) {
         let hook = {
             let mut out = self.out();
@@ -313,21 +315,36 @@ impl Writer {
         drop(hook);
     }
 
-    /// Runs `hook` the next time the connection's own writer (hyper)
-    /// flushes and every byte it wrote has gone to the kernel: hyper calls
-    /// flush only once its buffer is empty, so from then on a push cannot
-    /// overtake anything hyper was given before. Replaces an earlier hook.
-    /// `false` (and `hook` dropped) once pushes have stopped.
-    pub fn on_next_flush(&self, hook: impl FnOnce() + Send + 'static) -> bool {
+    /// Takes the connection over from its [`Socket`] (hyper) at the next
+    /// flush of hyper's that finds every byte it wrote gone to the kernel:
+    /// hyper flushes only once its buffer is empty (a test pins this), so
+    /// nothing hyper was given before can follow what the caller writes
+    /// from then on. Ask as hyper takes the last bytes it should write.
+    /// Once taken, the socket reads nothing more for hyper and drops its
+    /// writes, flushes and shutdown, so hyper can end its response and let
+    /// go of the connection (and its buffers) while the caller writes
+    /// through [`send`](Self::send). Resolves `true` once taken over,
+    /// `false` if pushes stopped first (the connection is closing).
+    pub fn take_over_after_flush(&self) -> impl Future<Output = bool> + Send + use<> {
+        let (flushed, on_flush) = oneshot::channel::<()>();
         let earlier = {
             let mut out = self.out();
-            if out.closed {
-                return false;
-            }
-            out.on_flush.replace(Box::new(hook))
+            // Closing: the hook, and with it `flushed`, is dropped unrun.
+            (!out.closed).then(|| {
+                out.on_flush.replace(Box::new(move || {
+                    let _ = flushed.send(());
+                }))
+            })
         };
         drop(earlier);
-        true
+        let shared = self.0.clone();
+        async move {
+            if on_flush.await.is_err() {
+                return false;
+            }
+            shared.taken.store(true, Ordering::Release);
+            true
+        }
     }
 
     /// From now on a write through the connection (hyper's) that waits
@@ -342,23 +359,13 @@ impl Writer {
         self.out().timed_out
     }
 
-    /// Takes the connection over from its [`Socket`] (hyper): from now on
-    /// that reads nothing more and its writes, flushes and shutdown are
-    /// dropped, so hyper can end its response and let go of the
-    /// connection (and its buffers) while the caller goes on writing
-    /// through [`send`](Self::send). Call it only once hyper has flushed
-    /// everything it should send (see [`on_next_flush`](Self::on_next_flush)).
-    pub fn take_over(&self) {
-        self.0.taken.store(true, Ordering::Release);
-    }
-
     fn is_taken(&self) -> bool {
         self.0.taken.load(Ordering::Acquire)
     }
 
     /// Writes `bufs` whole, after whatever is pending, and waits until the
     /// kernel has taken all of it: a connection's own write, for whoever
-    /// [took it over](Self::take_over). Fails (and refuses later pushes)
+    /// [took it over](Self::take_over_after_flush). Fails (and refuses later pushes)
     /// when the connection breaks, or when the kernel takes nothing for
     /// the send timeout, which [`timed_out`](Self::timed_out) then says.
     pub async fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
@@ -565,9 +572,9 @@ pub(crate) mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    /// What `on_next_flush` (and so an event stream's takeover) relies on:
-    /// hyper flushes its connection only once it has written everything
-    /// it was given, so a push made when it flushes follows all of it,
+    /// What `take_over_after_flush` (and so an event stream's takeover)
+    /// relies on: hyper flushes its connection only once it has written
+    /// everything it was given, so a push made after that flush follows all of it,
     /// however slowly the peer reads.
     #[tokio::test]
     async fn hyper_flushes_only_after_writing_everything_it_was_given() {
@@ -581,9 +588,11 @@ pub(crate) mod tests {
         let (socket, mut client) = pair().await;
         let writer = socket.writer();
         let pusher = writer.clone();
-        assert!(writer.on_next_flush(move || {
+        let takeover = writer.take_over_after_flush();
+        tokio::spawn(async move {
+            assert!(takeover.await, "taken over");
             assert_eq!(pusher.push(b"5\r\nhook!\r\n"), Pushed::Sent);
-        }));
+        });
         // A first chunk far larger than the socket's buffers, then nothing
         // more for as long as the test runs.
         let big = Bytes::from(vec![b'x'; 256 * 1024]);

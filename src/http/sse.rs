@@ -295,28 +295,26 @@ fn frames(stream: SseStream) -> impl Stream<Item = Result<Bytes, Infallible>> + 
 
 /// The body of a stream taken over from hyper: hyper writes the response
 /// head and the preamble; once it has flushed them, the connection is
-/// [taken over](Writer::take_over) and the rest of the stream is written by
-/// a task of its own ([`write_body`]). hyper's response then ends (its last
-/// chunk dropped), and hyper lets go of the connection.
+/// [taken over](Writer::take_over_after_flush) and the rest of the stream
+/// is written by a task of its own ([`write_body`]). hyper's response then
+/// ends (its last chunk dropped), and hyper lets go of the connection.
 fn hand_over(
     preamble: Bytes,
     stream: SseStream,
     socket: Writer,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-    let (flushed, on_flush) = oneshot::channel();
-    let hook = socket.clone();
-    // Hooked as hyper takes the preamble, after the head: the next flush
+    let (taking, taken) = oneshot::channel();
+    let asked = socket.clone();
+    // Asked as hyper takes the preamble, after the head: the next flush
     // that finds everything written follows both.
     let first = async move {
-        hook.on_next_flush(move || {
-            let _ = flushed.send(());
-        });
+        let _ = taking.send(asked.take_over_after_flush());
         Ok(preamble)
     };
     let rest = async move {
-        // Dropped unrun: the connection is closing.
-        if on_flush.await.is_ok() {
-            socket.take_over();
+        if let Ok(takeover) = taken.await
+            && takeover.await
+        {
             let shutdown = stream.shutdown.clone();
             shutdown.spawn(write_body(stream, socket));
         }
