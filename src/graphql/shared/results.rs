@@ -293,4 +293,47 @@ mod tests {
             assert!(rest.is_empty(), "io_uring: {io_uring}: {rest:?}");
         }
     }
+
+    #[tokio::test]
+    async fn a_seat_whose_socket_does_not_take_a_message_whole_reads_on_right_after_it() {
+        const RESULTS: usize = 50;
+        let (sender, results, tap) = ring::channel(1024);
+        let lanes = lanes(&tap, true);
+        let (reading, mut reading_client) = seat(&lanes, "r").await;
+        // A client that reads nothing yet, behind small socket buffers.
+        let (quiet_socket, mut quiet_client) = crate::conn::tests::pair().await;
+        let prefix: Arc<str> = r#"{"type":"next","id":"q","payload":"#.into();
+        let quiet = lanes.seat(quiet_socket.writer(), prefix.clone());
+        reading.park(results.clone());
+        quiet.park(results);
+        let payload = format!(r#"{{"data":"{}"}}"#, "x".repeat(1000));
+        let mut one = Vec::new();
+        next_frame(&mut one, r#"{"type":"next","id":"r","payload":"#, &payload);
+        for _ in 0..RESULTS {
+            sender.send(Outcome::Next(payload.as_str().into()));
+            let mut frame = vec![0; one.len()];
+            reading_client.read_exact(&mut frame).await.unwrap();
+            assert_eq!(frame, one, "the reading seat gets every result");
+        }
+        let mut back = quiet.handed_back().await;
+        // What the socket kept goes out; then the connection ends.
+        let writer = quiet_socket.writer();
+        tokio::spawn(async move {
+            writer.send(&[]).await.unwrap();
+            writer.shut_down();
+        });
+        let mut received = Vec::new();
+        quiet_client.read_to_end(&mut received).await.unwrap();
+        let mut frame = Vec::new();
+        next_frame(&mut frame, &prefix, &payload);
+        assert_eq!(received.len() % frame.len(), 0, "whole messages only");
+        let got = received.len() / frame.len();
+        assert!(got < RESULTS, "the quiet seat was handed back early");
+        assert_eq!(
+            back.cursor(),
+            got as u64,
+            "it reads on right after the last"
+        );
+        assert!(matches!(back.try_recv(), Some(Ok(Outcome::Next(_)))));
+    }
 }
