@@ -34,7 +34,7 @@
 //!   back from streams for requests.
 //! - [`cli`]: the command line, and the `publish`, `watch` and `bench` clients.
 //! - [`wire`]: the bytes sent to subscribers, made once per event:
-//!   WebSocket frames, SSE frames, HTTP chunks.
+//!   WebSocket frames, SSE frames, HTTP chunks, graphql-ws messages.
 //!
 //! # How an event travels
 //!
@@ -52,7 +52,7 @@
 //!       caught up, then parks its delivery::Seat in delivery::Shards
 //!       (delivery::fanout: a shard per worker follows the hub) ─ the
 //!       shard loop (delivery::shard) writes each event's ready frame
-//!       (delivery::events) to every parked socket, one conn::Batch per
+//!       (delivery::events) to every parked socket, one delivery::Batch per
 //!       256 sockets (one io_uring submission) ─ conn::Writer::push
 //!     ─ a socket that does not take a frame whole is handed back to its
 //!       LiveStream, which drains it and reads on from the cursor after
