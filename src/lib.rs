@@ -12,21 +12,32 @@
 //!   client may cost.
 //! - [`publish`]: the one publish path (authorize, rate, tracker, validate,
 //!   broker) that `POST /longlat` and the GraphQL mutation both call.
-//! - [`broker`]: orders, numbers, keeps and fans out events; [`broker::durable`]
+//! - [`broker`]: orders, numbers and keeps events (in [`broker::ring`], the
+//!   one bounded ring, which also keeps shared GraphQL results); [`broker::durable`]
 //!   is the embedded default, kept on disk; [`broker::memory`] the same in
 //!   memory only; [`broker::redis`] serves several instances.
-//! - [`graphql`]: the GraphQL schema over the same model and broker.
-//! - [`http`]: one file per transport or surface, assembled by [`http::app`].
-//! - [`net`], [`server`]: a client connection's socket, and the accept loop
-//!   (HTTP/1.1 and HTTP/2); [`tls`]: built-in TLS, reloaded when its files
-//!   change.
+//! - [`graphql`]: the GraphQL schema over the same model and broker, and
+//!   [`graphql::shared`]: one execution for identical subscriptions.
+//! - [`http`]: one file per transport or surface (`/ws`, `/events`,
+//!   `/graphql`, REST), assembled by [`http::app`]: parse the request,
+//!   open a [`delivery::LiveStream`], pick a wire format.
+//! - [`delivery`]: the one engine every live subscriber goes through: a
+//!   [`delivery::LiveStream`] reads from its own cursor, parks in a shard
+//!   that writes each item's ready-made frame to it, is handed back when
+//!   it falls behind; fed by the hub's events or a shared GraphQL
+//!   execution's results.
+//! - [`conn`]: a client connection's socket, and its takeover from hyper
+//!   (opted into by the typed [`conn::Connection`]); [`server`]: the
+//!   accept loop (HTTP/1.1 and HTTP/2); [`tls`]: built-in TLS, reloaded
+//!   when its files change.
 //! - [`error`]: the one error type, its HTTP answer and its GraphQL error.
 //! - [`stats`]: Prometheus metrics for operators.
 //! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
 //! - [`fds`]: the open-file limit, raised at start, and the descriptors kept
 //!   back from streams for requests.
 //! - [`cli`]: the command line, and the `publish`, `watch` and `bench` clients.
-//! - [`wire`]: the bytes sent to subscribers, made once per event.
+//! - [`wire`]: the bytes sent to subscribers, made once per event:
+//!   WebSocket frames, SSE frames, HTTP chunks, graphql-ws messages.
 //!
 //! # How an event travels
 //!
@@ -40,28 +51,36 @@
 //!     wire forms, made once
 //!
 //! GET /ws ─ http::ws::upgrade ─ Broker::subscribe (a cursor in the ring)
-//!     ─ http::ws::stream_events reads history until caught up, then parks
-//!       its socket in http::fanout: a shard per worker follows the hub
-//!       and pushes each event's ready frame to every parked socket
-//!       (net::Batch: one io_uring submission per batch) ─ net::Writer
-//!     ─ a socket that does not take a frame whole is handed back and reads
-//!       on from its cursor (told of a gap if it fell behind history)
-//! GET /events ─ http::sse::events: the same, the frame as an HTTP chunk
+//!     ─ delivery::LiveStream: reads history from its own cursor until
+//!       caught up, then parks its delivery::Seat in delivery::Shards
+//!       (delivery::fanout: a shard per worker follows the hub) ─ the
+//!       shard loop (delivery::shard) writes each event's ready frame
+//!       (delivery::events) to every parked socket, one delivery::Batch per
+//!       256 sockets (one io_uring submission) ─ conn::Writer::push
+//!     ─ a socket that does not take a frame whole is handed back to its
+//!       LiveStream, which drains it and reads on from the cursor after
+//!       that frame (told of a gap if it fell behind history)
+//! GET /events ─ http::sse::events: the same LiveStream and shards, the
+//!     frame as an HTTP chunk, written after the takeover from hyper
+//!     by http::sse::write_body while the stream is not parked
 //! GraphQL subscription ─ http::graphql_ws ─ SharedExecutions::join: one
-//!     execution per distinct subscription, results kept in a ring, written
-//!     by lanes to parked sockets as the fan-out writes events
-//! ```
+//!     execution per distinct subscription, its results in a
+//!     broker::ring::Ring; each sharer a LiveStream over it, parked in
+//!     the execution's lanes (delivery::Shards over graphql::shared
+//!     results), which write each result's `next` message, made once
+////! ```
 
 pub mod access;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod conn;
+pub mod delivery;
 pub mod error;
 pub mod fds;
 pub mod graphql;
 pub mod http;
 pub mod model;
-pub mod net;
 pub mod publish;
 pub mod server;
 pub mod shutdown;

@@ -30,7 +30,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Service, ServiceExt};
 
-use crate::net::{Connection, Socket};
+use crate::conn::{Connection, Socket};
 use crate::shutdown::Shutdown;
 use crate::tls::Tls;
 

@@ -1,5 +1,6 @@
 //! What an operator can see: Prometheus metrics, recorded through the
-//! `metrics` facade and rendered by `GET /metrics`.
+//! `metrics` facade and rendered by `GET /metrics` (`http::operations`):
+//! every metric is named here, and nowhere else.
 //!
 //! The recorder is process-global, so it is installed once; its upkeep runs
 //! on a plain thread that outlives any one runtime. Hot paths take their
@@ -25,10 +26,11 @@ pub const LAGGED: &str = "longlat_subscribers_lagged_total";
 /// Subscribers disconnected because they stopped taking frames, by `transport`.
 pub const DROPPED: &str = "longlat_subscribers_dropped_total";
 /// How long after an event was received one fan-out shard finished
-/// writing it to its parked `/ws` sockets, in seconds.
+/// writing it to its parked `/ws` and `/events` sockets, in seconds.
 pub const FANOUT_SECONDS: &str = "longlat_fanout_pass_duration_seconds";
-/// Parked `/ws` sockets handed back to their connection because they did
-/// not take a frame whole (a slow or stalled reader).
+/// Parked sockets (`/ws`, `/events`, GraphQL subscriptions) handed back
+/// to their subscriber because they did not take a frame whole (a slow or
+/// stalled reader).
 pub const HANDED_BACK: &str = "longlat_fanout_handed_back_total";
 /// Bytes of the durable store's log on disk.
 pub const STORE_BYTES: &str = "longlat_store_bytes";

@@ -9,7 +9,7 @@
 //! pair that does not load is logged and the one in use kept, so a renewal
 //! half-written never takes the server down. Over TLS no response is taken
 //! over from hyper: the bytes on the socket are the TLS session's, so
-//! `/ws` and `/events` write through hyper (see [`crate::net::Connection`]).
+//! `/ws` and `/events` write through hyper (see [`crate::conn::Connection`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

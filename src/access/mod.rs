@@ -41,9 +41,9 @@ pub use credentials::{Credentials, Grant};
 pub use limits::ConnectionPermit;
 
 use crate::config::Config;
+use crate::conn::Connection;
 use crate::error::Error;
 use crate::model::{Filter, ReadScope};
-use crate::net::Connection;
 use limits::{ConnectionLimits, FailedCredentials, PublishRate};
 
 /// What a caller wants to do.

@@ -8,7 +8,6 @@
 //! buffer, resuming from an id has no seam where an event could be lost or
 //! delivered twice.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -17,6 +16,7 @@ use time::OffsetDateTime;
 
 use tokio::sync::watch;
 
+use super::ring::{Ring, Slot};
 use super::{Delivery, Gap, GapReason};
 use crate::model::{Event, EventId, Filter, ReadScope};
 
@@ -51,20 +51,18 @@ pub struct HubSettings {
 /// The history ring and the signal that wakes subscribers.
 #[derive(Debug)]
 pub struct Hub {
-    ring: RwLock<Ring>,
+    ring: RwLock<Kept>,
     /// The ring's next sequence number, readable without the lock: a
     /// subscriber that has read everything finds out without locking.
     head: AtomicU64,
     published: watch::Sender<u64>,
-    capacity: usize,
     max_age: Option<Duration>,
 }
 
+/// The events kept, and what the hub knows of those it no longer keeps.
 #[derive(Debug)]
-struct Ring {
-    events: VecDeque<Arc<Event>>,
-    /// Sequence number (position in the whole stream) of `events[0]`.
-    first_seq: u64,
+struct Kept {
+    events: Ring<Arc<Event>>,
     /// Every id at or below this that is not in `events` is unknown here.
     horizon: EventId,
     /// The greatest id ever appended.
@@ -74,20 +72,25 @@ struct Ring {
     restarted_at: u64,
 }
 
-impl Ring {
+impl Kept {
     fn next_seq(&self) -> u64 {
-        self.first_seq + self.events.len() as u64
+        self.events.head()
+    }
+
+    fn forget(&mut self, evicted: Option<Arc<Event>>) {
+        if let Some(evicted) = evicted {
+            self.horizon = evicted.id();
+        }
     }
 
     fn pop_oldest(&mut self) {
-        if let Some(evicted) = self.events.pop_front() {
-            self.horizon = evicted.id();
-            self.first_seq += 1;
-        }
+        let evicted = self.events.pop_oldest();
+        self.forget(evicted);
     }
 
     fn oldest_is_before(&self, cutoff: OffsetDateTime) -> bool {
         self.events
+            .items()
             .front()
             .is_some_and(|e| e.position.received_at < cutoff)
     }
@@ -112,16 +115,14 @@ impl Hub {
     pub fn new(settings: HubSettings, horizon: EventId) -> Arc<Self> {
         let (published, _) = watch::channel(0);
         Arc::new(Self {
-            ring: RwLock::new(Ring {
-                events: VecDeque::with_capacity(settings.capacity.clamp(1, 1024)),
-                first_seq: 0,
+            ring: RwLock::new(Kept {
+                events: Ring::new(settings.capacity),
                 horizon,
                 last_id: horizon,
                 restarted_at: 0,
             }),
             head: AtomicU64::new(0),
             published,
-            capacity: settings.capacity.max(1),
             max_age: settings.max_age,
         })
     }
@@ -145,13 +146,13 @@ impl Hub {
         }
     }
 
-    fn read_ring(&self) -> RwLockReadGuard<'_, Ring> {
+    fn read_ring(&self) -> RwLockReadGuard<'_, Kept> {
         self.ring
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn write_ring(&self) -> RwLockWriteGuard<'_, Ring> {
+    fn write_ring(&self) -> RwLockWriteGuard<'_, Kept> {
         self.ring
             .write()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -172,15 +173,13 @@ impl Hub {
             "hub events must be appended in id order"
         );
         ring.last_id = event.id();
-        if ring.events.len() == self.capacity {
-            ring.pop_oldest();
-        }
+        let evicted = ring.events.push(event.clone());
+        ring.forget(evicted);
         if let Some(cutoff) = self.age_cutoff() {
             while ring.oldest_is_before(cutoff) {
                 ring.pop_oldest();
             }
         }
-        ring.events.push_back(event.clone());
         let next = ring.next_seq();
         self.head.store(next, Ordering::Release);
         drop(ring);
@@ -197,9 +196,9 @@ impl Hub {
         let mut ring = self.write_ring();
         // One sequence number is skipped, so that a subscriber at the head
         // finds itself behind, like every other.
-        ring.first_seq = ring.next_seq() + 1;
-        ring.events.clear();
-        ring.restarted_at = ring.first_seq;
+        let first = ring.next_seq() + 1;
+        ring.events.clear_from(first);
+        ring.restarted_at = first;
         ring.horizon = horizon;
         ring.last_id = horizon;
         let next = ring.next_seq();
@@ -246,7 +245,7 @@ impl Hub {
                 let gap = Gap {
                     reason: GapReason::CursorTooOld,
                     after: Some(after),
-                    resumed_from: ring.events.front().map(|e| e.id()),
+                    resumed_from: ring.events.items().front().map(|e| e.id()),
                     missed: None,
                 };
                 // The cursor is the reader's own: it may always hear it back.
@@ -254,11 +253,11 @@ impl Hub {
                     after: Some(after),
                     ..gap.seen_through(&filter)
                 };
-                (ring.first_seq, Some(gap))
+                (ring.events.first(), Some(gap))
             }
             Some(after) => {
-                let kept = ring.events.partition_point(|e| e.id() <= after);
-                (ring.first_seq + kept as u64, None)
+                let kept = ring.events.items().partition_point(|e| e.id() <= after);
+                (ring.events.first() + kept as u64, None)
             }
         };
         drop(ring);
@@ -274,16 +273,14 @@ impl Hub {
 
     fn read(&self, cursor: u64) -> Read {
         let ring = self.read_ring();
-        if cursor < ring.first_seq {
-            return Read::Behind {
-                first_seq: ring.first_seq,
-                first_id: ring.events.front().map(|e| e.id()),
+        match ring.events.read(cursor) {
+            Slot::Item(event) => Read::Event(event.clone()),
+            Slot::Behind { first } => Read::Behind {
+                first_seq: first,
+                first_id: ring.events.items().front().map(|e| e.id()),
                 forgotten: cursor < ring.restarted_at,
-            };
-        }
-        match ring.events.get((cursor - ring.first_seq) as usize) {
-            Some(event) => Read::Event(event.clone()),
-            None => Read::Pending,
+            },
+            Slot::Pending => Read::Pending,
         }
     }
 
@@ -296,15 +293,16 @@ impl Hub {
             let its = event.position.tracker.as_deref();
             tracker.is_none_or(|t| its == Some(t)) && scope.is_none_or(|s| s.allows(its))
         };
-        ring.events.iter().rev().find(wanted).cloned()
+        ring.events.items().iter().rev().find(wanted).cloned()
     }
 
     /// The event with this id, while it is still in history.
     pub fn get(&self, id: EventId) -> Option<Arc<Event>> {
         self.expire();
         let ring = self.read_ring();
-        let index = ring.events.partition_point(|e| e.id() < id);
-        ring.events.get(index).filter(|e| e.id() == id).cloned()
+        let events = ring.events.items();
+        let index = events.partition_point(|e| e.id() < id);
+        events.get(index).filter(|e| e.id() == id).cloned()
     }
 
     /// Up to `limit` events after `after` (from the oldest kept when `None`)
@@ -319,9 +317,9 @@ impl Hub {
         self.check_cursor(after)?;
         self.expire();
         let ring = self.read_ring();
-        let start = after.map_or(0, |a| ring.events.partition_point(|e| e.id() <= a));
-        let events = ring
-            .events
+        let kept = ring.events.items();
+        let start = after.map_or(0, |a| kept.partition_point(|e| e.id() <= a));
+        let events = kept
             .range(start..)
             .filter(|e| filter.matches(&e.position))
             .take(limit)
@@ -341,6 +339,17 @@ pub struct History {
     pub events: Vec<Arc<Event>>,
     /// Whether events after the requested cursor were already dropped.
     pub cursor_too_old: bool,
+}
+
+/// Where a subscription is: the next sequence number it reads, and the
+/// last event it had (a live fan-out hands it back to a subscriber with
+/// this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// The next sequence number to read.
+    pub seq: u64,
+    /// The last event had, if known.
+    pub last_id: Option<EventId>,
 }
 
 /// One subscriber's place in the stream: a cursor into the hub's ring.
@@ -428,26 +437,34 @@ impl Subscription {
         self.cursor
     }
 
-    /// The cursor, when this subscription has read everything published
+    /// Where this subscription is.
+    pub fn place(&self) -> Place {
+        Place {
+            seq: self.cursor,
+            last_id: self.last_id,
+        }
+    }
+
+    /// Where this subscription is, when it has read everything published
     /// so far and has nothing of its own left to deliver (no pending gap
     /// notice, no id to skip up to): from here a fan-out that follows the
     /// hub can serve it. `None` otherwise.
-    pub fn caught_up(&self) -> Option<u64> {
+    pub fn caught_up(&self) -> Option<Place> {
         if self.pending_gap.is_some() || self.cursor < self.hub.head.load(Ordering::Acquire) {
             return None;
         }
         let ahead = self
             .last_id
             .is_some_and(|last| last > self.hub.read_ring().last_id);
-        (!ahead).then_some(self.cursor)
+        (!ahead).then_some(self.place())
     }
 
-    /// Goes on from `cursor`, having had everything up to `last_id`: where
-    /// a fan-out that served this subscriber stopped.
-    pub fn resume_at(&mut self, cursor: u64, last_id: Option<EventId>) {
-        self.cursor = cursor;
-        if last_id.is_some() {
-            self.last_id = last_id;
+    /// Goes on from `place`, having had everything up to its `last_id`
+    /// (when known): where a fan-out that served this subscriber stopped.
+    pub fn resume_at(&mut self, place: Place) {
+        self.cursor = place.seq;
+        if place.last_id.is_some() {
+            self.last_id = place.last_id;
         }
     }
 

@@ -10,12 +10,13 @@ mod hub;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod ring;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-pub use hub::{CURSOR_LEEWAY, CursorAhead, History, Hub, HubSettings, Subscription};
+pub use hub::{CURSOR_LEEWAY, CursorAhead, History, Hub, HubSettings, Place, Subscription};
 
 use crate::model::{Event, EventId, Filter, ReadScope, ValidPosition};
 pub use crate::model::{Gap, GapReason};

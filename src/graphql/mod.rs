@@ -15,6 +15,7 @@ pub mod guard;
 mod mutation;
 mod query;
 pub mod schema;
+pub mod shared;
 mod subscription;
 
 use std::borrow::Cow;

@@ -19,9 +19,9 @@ use super::assets::{Asset, asset};
 use super::graphql_ws::{self, Protocol, Timing};
 use super::{ApiCaller, AppState, ReaderCaller, TokenParam, graphql_sse, read_body, ws};
 use crate::access::{Caller, Scope};
+use crate::conn::{Connection, Writer};
 use crate::error::{Error, Problem};
 use crate::graphql::guard;
-use crate::net::{Connection, Writer};
 
 /// The GraphiQL page: loads the vendored assets and subscribes over `/graphql`.
 const GRAPHIQL_PAGE: &str = include_str!("../../static/graphiql.html");

@@ -4,15 +4,12 @@
 mod assets;
 mod body_refusal;
 mod docs;
-pub mod fanout;
 mod favicon;
 mod graphql;
-mod graphql_shared;
 mod graphql_sse;
 mod graphql_ws;
-mod health;
 mod history;
-mod metrics;
+mod operations;
 mod origin;
 mod pages;
 mod params;
@@ -41,7 +38,7 @@ use crate::error::Error;
 use crate::graphql::LonglatSchema;
 use crate::shutdown::Shutdown;
 
-pub use graphql_shared::SharedExecutions;
+pub use crate::graphql::shared::SharedExecutions;
 pub use params::{StreamParams, TokenParam};
 
 /// What every handler can reach. Cloned for every request, so it is one
@@ -72,7 +69,7 @@ pub struct Services {
     /// Live GraphQL subscriptions shared by every socket that sent the same one.
     pub graphql_shared: Arc<SharedExecutions>,
     /// Writes live events to caught-up `/ws` and `/events` sockets.
-    pub fanout: fanout::Fanout,
+    pub fanout: crate::delivery::Fanout,
     /// Event streams reserved by GraphQL over SSE clients.
     pub graphql_sse: Arc<graphql_sse::Reservations>,
 }
@@ -86,7 +83,7 @@ impl AppState {
         shutdown: Shutdown,
     ) -> Self {
         let graphql = crate::graphql::build(broker.clone(), access.clone());
-        let fanout = fanout::Fanout::start(&broker, &shutdown, config.uses_io_uring());
+        let fanout = crate::delivery::fanout(&broker, &shutdown, config.uses_io_uring());
         let graphql_sse = Arc::new(graphql_sse::Reservations::new(
             config.graphql_init_timeout(),
         ));
@@ -97,6 +94,8 @@ impl AppState {
             graphql_shared: Arc::new(SharedExecutions::new(
                 graphql.clone(),
                 config.uses_io_uring(),
+                shutdown.clone(),
+                config.send_timeout(),
             )),
             graphql,
             broker,
@@ -226,8 +225,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(graphql_sse::router())
         .merge(ws::router())
         .merge(sse::router())
-        .merge(health::router())
-        .merge(metrics::router())
+        .merge(operations::router())
 }
 
 /// The OpenAPI document, as `GET /openapi.json` serves it.

@@ -13,21 +13,21 @@
 //! has written the response head and the first frame: a task of its own
 //! ([`write_body`]) writes the rest of the body to the socket, each frame
 //! as one chunk, and hyper, its response ended, lets go of the connection
-//! and of the buffers it keeps per connection (two of 8 KiB). The response
-//! says `Connection: close`: when the stream ends, the task writes the last
-//! chunk and closes the connection. A stream that has read everything parks
-//! its socket in the live fan-out (see [`super::fanout`]), which then writes
-//! each event's frame to it as one chunk, as it does for `/ws`; the stream
-//! is handed the socket back when it falls behind. `HEAD` (no body) and
-//! HTTP/1.0 (no chunks) stay with hyper and read every event themselves. No
-//! layer may re-encode this route's body (compression, say).
+//! and of the buffers it keeps per connection (two of 8 KiB, three times
+//! what an idle subscriber costs otherwise). The response says
+//! `Connection: close`: when the stream ends, the task writes the last
+//! chunk and closes the connection. Its [`LiveStream`] parks the socket in
+//! the live fan-out while caught up, which then writes each event's frame
+//! to it as one chunk, as it does for `/ws`. `HEAD` (no body) and HTTP/1.0
+//! (no chunks) stay with hyper and read every event themselves. No layer
+//! may re-encode this route's body (compression, say).
+//!
+//! The frames and chunks are written by hand ([`crate::wire`]), not by
+//! axum's `Sse` and hyper: the fan-out writes one event's bytes, made once,
+//! to every parked socket, which a per-connection encoder cannot do.
 
 use std::convert::Infallible;
-use std::future::poll_fn;
 use std::io::IoSlice;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -35,24 +35,23 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Version, header};
 use axum::response::{IntoResponse, Response};
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::{Interval, MissedTickBehavior, interval_at};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::fanout::{Fanout, Framing, Handback, Seat, handed_back};
 use super::params::parse_cursor;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::{ConnectionPermit, Scope};
 use crate::broker::{Delivery, Subscription};
+use crate::conn::{Connection, Writer};
+use crate::delivery::{EventForm, Framing, Gone, LiveStream};
 use crate::error::{Error, Problem};
-use crate::net::{Connection, Writer};
 use crate::shutdown::Shutdown;
 use crate::stats;
-use crate::wire::push_chunk;
+use crate::wire;
 
-/// The Server-Sent Events route.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(events))
 }
@@ -107,41 +106,56 @@ async fn events(
     // Subscribe before the 200 goes out, so nothing published after the
     // client connected can be missed.
     let subscription = state.broker.subscribe(after, filter.clone())?;
+    // Over TLS the connection is not direct: hyper writes the body.
     let direct = connection.as_ref().is_some_and(|Extension(c)| c.direct);
+    let send_timeout = state.config.send_timeout();
     let socket = connection.map(|Extension(Connection { socket, .. })| {
         // A client that stops reading is cut, as on `/ws`, instead of
         // holding its connection for as long as the kernel keeps it.
-        socket.set_send_timeout(state.config.send_timeout());
+        socket.set_send_timeout(send_timeout);
         socket
     });
-    let live = socket
-        .clone()
-        .filter(|_| direct && method == Method::GET && version == Version::HTTP_11)
-        .map(|socket| Live {
-            seat: state.fanout.seat(socket, filter, Framing::SseChunk),
-            fanout: state.fanout.clone(),
-        });
     // A stream that parks also writes its own body.
-    let taken_over = socket.clone().filter(|_| live.is_some());
-    let keepalive = Duration::from_secs(state.config.sse_keepalive_secs);
-    let preamble = Bytes::from(format!("retry: {}\n\n", state.config.sse_retry_ms));
-    let stream = frames(
-        subscription,
+    let taken_over = socket
+        .clone()
+        .filter(|_| direct && method == Method::GET && version == Version::HTTP_11);
+    let seat = taken_over.clone().map(|socket| {
+        let form = EventForm {
+            filter,
+            framing: Framing::SseChunk,
+        };
+        state.fanout.seat(socket, form)
+    });
+    let stream = SseStream {
+        stats: stats::Connection::open("sse"),
+        _permit: permit,
+        live: LiveStream::new(subscription, seat, send_timeout),
         socket,
-        live,
-        state.shutdown.clone(),
-        keepalive,
-        preamble,
-        permit,
-    );
+        shutdown: state.shutdown.clone(),
+        keepalive: keepalive(Duration::from_secs(state.config.sse_keepalive_secs)),
+        ended: false,
+        cut: false,
+    };
+    let preamble = wire::sse::retry(state.config.sse_retry_ms);
     let connection_close = taken_over.is_some();
-    let mut response = match taken_over {
-        Some(socket) => Body::from_stream(hand_over(stream, socket, state.shutdown.clone())),
-        None => Body::from_stream(stream),
-    }
-    .into_response();
+    let body = match taken_over {
+        Some(socket) => Body::from_stream(hand_over(preamble, stream, socket)),
+        None => {
+            Body::from_stream(futures::stream::once(async { Ok(preamble) }).chain(frames(stream)))
+        }
+    };
+    Ok(with_headers(
+        body.into_response(),
+        version,
+        connection_close,
+    ))
+}
+
+/// The response headers of an event stream.
+fn with_headers(mut response: Response, version: Version, connection_close: bool) -> Response {
     let headers = response.headers_mut();
-    // What parking relies on, said rather than left to hyper's choice.
+    // What a taken-over stream relies on, said rather than left to hyper's
+    // choice.
     if version == Version::HTTP_11 {
         headers.insert(
             header::TRANSFER_ENCODING,
@@ -158,7 +172,7 @@ async fn events(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    response
 }
 
 /// The header a reconnecting EventSource sends.
@@ -190,218 +204,157 @@ pub struct SseEvent {
     data: String,
 }
 
+/// One subscriber's stream of frames, whoever writes them.
 struct SseStream {
     stats: stats::Connection,
     /// The stream's place under the connection limits, freed with the stream.
     _permit: ConnectionPermit,
-    subscription: Subscription,
+    live: LiveStream<Subscription>,
     /// The connection's socket, when the server set it aside.
     socket: Option<Writer>,
-    live: Option<Live>,
-    /// Parked (or about to park) in the fan-out, which writes live events.
-    parked: bool,
     shutdown: Shutdown,
     keepalive: Interval,
-    preamble: Option<Bytes>,
+    /// A `lagged` gap was the last frame.
     ended: bool,
+    /// The socket broke, or took nothing for the send timeout.
+    cut: bool,
 }
 
-/// What a stream needs, besides its socket, to park in the fan-out.
-struct Live {
-    fanout: Fanout,
-    seat: Arc<Seat>,
+/// Comments sent every `period` on an idle stream, so that proxies and
+/// clients keep it open.
+fn keepalive(period: Duration) -> Interval {
+    let mut keepalive = interval_at(tokio::time::Instant::now() + period, period);
+    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    keepalive
 }
 
 impl SseStream {
-    /// Parks the socket if the stream has read everything. The seat goes
-    /// to its shard only once hyper has flushed what it was given (the
-    /// frames before this point), so pushed chunks come after them.
-    fn park_if_caught_up(&mut self) {
-        let (Some(live), Some(socket), false) = (&self.live, &self.socket, self.parked) else {
-            return;
-        };
-        let Some(cursor) = self.subscription.caught_up() else {
-            return;
-        };
-        let (fanout, seat) = (live.fanout.clone(), live.seat.clone());
-        self.parked = socket.on_next_flush(move || fanout.park(&seat, cursor));
+    /// The next frame: a delivery or a keep-alive; `None` once the stream
+    /// ends (shutdown, a `lagged` gap, a socket that broke or stalled).
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            () = self.shutdown.wait() => None,
+            next = self.live.next() => match next {
+                Ok(delivery) => Some(self.frame(delivery)),
+                Err(gone) => {
+                    if gone == Gone::Stalled {
+                        self.stats.dropped();
+                    }
+                    self.cut = true;
+                    None
+                }
+            },
+            _ = self.keepalive.tick() => Some(Bytes::from_static(wire::sse::KEEP_ALIVE)),
+        }
+    }
+
+    /// The next frame if one is ready now.
+    fn try_next_frame(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
+        let delivery = self.live.try_next()?;
+        Some(self.frame(delivery))
+    }
+
+    fn frame(&mut self, delivery: Delivery) -> Bytes {
+        match delivery {
+            Delivery::Event(event) => {
+                self.stats.delivered.increment(1);
+                event.sse.clone()
+            }
+            Delivery::Gap(gap) => {
+                self.ended = gap.ends_stream();
+                if self.ended {
+                    self.stats.lagged();
+                }
+                wire::sse_gap(&gap)
+            }
+        }
     }
 }
 
 impl Drop for SseStream {
-    /// No push follows the end of the stream (hyper's last chunk) or the
-    /// client's going away (or its being cut for not reading).
+    /// Counts a client cut by hyper for not reading.
     fn drop(&mut self) {
-        if let Some(live) = &self.live {
-            live.fanout.leave(&live.seat, self.parked);
-        }
         if self.socket.as_ref().is_some_and(Writer::timed_out) {
             self.stats.dropped();
         }
     }
 }
 
-/// The body: the preamble, then one frame per delivery or keep-alive,
-/// until shutdown or a `lagged` gap.
-fn frames(
-    subscription: Subscription,
-    socket: Option<Writer>,
-    live: Option<Live>,
-    shutdown: Shutdown,
-    period: Duration,
-    preamble: Bytes,
-    permit: ConnectionPermit,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-    let mut keepalive = interval_at(tokio::time::Instant::now() + period, period);
-    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let state = SseStream {
-        stats: stats::Connection::open("sse"),
-        _permit: permit,
-        subscription,
-        socket,
-        live,
-        parked: false,
-        shutdown,
-        keepalive,
-        preamble: Some(preamble),
-        ended: false,
-    };
-    futures::stream::unfold(state, |mut st| async move {
-        if st.ended {
-            return None;
-        }
-        if let Some(preamble) = st.preamble.take() {
-            return Some((Ok(preamble), st));
-        }
-        let frame = loop {
-            st.park_if_caught_up();
-            break tokio::select! {
-                biased;
-                () = st.shutdown.wait() => return None,
-                handback = handed_back(st.live.as_ref().filter(|_| st.parked).map(|live| &*live.seat)) => {
-                    st.parked = false;
-                    if let Handback::Resume { cursor, last_id } = handback {
-                        // hyper writes what follows once the rest of the
-                        // chunk the kernel did not take has gone.
-                        st.subscription.resume_at(cursor, last_id);
-                    }
-                    continue;
-                }
-                delivery = st.subscription.recv(), if !st.parked => match delivery {
-                    Delivery::Event(event) => {
-                        st.stats.delivered.increment(1);
-                        event.sse.clone()
-                    }
-                    Delivery::Gap(gap) => {
-                        st.ended = gap.ends_stream();
-                        if st.ended {
-                            st.stats.lagged();
-                        }
-                        Bytes::from(format!("event: gap\ndata: {}\n\n", gap.to_json()))
-                    }
-                },
-                _ = st.keepalive.tick() => Bytes::from_static(b": keep-alive\n\n"),
-            };
-        };
-        Some((Ok(frame), st))
+/// The body as hyper writes it: every frame, until the stream ends.
+fn frames(stream: SseStream) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    futures::stream::unfold(stream, |mut stream| async move {
+        let frame = stream.next_frame().await?;
+        Some((Ok(frame), stream))
     })
 }
 
-/// The body of a stream that parks: hyper writes the response head and the
-/// preamble; once it has flushed them, the connection is
-/// [taken over](Writer::take_over) and the rest of the stream is written by
-/// a task of its own ([`write_body`]). hyper's response then ends (its last
-/// chunk dropped), and hyper lets go of the connection and of the buffers
-/// it keeps per connection, some 16 KiB.
-fn hand_over<S>(
-    stream: S,
+/// The body of a stream taken over from hyper: hyper writes the response
+/// head and the preamble; once it has flushed them, the connection is
+/// [taken over](Writer::take_over_after_flush) and the rest of the stream
+/// is written by a task of its own ([`write_body`]). hyper's response then
+/// ends (its last chunk dropped), and hyper lets go of the connection.
+fn hand_over(
+    preamble: Bytes,
+    stream: SseStream,
     socket: Writer,
-    shutdown: Shutdown,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send
-where
-    S: Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
-{
-    enum Step<S> {
-        Preamble(Pin<Box<S>>),
-        Flushing(Pin<Box<S>>, oneshot::Receiver<()>),
-    }
-    futures::stream::unfold(Step::Preamble(Box::pin(stream)), move |step| {
-        let (socket, shutdown) = (socket.clone(), shutdown.clone());
-        async move {
-            match step {
-                Step::Preamble(mut stream) => {
-                    let first = stream.next().await?;
-                    let (flushed, on_flush) = oneshot::channel();
-                    let hooked = socket.on_next_flush(move || {
-                        let _ = flushed.send(());
-                    });
-                    hooked.then_some((first, Step::Flushing(stream, on_flush)))
-                }
-                Step::Flushing(stream, on_flush) => {
-                    // Dropped unrun: the connection is closing.
-                    if on_flush.await.is_ok() {
-                        socket.take_over();
-                        shutdown.spawn(write_body(stream, socket));
-                    }
-                    None
-                }
-            }
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    let (taking, taken) = oneshot::channel();
+    let asked = socket.clone();
+    // Asked as hyper takes the preamble, after the head: the next flush
+    // that finds everything written follows both.
+    let first = async move {
+        let _ = taking.send(asked.take_over_after_flush());
+        Ok(preamble)
+    };
+    let rest = async move {
+        if let Ok(takeover) = taken.await
+            && takeover.await
+        {
+            let shutdown = stream.shutdown.clone();
+            shutdown.spawn(write_body(stream, socket));
         }
-    })
+        None
+    };
+    futures::stream::once(first).chain(futures::stream::once(rest).filter_map(std::future::ready))
 }
 
 /// Bytes of frames a taken-over stream writes at once, at most (but always
 /// a whole frame).
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// The chunk that ends a chunked body.
-const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
-
 /// Writes the rest of a taken-over stream's body to its socket, each frame
-/// as one chunk, until the stream ends (then the last chunk) or the
+/// as one chunk (with the frames that are ready too, a stream catching up,
+/// in one write), until the stream ends (then the last chunk) or the
 /// connection does; then closes the connection.
-async fn write_body<S>(mut stream: Pin<Box<S>>, socket: Writer)
-where
-    S: Stream<Item = Result<Bytes, Infallible>>,
-{
+async fn write_body(mut stream: SseStream, socket: Writer) {
+    let mut chunks = Vec::new();
     loop {
         let next = tokio::select! {
-            next = poll_fn(|cx| match stream.as_mut().poll_next(cx) {
-                Poll::Ready(next) => Poll::Ready(Some(next)),
-                // A push the kernel did not take whole: drained first, as
-                // hyper's flush would.
-                Poll::Pending if socket.has_pending() => Poll::Ready(None),
-                Poll::Pending => {
-                    // A stream that has read everything parks now.
-                    socket.flushed();
-                    Poll::Pending
-                }
-            }) => next,
+            next = stream.next_frame() => next,
             () = socket.peer_closed() => break,
         };
-        let Some(mut next) = next else {
-            if socket.flush().await.is_err() {
-                break;
-            }
-            continue;
-        };
-        // With the frames that are ready too (a stream catching up), in
-        // one write; the end of the stream as the last chunk.
-        let mut chunks = Vec::new();
-        let ended = loop {
-            let Some(Ok(frame)) = next else {
-                chunks.extend_from_slice(LAST_CHUNK);
-                break true;
-            };
-            push_chunk(&mut chunks, &frame);
-            if chunks.len() >= BATCH_BYTES {
-                break false;
-            }
-            match stream.next().now_or_never() {
-                Some(ready) => next = ready,
-                None => break false,
-            }
-        };
+        chunks.clear();
+        let mut next = next;
+        while let Some(frame) = next {
+            wire::push_chunk(&mut chunks, &frame);
+            next = (chunks.len() < BATCH_BYTES)
+                .then(|| stream.try_next_frame())
+                .flatten();
+        }
+        if stream.cut {
+            break;
+        }
+        let ended = stream.ended || chunks.is_empty();
+        if ended {
+            chunks.extend_from_slice(wire::LAST_CHUNK);
+        }
         if socket.send(&[IoSlice::new(&chunks)]).await.is_err() || ended {
             break;
         }

@@ -9,7 +9,6 @@
 //! code, a frame that breaks the protocol is closed with 1002, text that is
 //! not UTF-8 with 1007, a message over the limit with 1009 (RFC 6455, 7.4.1).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -22,15 +21,15 @@ use futures::SinkExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::fanout::{Fanout, Framing, Handback, Seat, handed_back};
 use super::within;
 use super::{AppState, ReaderCaller, StreamParams, TokenParam};
 use crate::access::Scope;
 use crate::broker::{Delivery, Subscription};
 use crate::config::Config;
+use crate::conn::Connection;
+use crate::delivery::{EventForm, Framing, Gone, LiveStream};
 use crate::error::{Error, Problem};
 use crate::model::PositionEvent;
-use crate::net::Connection;
 use crate::shutdown::Shutdown;
 use crate::stats;
 
@@ -109,24 +108,24 @@ async fn upgrade(
     // Subscribe before answering 101, so nothing published after the client
     // connected can be missed.
     let subscription = state.broker.subscribe(after, filter.clone())?;
-    let live = connection
+    // With the raw socket under the WebSocket, the fan-out writes to it
+    // while the stream is caught up.
+    // Over TLS the connection is not direct: hyper writes every frame.
+    let seat = connection
         .filter(|Extension(connection)| connection.direct)
-        .map(|Extension(Connection { socket, .. })| Live {
-            seat: state.fanout.seat(socket, filter, Framing::WebSocket),
-            fanout: state.fanout.clone(),
+        .map(|Extension(Connection { socket, .. })| {
+            let form = EventForm {
+                filter,
+                framing: Framing::WebSocket,
+            };
+            state.fanout.seat(socket, form)
         });
     let timing = Timing::of(&state.config);
+    let live = LiveStream::new(subscription, seat, timing.send);
     Ok(upgrade.on_upgrade(move |socket| async move {
         // Boxed: the task then holds one allocation of the stream's own
         // size, instead of the stream's state laid out beside its inputs.
-        Box::pin(stream_events(
-            socket,
-            subscription,
-            live,
-            state.shutdown.clone(),
-            timing,
-        ))
-        .await;
+        Box::pin(stream_events(socket, live, state.shutdown.clone(), timing)).await;
         drop(permit);
     }))
 }
@@ -325,8 +324,7 @@ async fn answered(socket: &mut WebSocket) {
 
 async fn stream_events(
     mut socket: WebSocket,
-    mut subscription: Subscription,
-    live: Option<Live>,
+    mut live: LiveStream<Subscription>,
     shutdown: Shutdown,
     timing: Timing,
 ) {
@@ -335,17 +333,7 @@ async fn stream_events(
     let mut heartbeat = Heartbeat::new(timing.ping);
     let stopping = shutdown.wait();
     tokio::pin!(stopping);
-    // Parked in the fan-out, which writes live events to the socket; or
-    // not, reading from its own cursor (history, catching up, or after
-    // falling behind).
-    let mut parked = false;
     let end = loop {
-        if let (false, Some(live)) = (parked, &live)
-            && let Some(cursor) = subscription.caught_up()
-        {
-            live.fanout.park(&live.seat, cursor);
-            parked = true;
-        }
         tokio::select! {
             biased;
             () = &mut stopping => break End::close(CLOSE_GOING_AWAY, "server shutting down"),
@@ -368,34 +356,18 @@ async fn stream_events(
                 Some(Err(err)) => break End::after_read_error(&err),
                 None => break End::Gone,
             },
-            handback = handed_back(live.as_ref().filter(|_| parked).map(|live| &*live.seat)) => {
-                parked = false;
-                let Handback::Resume { cursor, last_id } = handback else {
-                    continue;
+            delivery = live.next() => {
+                let delivery = match delivery {
+                    Ok(delivery) => delivery,
+                    Err(gone) => break gone_end(gone, &stats),
                 };
-                subscription.resume_at(cursor, last_id);
-                // The socket holds the rest of a frame the kernel would not
-                // take: the subscriber has as long to take it as any frame.
-                match Box::pin(within(send_timeout, socket.flush())).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break End::Gone,
-                    Err(_) => {
-                        stats.dropped();
-                        break End::Gone;
-                    }
-                }
-            }
-            delivery = subscription.recv(), if !parked => {
                 // Boxed: an idle connection's state holds none of the send's.
-                let sent = send_ready(&mut socket, &mut subscription, delivery);
+                let sent = send_ready(&mut socket, &mut live, delivery);
                 let sent = match Box::pin(within(send_timeout, sent)).await {
                     Ok(Ok(sent)) => sent,
                     Ok(Err(_)) => break End::Gone,
                     // So stalled it cannot take the frames.
-                    Err(_) => {
-                        stats.dropped();
-                        break End::Gone;
-                    }
+                    Err(_) => break gone_end(Gone::Stalled, &stats),
                 };
                 stats.delivered.increment(sent.frames);
                 if sent.lagged {
@@ -406,17 +378,17 @@ async fn stream_events(
         }
     };
     // Out of the fan-out first, so no event frame follows the close.
-    if let Some(live) = &live {
-        live.fanout.leave(&live.seat, parked);
-    }
+    drop(live);
     end.tell(&mut socket, send_timeout).await;
 }
 
-/// What a connection needs to park in the fan-out: its seat there (made
-/// before the upgrade, with the raw socket under the WebSocket).
-struct Live {
-    fanout: Fanout,
-    seat: Arc<Seat>,
+/// The end of a connection whose socket broke, or took nothing for the
+/// send timeout (counted as dropped).
+fn gone_end(gone: Gone, stats: &stats::Connection) -> End {
+    if gone == Gone::Stalled {
+        stats.dropped();
+    }
+    End::Gone
 }
 
 /// Most frames written before one flush.
@@ -436,7 +408,7 @@ struct Sent {
 /// events in one write to the socket instead of one each.
 async fn send_ready(
     socket: &mut WebSocket,
-    subscription: &mut Subscription,
+    live: &mut LiveStream<Subscription>,
     first: Delivery,
 ) -> Result<Sent, axum::Error> {
     let mut sent = Sent {
@@ -450,7 +422,7 @@ async fn send_ready(
         sent.frames += 1;
         sent.lagged = then_close;
         if !then_close && sent.frames < MAX_BATCH {
-            next = subscription.try_recv();
+            next = live.try_next();
         }
     }
     socket.flush().await?;

@@ -36,12 +36,12 @@ use tokio::time::{MissedTickBehavior, interval_at};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::graphql_shared::{Outcome, SharedKey};
 use super::{ApiCaller, AppState};
 use crate::access::{Caller, ConnectionPermit, Scope};
+use crate::conn::Connection;
 use crate::error::{Error, Problem};
 use crate::graphql::guard;
-use crate::net::Connection;
+use crate::graphql::shared::{Outcome, SharedKey};
 use crate::shutdown::Shutdown;
 
 pub use reservation::Reservations;
@@ -363,7 +363,7 @@ fn kind(document: &ExecutableDocument, operation: &Operation) -> Option<Operatio
 fn errors_payload(response: &async_graphql::Response) -> Arc<str> {
     match Outcome::of(response) {
         Outcome::Refused(errors) | Outcome::Next(errors) => errors,
-        Outcome::Complete => "[]".into(),
+        Outcome::Complete | Outcome::Stalled => "[]".into(),
     }
 }
 
@@ -404,6 +404,9 @@ pub fn messages(
                     ]
                 }
                 Outcome::Complete => vec![Message::Complete(complete(id.as_deref()))],
+                // Only a sharer with a seat of its own stalls; hyper writes
+                // this stream, under the socket's send timeout.
+                Outcome::Stalled => Vec::new(),
             };
             futures::stream::iter(messages)
         })

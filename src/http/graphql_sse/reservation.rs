@@ -27,10 +27,10 @@ use tokio_stream::StreamMap;
 
 use super::{Checked, Message, Operation, event_stream, messages};
 use crate::access::{Caller, ConnectionPermit};
+use crate::conn::Connection;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::graphql_ws::MAX_OPERATIONS;
-use crate::net::Connection;
 
 /// The reserved streams, by token.
 pub struct Reservations {

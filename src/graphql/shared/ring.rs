@@ -1,4 +1,5 @@
-//! A bounded broadcast ring whose readers are positions.
+//! A shared execution's results, kept in the one bounded ring
+//! ([`crate::broker::ring::Ring`]) and read by positions.
 //!
 //! Like `tokio::sync::broadcast`, but a reader is only a cursor into the
 //! ring, so it can be copied and set: a lane that writes results to many
@@ -13,22 +14,21 @@
 //! thousand distinct subscriptions do not each keep their last thousand
 //! results.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
+
+use crate::broker::ring::{self, Slot};
 
 /// The items, and the signal that wakes readers.
 struct Ring<T> {
     state: Mutex<State<T>>,
     sent: Notify,
-    capacity: usize,
 }
 
 struct State<T> {
-    items: VecDeque<T>,
-    /// Position (in the whole stream) of `items[0]`.
-    first: u64,
+    items: ring::Ring<T>,
     /// The sender is gone: nothing follows the last item.
     closed: bool,
     /// How many readers are at each position.
@@ -37,7 +37,7 @@ struct State<T> {
 
 impl<T> State<T> {
     fn head(&self) -> u64 {
-        self.first + self.items.len() as u64
+        self.items.head()
     }
 
     fn join(&mut self, cursor: u64) {
@@ -64,9 +64,8 @@ impl<T> State<T> {
     /// Drops the items every reader has gone past, but the last.
     fn trim(&mut self) {
         let wanted = self.readers.keys().next().copied().unwrap_or(u64::MAX);
-        while self.first < wanted && self.items.len() > 1 {
-            self.items.pop_front();
-            self.first += 1;
+        while self.items.first() < wanted && self.items.items().len() > 1 {
+            self.items.pop_oldest();
         }
     }
 }
@@ -105,13 +104,11 @@ pub enum RecvError {
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Reader<T>, Tap<T>) {
     let ring = Arc::new(Ring {
         state: Mutex::new(State {
-            items: VecDeque::new(),
-            first: 0,
+            items: ring::Ring::new(capacity),
             closed: false,
             readers: BTreeMap::from([(0, 1)]),
         }),
         sent: Notify::new(),
-        capacity: capacity.max(1),
     });
     let reader = Reader {
         ring: ring.clone(),
@@ -125,11 +122,7 @@ impl<T> Sender<T> {
     /// wakes every waiting reader.
     pub fn send(&self, item: T) {
         let mut state = self.0.lock();
-        if state.items.len() == self.0.capacity {
-            state.items.pop_front();
-            state.first += 1;
-        }
-        state.items.push_back(item);
+        state.items.push(item);
         state.trim();
         drop(state);
         self.0.sent.notify_waiters();
@@ -143,7 +136,18 @@ impl<T> Drop for Sender<T> {
     }
 }
 
+impl<T> Clone for Tap<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
 impl<T> Tap<T> {
+    /// The position the next item sent will have.
+    pub fn head(&self) -> u64 {
+        self.0.lock().head()
+    }
+
     /// A reader that reads only what is sent from now on.
     pub fn reader_at_head(&self) -> Reader<T> {
         let mut state = self.0.lock();
@@ -197,22 +201,14 @@ impl<T: Clone> Reader<T> {
     /// The next item, or `None` when there is none yet.
     pub fn try_recv(&mut self) -> Option<Result<T, RecvError>> {
         let mut state = self.ring.lock();
-        if self.cursor < state.first {
-            let missed = state.first - self.cursor;
-            let first = state.first;
-            state.move_reader(&mut self.cursor, first);
-            return Some(Err(RecvError::Lagged(missed)));
-        }
-        match state.items.get((self.cursor - state.first) as usize) {
-            Some(item) => {
-                let item = item.clone();
-                let next = self.cursor + 1;
-                state.move_reader(&mut self.cursor, next);
-                Some(Ok(item))
-            }
-            None if state.closed => Some(Err(RecvError::Closed)),
-            None => None,
-        }
+        let (read, to) = match state.items.read(self.cursor) {
+            Slot::Behind { first } => (Err(RecvError::Lagged(first - self.cursor)), first),
+            Slot::Item(item) => (Ok(item.clone()), self.cursor + 1),
+            Slot::Pending if state.closed => return Some(Err(RecvError::Closed)),
+            Slot::Pending => return None,
+        };
+        state.move_reader(&mut self.cursor, to);
+        Some(read)
     }
 
     /// The next item, once there is one. Cancel-safe: the cursor moves only
@@ -237,7 +233,7 @@ mod tests {
     use super::*;
 
     fn kept<T>(tap: &Tap<T>) -> usize {
-        tap.0.lock().items.len()
+        tap.0.lock().items.items().len()
     }
 
     #[tokio::test]

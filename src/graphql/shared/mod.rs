@@ -9,15 +9,15 @@
 //! history of its own, and queries and mutations run once anyway.
 //!
 //! A sharer that has read every result so far, and whose socket took every
-//! byte, parks in one of the execution's lanes (see [`lane`]): the lane then
-//! writes each result's `next` message to its socket itself, made once per
-//! operation id (clients usually all use the same one), so a result costs
-//! each parked sharer one `send` and no task wake-up, as on `/ws` (see
-//! [`super::fanout`]). A socket that does not take a whole message is handed
-//! back to its connection, which reads on from the ring and writes under its
-//! send timeout, and parks again once drained.
+//! byte, parks in one of the execution's lanes (see `results.rs`): shards of
+//! the one delivery engine ([`crate::delivery`]), which write each result's
+//! `next` message to its socket, made once per operation id, so a result
+//! costs each parked sharer one `send` and no task wake-up, as on `/ws`. A
+//! socket that does not take a whole message is handed back to its
+//! sharer's [`LiveStream`], which drains it under the send timeout, reads on
+//! from the ring, and parks again once caught up.
 //!
-//! Results are kept in a bounded ring (see [`ring`]): a sharer that falls
+//! Results are kept in a bounded ring (see `ring.rs`): a sharer that falls
 //! more than [`RING`] results behind is told `events-lost` (`lagged`) and its
 //! subscription completes, as for any lagging subscriber. Of the connection's
 //! caller, only its read scope is part of the key ([`SharedKey`]): a
@@ -26,25 +26,28 @@
 //! only through the trackers the caller may read, so subscribers share an
 //! execution only with those whose scope is the same.
 
-mod lane;
+mod results;
 mod ring;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use async_graphql::{ErrorExtensions, PathSegment, Response, ServerError};
 use futures::stream::{BoxStream, Stream, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use metrics::counter;
 use tokio::task::JoinHandle;
 
 use crate::broker::{Gap, GapReason};
+use crate::conn::Writer;
+use crate::delivery::{Gone, LiveStream, Shards};
 use crate::error::Error;
 use crate::graphql::LonglatSchema;
 use crate::model::ReadScope;
-use crate::net::Writer;
+use crate::shutdown::Shutdown;
+use crate::stats;
 
-use lane::{Park, Seat};
+use results::{Results, Sharer};
 use ring::{Reader, RecvError, Tap};
 
 /// Results a sharer may fall behind before it is told it lagged.
@@ -59,6 +62,9 @@ pub enum Outcome {
     Refused(Arc<str>),
     /// The operation ended.
     Complete,
+    /// The sharer's socket took nothing for the send timeout: its
+    /// connection is cut.
+    Stalled,
 }
 
 impl Outcome {
@@ -119,15 +125,10 @@ pub struct SharedKey {
 struct Group {
     /// Where new sharers start reading: only results sent after they join.
     results: Tap<Outcome>,
-    /// Where sharers park: started as sharers come, a lane for each block
-    /// of [`LANE_BLOCK`] sharers in turn, up to one per runtime worker.
-    lanes: Mutex<Vec<Lane>>,
-    workers: usize,
-    /// Sharers that ever joined: where the next one goes.
-    joined: AtomicUsize,
+    /// Where sharers park: a lane for each block of [`LANE_BLOCK`] sharers
+    /// in turn, up to one per runtime worker, started as sharers come.
+    lanes: Shards<Results>,
     execution: JoinHandle<()>,
-    /// Its lanes send through io_uring where the kernel allows it.
-    io_uring: bool,
 }
 
 /// Sharers that keep to one lane before the next lane takes the next
@@ -135,88 +136,47 @@ struct Group {
 /// large one is written by a lane per worker.
 const LANE_BLOCK: usize = 64;
 
-/// A running lane, stopped when dropped.
-struct Lane {
-    parks: mpsc::UnboundedSender<Park>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Lane {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Takes the seat out of every push when its sharer is dropped.
-struct Leave(Arc<Seat>);
-
-impl Drop for Leave {
-    fn drop(&mut self) {
-        self.0.leave();
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How lanes send, and stop.
+#[derive(Clone)]
+struct LaneSettings {
+    io_uring: bool,
+    shutdown: Shutdown,
+}
+
 impl Group {
     /// Starts `outcomes`; `results` reads from its first result on.
-    fn start(mut outcomes: BoxStream<'static, Outcome>, io_uring: bool) -> (Self, Reader<Outcome>) {
+    fn start(
+        mut outcomes: BoxStream<'static, Outcome>,
+        lanes: &LaneSettings,
+    ) -> (Self, Reader<Outcome>) {
         let (sender, results, tap) = ring::channel(RING);
         let execution = tokio::spawn(async move {
             while let Some(outcome) = outcomes.next().await {
                 sender.send(outcome);
             }
         });
-        let workers = tokio::runtime::Handle::current()
-            .metrics()
-            .num_workers()
-            .max(1);
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let feed = tap.clone();
+        let delivered = counter!(stats::DELIVERED, "transport" => "graphql");
+        let lanes = Shards::new(
+            workers,
+            LANE_BLOCK,
+            lanes.io_uring,
+            lanes.shutdown.clone(),
+            move || Results::new(feed.clone(), delivered.clone()),
+        );
         let group = Self {
             results: tap,
-            lanes: Mutex::default(),
-            workers,
-            joined: AtomicUsize::new(0),
+            lanes,
             execution,
-            io_uring,
         };
         (group, results)
-    }
-
-    /// The lane the next sharer to join keeps to.
-    fn lane_for_next(&self) -> usize {
-        self.joined.fetch_add(1, Ordering::Relaxed) / LANE_BLOCK % self.workers
-    }
-
-    /// Parks a sharer in `lane` if it can be written to directly, its
-    /// `reader` has read everything and its socket is drained; gives the
-    /// reader back otherwise.
-    fn park(
-        &self,
-        lane: usize,
-        reader: Reader<Outcome>,
-        direct: Option<&Direct>,
-    ) -> Result<Parked, Reader<Outcome>> {
-        let Some(direct) =
-            direct.filter(|direct| direct.socket.is_drained() && reader.is_caught_up())
-        else {
-            return Err(reader);
-        };
-        let (seat, handed_back) = Seat::new(direct.clone());
-        let mut lanes = lock(&self.lanes);
-        while lanes.len() <= lane {
-            let (parks, receiver) = mpsc::unbounded_channel();
-            let task = tokio::spawn(lane::run(receiver, self.io_uring));
-            lanes.push(Lane { parks, task });
-        }
-        match lanes[lane].parks.send((seat.clone(), reader)) {
-            Ok(()) => Ok((Leave(seat), handed_back)),
-            // The lane stopped: the sharer reads for itself.
-            Err(mpsc::error::SendError((_, reader))) => Err(reader),
-        }
     }
 }
 
@@ -230,19 +190,26 @@ impl Drop for Group {
 pub struct SharedExecutions {
     schema: LonglatSchema,
     groups: Mutex<HashMap<SharedKey, Weak<Group>>>,
-    /// Lanes send a result's messages through io_uring where the kernel
-    /// allows it.
-    io_uring: bool,
+    lanes: LaneSettings,
+    /// How long a sharer's socket has to take what a lane left pending.
+    send_timeout: Duration,
 }
 
 impl SharedExecutions {
     /// No shared executions yet, over `schema`; lanes send through io_uring
-    /// if `io_uring` and the kernel allows it.
-    pub fn new(schema: LonglatSchema, io_uring: bool) -> Self {
+    /// if `io_uring` and the kernel allows it, and stop on `shutdown`; a
+    /// sharer's socket has `send_timeout` to take what a lane left pending.
+    pub fn new(
+        schema: LonglatSchema,
+        io_uring: bool,
+        shutdown: Shutdown,
+        send_timeout: Duration,
+    ) -> Self {
         Self {
             schema,
             groups: Mutex::default(),
-            io_uring,
+            lanes: LaneSettings { io_uring, shutdown },
+            send_timeout,
         }
     }
 
@@ -266,7 +233,7 @@ impl SharedExecutions {
             && !group.execution.is_finished()
         {
             let results = group.results.reader_at_head();
-            return sharer(group, results, direct).boxed();
+            return sharer(group, results, direct, self.send_timeout).boxed();
         }
         // Every sharer's connection was checked at `connection_init`, and
         // reads within the scope of the key.
@@ -274,27 +241,13 @@ impl SharedExecutions {
         data.insert(crate::access::Caller::connection_checked(key.scope.clone()));
         let outcomes = run_alone(&self.schema, request, Arc::new(data));
         // The first sharer reads from the execution's first result.
-        let (group, results) = Group::start(outcomes, self.io_uring);
+        let (group, results) = Group::start(outcomes, &self.lanes);
         let group = Arc::new(group);
         groups.retain(|_, group| group.strong_count() > 0);
         groups.insert(key, Arc::downgrade(&group));
-        sharer(group, results, direct).boxed()
+        sharer(group, results, direct, self.send_timeout).boxed()
     }
 }
-
-/// A parked sharer: it leaves when dropped, and waits to be handed back.
-type Parked = (Leave, oneshot::Receiver<Reader<Outcome>>);
-
-/// Where a sharer is.
-enum Sharer {
-    /// Reading results from the ring.
-    Reading(Reader<Outcome>),
-    /// Parked: results go to its socket until it is handed back.
-    Parked(Parked),
-}
-
-/// A sharer's group, place, lane, and socket.
-type SharerState = (Arc<Group>, Sharer, usize, Option<Direct>);
 
 /// One sharer's view: results until `Complete` or a refusal, or a lag notice
 /// and `Complete`. Results pushed while parked are not in it.
@@ -302,52 +255,26 @@ fn sharer(
     group: Arc<Group>,
     results: Reader<Outcome>,
     direct: Option<Direct>,
+    send_timeout: Duration,
 ) -> impl Stream<Item = Outcome> {
-    let lane = group.lane_for_next();
-    let state: SharerState = (group, Sharer::Reading(results), lane, direct);
-    futures::stream::unfold(Some(state), |state| async move {
-        let (group, mut at, lane, direct) = state?;
-        loop {
-            at = match at {
-                Sharer::Reading(results) => match group.park(lane, results, direct.as_ref()) {
-                    Ok(parked) => Sharer::Parked(parked),
-                    Err(results) => break Some(read(group, results, lane, direct).await),
-                },
-                Sharer::Parked((leave, handed_back)) => match handed_back.await {
-                    Ok(results) => Sharer::Reading(results),
-                    // The execution is gone.
-                    Err(_) => {
-                        drop(leave);
-                        let done = futures::stream::iter(vec![Outcome::Complete]);
-                        break Some((done, None));
-                    }
-                },
-            };
-        }
+    let seat = direct.map(|direct| group.lanes.seat(direct.socket, direct.prefix));
+    let live = LiveStream::new(Sharer::new(results), seat, send_timeout);
+    futures::stream::unfold(Some((group, live)), |state| async move {
+        // The group lives as long as its sharers.
+        let (group, mut live) = state?;
+        let outcomes = match live.next().await {
+            Ok(Ok(Outcome::Next(text))) => {
+                return Some((vec![Outcome::Next(text)], Some((group, live))));
+            }
+            Ok(Ok(last)) => vec![last],
+            Ok(Err(RecvError::Lagged(missed))) => vec![lagged(missed), Outcome::Complete],
+            Ok(Err(RecvError::Closed)) => vec![Outcome::Complete],
+            Err(Gone::Stalled) => vec![Outcome::Stalled],
+            Err(Gone::Broken) => vec![Outcome::Complete],
+        };
+        Some((outcomes, None))
     })
-    .flatten()
-}
-
-/// The next outcomes from `results`, and what follows them.
-async fn read(
-    group: Arc<Group>,
-    mut results: Reader<Outcome>,
-    lane: usize,
-    direct: Option<Direct>,
-) -> (
-    futures::stream::Iter<std::vec::IntoIter<Outcome>>,
-    Option<SharerState>,
-) {
-    let (outcomes, next) = match results.recv().await {
-        Ok(Outcome::Next(text)) => (
-            vec![Outcome::Next(text)],
-            Some((group, Sharer::Reading(results), lane, direct)),
-        ),
-        Ok(last) => (vec![last], None),
-        Err(RecvError::Lagged(missed)) => (vec![lagged(missed), Outcome::Complete], None),
-        Err(RecvError::Closed) => (vec![Outcome::Complete], None),
-    };
-    (futures::stream::iter(outcomes), next)
+    .flat_map(futures::stream::iter)
 }
 
 /// The `events-lost` notice for a sharer that fell `missed` results behind.
@@ -398,15 +325,17 @@ mod tests {
 
     /// A group around `results`, its sharers reading for themselves.
     fn group(results: Tap<Outcome>) -> Arc<Group> {
+        let feed = results.clone();
         Arc::new(Group {
             results,
-            lanes: Mutex::default(),
-            workers: 1,
-            joined: AtomicUsize::new(0),
+            lanes: Shards::new(1, 1, true, Shutdown::new(), move || {
+                Results::new(feed.clone(), metrics::Counter::noop())
+            }),
             execution: tokio::spawn(std::future::pending()),
-            io_uring: true,
         })
     }
+
+    const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
     #[tokio::test]
     async fn a_sharer_that_falls_behind_the_ring_is_told_and_completes() {
@@ -415,7 +344,7 @@ mod tests {
         for i in 0..5 {
             sender.send(Outcome::Next(format!("{{\"n\":{i}}}").into()));
         }
-        let seen: Vec<Outcome> = sharer(group, ring, None).collect().await;
+        let seen: Vec<Outcome> = sharer(group, ring, None, SEND_TIMEOUT).collect().await;
         let [Outcome::Next(notice), Outcome::Complete] = &seen[..] else {
             panic!("expected a notice then Complete, got {seen:?}");
         };
@@ -431,7 +360,7 @@ mod tests {
         sender.send(Outcome::Next("1".into()));
         sender.send(Outcome::Next("2".into()));
         drop(sender);
-        let seen: Vec<Outcome> = sharer(group, ring, None).collect().await;
+        let seen: Vec<Outcome> = sharer(group, ring, None, SEND_TIMEOUT).collect().await;
         assert!(
             matches!(&seen[..], [Outcome::Next(a), Outcome::Next(b), Outcome::Complete] if &**a == "1" && &**b == "2"),
             "{seen:?}"

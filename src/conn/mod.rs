@@ -1,11 +1,11 @@
 //! A client connection's socket. hyper reads requests from it and writes
-//! responses to it; once a `/ws` request has upgraded, or an `/events`
-//! stream has caught up, the live fan-out (see [`crate::http::fanout`])
-//! also writes each event's ready-made frame to it directly, through a
-//! [`Writer`] handle, from its own task (as a shared GraphQL subscription
-//! does its results). An `/events` stream also takes the connection over
-//! from hyper ([`Writer::take_over`]) and writes the rest of its response
-//! itself.
+//! responses to it; once a subscriber on `/ws`, `/events` or a GraphQL
+//! subscription has caught up, the delivery engine ([`crate::delivery`])
+//! also writes each item's ready-made frame to it directly, through a
+//! [`Writer`] handle, from a shard's task. An `/events` stream also takes
+//! the connection over from hyper ([`Writer::take_over_after_flush`]) and writes the
+//! rest of its response itself. A route opts in by extracting the typed
+//! [`Connection`]: no other code writes to the socket.
 //!
 //! Two writers on one byte stream must never interleave inside a frame. So
 //! every write here is whole: a write either goes to the kernel entirely, or
@@ -25,10 +25,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
 use tokio::time::Sleep;
-
-mod batch;
-pub use batch::Batch;
 
 /// One accepted TCP connection, as hyper reads and writes it. Reading is
 /// tokio's own (it knows a short read drained the socket); writing goes
@@ -67,7 +65,8 @@ pub struct Connection {
 struct Shared {
     write: OwnedWriteHalf,
     out: Mutex<Out>,
-    /// The connection is no longer hyper's (see [`Writer::take_over`]).
+    /// The connection is no longer hyper's (see
+    /// [`Writer::take_over_after_flush`]).
     taken: AtomicBool,
 }
 
@@ -182,6 +181,54 @@ impl Out {
     }
 }
 
+/// A connection's write side, held locked for a send made elsewhere (a
+/// batch through io_uring): no other write comes between, and the frame
+/// goes whole, as a push does.
+pub(crate) struct Held<'a> {
+    out: MutexGuard<'a, Out>,
+    tcp: &'a TcpStream,
+}
+
+impl Held<'_> {
+    /// Whether a frame may be sent now by whoever holds the connection:
+    /// nothing is pending before it, and pushes are taken.
+    pub(crate) fn is_ready(&self) -> bool {
+        !self.out.closed && self.out.is_drained()
+    }
+
+    /// The socket's descriptor, for the send; valid while held.
+    pub(crate) fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.tcp.as_raw_fd()
+    }
+
+    /// Pushes `frame` here and now, as [`Writer::push`] does.
+    pub(crate) fn push(&mut self, frame: &[u8]) -> Pushed {
+        self.out.push(self.tcp, frame)
+    }
+
+    /// What a send of `frame` made elsewhere that `took` bytes (or
+    /// failed) comes to: what the kernel did not take is kept, as a push
+    /// keeps it.
+    pub(crate) fn sent(&mut self, frame: &[u8], took: io::Result<usize>) -> Pushed {
+        match took {
+            Ok(taken) if taken >= frame.len() => Pushed::Sent,
+            Ok(taken) => {
+                self.out.pending.extend_from_slice(&frame[taken..]);
+                Pushed::Queued
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.out.pending.extend_from_slice(frame);
+                Pushed::Queued
+            }
+            Err(_) => {
+                self.out.closed = true;
+                Pushed::Closed
+            }
+        }
+    }
+}
+
 /// What [`Writer::push`] did with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
@@ -232,6 +279,28 @@ impl Writer {
         self.out().push(self.tcp(), frame)
     }
 
+    /// The write side, held for a send made elsewhere; `None` when someone
+    /// else holds it now.
+    pub(crate) fn try_hold(&self) -> Option<Held<'_>> {
+        let out = match self.0.out.try_lock() {
+            Ok(out) => out,
+            Err(std::sync::TryLockError::Poisoned(poison)) => poison.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(Held {
+            out,
+            tcp: self.tcp(),
+        })
+    }
+
+    /// The write side, held for a send made elsewhere, once free.
+    pub(crate) fn hold(&self) -> Held<'_> {
+        Held {
+            out: self.out(),
+            tcp: self.tcp(),
+        }
+    }
+
     /// Whether every byte written so far went to the kernel (and the
     /// connection is not closing).
     pub fn is_drained(&self) -> bool {
@@ -241,7 +310,7 @@ impl Writer {
 
     /// Refuses every later [`push`](Self::push); writes through the
     /// connection itself still go out (a close frame, say). A pending
-    /// [`on_next_flush`](Self::on_next_flush) is dropped unrun.
+    /// [takeover](Self::take_over_after_flush) does not happen.
     pub fn stop_pushes(&self) {
         let hook = {
             let mut out = self.out();
@@ -251,21 +320,36 @@ impl Writer {
         drop(hook);
     }
 
-    /// Runs `hook` the next time the connection's own writer (hyper)
-    /// flushes and every byte it wrote has gone to the kernel: hyper calls
-    /// flush only once its buffer is empty, so from then on a push cannot
-    /// overtake anything hyper was given before. Replaces an earlier hook.
-    /// `false` (and `hook` dropped) once pushes have stopped.
-    pub fn on_next_flush(&self, hook: impl FnOnce() + Send + 'static) -> bool {
+    /// Takes the connection over from its [`Socket`] (hyper) at the next
+    /// flush of hyper's that finds every byte it wrote gone to the kernel:
+    /// hyper flushes only once its buffer is empty (a test pins this), so
+    /// nothing hyper was given before can follow what the caller writes
+    /// from then on. Ask as hyper takes the last bytes it should write.
+    /// Once taken, the socket reads nothing more for hyper and drops its
+    /// writes, flushes and shutdown, so hyper can end its response and let
+    /// go of the connection (and its buffers) while the caller writes
+    /// through [`send`](Self::send). Resolves `true` once taken over,
+    /// `false` if pushes stopped first (the connection is closing).
+    pub fn take_over_after_flush(&self) -> impl Future<Output = bool> + Send + use<> {
+        let (flushed, on_flush) = oneshot::channel::<()>();
         let earlier = {
             let mut out = self.out();
-            if out.closed {
-                return false;
-            }
-            out.on_flush.replace(Box::new(hook))
+            // Closing: the hook, and with it `flushed`, is dropped unrun.
+            (!out.closed).then(|| {
+                out.on_flush.replace(Box::new(move || {
+                    let _ = flushed.send(());
+                }))
+            })
         };
         drop(earlier);
-        true
+        let shared = self.0.clone();
+        async move {
+            if on_flush.await.is_err() {
+                return false;
+            }
+            shared.taken.store(true, Ordering::Release);
+            true
+        }
     }
 
     /// From now on a write through the connection (hyper's) that waits
@@ -280,23 +364,13 @@ impl Writer {
         self.out().timed_out
     }
 
-    /// Takes the connection over from its [`Socket`] (hyper): from now on
-    /// that reads nothing more and its writes, flushes and shutdown are
-    /// dropped, so hyper can end its response and let go of the
-    /// connection (and its buffers) while the caller goes on writing
-    /// through [`send`](Self::send). Call it only once hyper has flushed
-    /// everything it should send (see [`on_next_flush`](Self::on_next_flush)).
-    pub fn take_over(&self) {
-        self.0.taken.store(true, Ordering::Release);
-    }
-
     fn is_taken(&self) -> bool {
         self.0.taken.load(Ordering::Acquire)
     }
 
     /// Writes `bufs` whole, after whatever is pending, and waits until the
     /// kernel has taken all of it: a connection's own write, for whoever
-    /// [took it over](Self::take_over). Fails (and refuses later pushes)
+    /// [took it over](Self::take_over_after_flush). Fails (and refuses later pushes)
     /// when the connection breaks, or when the kernel takes nothing for
     /// the send timeout, which [`timed_out`](Self::timed_out) then says.
     pub async fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
@@ -305,21 +379,6 @@ impl Writer {
             self.out().closed = true;
         }
         sent
-    }
-
-    /// Waits until every byte written so far (pushes the kernel did not
-    /// take whole, say) has gone to the kernel, as [`send`](Self::send)
-    /// does, then runs the [`on_next_flush`](Self::on_next_flush) hook:
-    /// what hyper's flush does, for whoever took the connection over.
-    pub async fn flush(&self) -> io::Result<()> {
-        self.send(&[]).await?;
-        self.flushed();
-        Ok(())
-    }
-
-    /// Whether some bytes written so far have not gone to the kernel yet.
-    pub fn has_pending(&self) -> bool {
-        !self.out().is_drained()
     }
 
     async fn send_whole(&self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
@@ -349,21 +408,6 @@ impl Writer {
                 self.out().timed_out = true;
                 return Err(io::ErrorKind::TimedOut.into());
             }
-        }
-    }
-
-    /// Runs the [`on_next_flush`](Self::on_next_flush) hook if every byte
-    /// written so far has gone to the kernel.
-    pub fn flushed(&self) {
-        let hook = {
-            let mut out = self.out();
-            if !out.is_drained() {
-                return;
-            }
-            out.on_flush.take()
-        };
-        if let Some(hook) = hook {
-            hook();
         }
     }
 
@@ -528,14 +572,14 @@ impl Socket {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    /// What `on_next_flush` (and so an event stream's park) relies on:
-    /// hyper flushes its connection only once it has written everything
-    /// it was given, so a push made when it flushes follows all of it,
+    /// What `take_over_after_flush` (and so an event stream's takeover)
+    /// relies on: hyper flushes its connection only once it has written
+    /// everything it was given, so a push made after that flush follows all of it,
     /// however slowly the peer reads.
     #[tokio::test]
     async fn hyper_flushes_only_after_writing_everything_it_was_given() {
@@ -549,9 +593,11 @@ mod tests {
         let (socket, mut client) = pair().await;
         let writer = socket.writer();
         let pusher = writer.clone();
-        assert!(writer.on_next_flush(move || {
+        let takeover = writer.take_over_after_flush();
+        tokio::spawn(async move {
+            assert!(takeover.await, "taken over");
             assert_eq!(pusher.push(b"5\r\nhook!\r\n"), Pushed::Sent);
-        }));
+        });
         // A first chunk far larger than the socket's buffers, then nothing
         // more for as long as the test runs.
         let big = Bytes::from(vec![b'x'; 256 * 1024]);
@@ -595,7 +641,8 @@ mod tests {
         assert_eq!(&body[chunk_end..], b"\r\n5\r\nhook!\r\n");
     }
 
-    async fn pair() -> (Socket, TcpStream) {
+    /// A connection and its client, each with small socket buffers.
+    pub(crate) async fn pair() -> (Socket, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
@@ -611,7 +658,7 @@ mod tests {
     }
 
     /// Frames of `len` bytes, all of byte `tag`.
-    fn frame(tag: u8, len: usize) -> Vec<u8> {
+    pub(crate) fn frame(tag: u8, len: usize) -> Vec<u8> {
         vec![tag; len]
     }
 
@@ -666,140 +713,5 @@ mod tests {
         assert_eq!(socket.push(b"one"), Pushed::Sent);
         socket.stop_pushes();
         assert_eq!(socket.push(b"two"), Pushed::Closed);
-    }
-
-    /// A batch through io_uring, for the tests that need the kernel to
-    /// have one: they are ignored unless asked for, which tests/run does
-    /// where the kernel has io_uring, so elsewhere they show as ignored
-    /// rather than passing untried. Every test of batches holds for a batch
-    /// that pushes each frame in turn too.
-    fn io_uring() -> Batch {
-        Batch::io_uring().expect("io_uring on this kernel")
-    }
-
-    /// Reads `frames` (tag, length) from `client`: each whole, in order.
-    async fn read_frames(client: &mut TcpStream, frames: &[(u8, usize)]) {
-        let total = frames.iter().map(|&(_, len)| len).sum();
-        let mut received = vec![0u8; total];
-        client.read_exact(&mut received).await.unwrap();
-        let mut at = 0;
-        for &(tag, len) in frames {
-            assert!(
-                received[at..at + len].iter().all(|&b| b == tag),
-                "frame {tag} is whole and in its place"
-            );
-            at += len;
-        }
-    }
-
-    #[tokio::test]
-    async fn a_batch_pushes_as_pushing_each_in_turn() {
-        batch_pushes_as_pushing_each_in_turn(Batch::sequential()).await;
-    }
-
-    #[tokio::test]
-    #[ignore = "needs io_uring: tests/run runs it where the kernel has one"]
-    async fn a_batch_through_io_uring_pushes_as_pushing_each_in_turn() {
-        batch_pushes_as_pushing_each_in_turn(io_uring()).await;
-    }
-
-    async fn batch_pushes_as_pushing_each_in_turn(mut batch: Batch) {
-        {
-            let io_uring = batch.uses_io_uring();
-            // A peer that reads nothing until the end: its socket fills up.
-            let (mut quiet, mut quiet_client) = pair().await;
-            let (open, mut open_client) = pair().await;
-            let (closed, _closed_client) = pair().await;
-            closed.writer().stop_pushes();
-            // A peer that has reset the connection.
-            let (mut broken, broken_client) = pair().await;
-            socket2::SockRef::from(&broken_client)
-                .set_linger(Some(Duration::ZERO))
-                .unwrap();
-            drop(broken_client);
-            // Wait until the reset has arrived: the connection reads it.
-            let mut byte = [0u8; 1];
-            let reset = broken.read(&mut byte).await;
-            assert!(reset.is_err(), "the peer reset: {reset:?}");
-            let (quiet_writer, open_writer) = (quiet.writer(), open.writer());
-            let (closed_writer, broken_writer) = (closed.writer(), broken.writer());
-            let mut quiet_frames = Vec::new();
-            let mut quiet_results = Vec::new();
-            let mut open_frames = Vec::new();
-            let mut results = Vec::new();
-            for round in 0..40u8 {
-                // The quiet socket twice in one batch: its frames go in order.
-                let (first, second) = (frame(2 * round + 1, 1000), frame(2 * round + 2, 700));
-                let small = frame(round, 10);
-                let items = [
-                    (&quiet_writer, &first[..]),
-                    (&open_writer, &small[..]),
-                    (&closed_writer, &small[..]),
-                    (&quiet_writer, &second[..]),
-                    (&broken_writer, &small[..]),
-                ];
-                batch.push_all(&items, &mut results);
-                assert_eq!(results.len(), items.len(), "io_uring: {io_uring}");
-                assert_eq!(results[1], Pushed::Sent, "io_uring: {io_uring}");
-                assert_eq!(results[2], Pushed::Closed, "io_uring: {io_uring}");
-                assert_eq!(results[4], Pushed::Closed, "io_uring: {io_uring}");
-                quiet_frames.extend([(2 * round + 1, 1000), (2 * round + 2, 700)]);
-                quiet_results.extend([results[0], results[3]]);
-                open_frames.push((round, 10));
-            }
-            // The kernel took whole frames until the quiet peer's buffers
-            // filled; then part of one, or none, and the rest is pending.
-            let first_queued = quiet_results
-                .iter()
-                .position(|&pushed| pushed == Pushed::Queued)
-                .expect("the quiet socket fills up");
-            assert!(first_queued > 0, "io_uring: {io_uring}: {quiet_results:?}");
-            assert!(!quiet_results.contains(&Pushed::Closed));
-            assert!(!quiet_writer.is_drained(), "io_uring: {io_uring}");
-            assert!(
-                !broken_writer.is_drained(),
-                "a failed send closes the socket"
-            );
-            read_frames(&mut open_client, &open_frames).await;
-            // Whatever was sent or pending arrives, each frame whole, once
-            // the connection drains its pending bytes.
-            let flushed = tokio::spawn(async move { quiet.flush().await });
-            read_frames(&mut quiet_client, &quiet_frames).await;
-            flushed.await.unwrap().unwrap();
-            assert!(quiet_writer.is_drained());
-        }
-    }
-
-    #[tokio::test]
-    async fn a_batch_larger_than_the_ring_sends_every_frame() {
-        batch_larger_than_the_ring_sends_every_frame(Batch::sequential()).await;
-    }
-
-    #[tokio::test]
-    #[ignore = "needs io_uring: tests/run runs it where the kernel has one"]
-    async fn a_batch_through_io_uring_larger_than_the_ring_sends_every_frame() {
-        batch_larger_than_the_ring_sends_every_frame(io_uring()).await;
-    }
-
-    async fn batch_larger_than_the_ring_sends_every_frame(mut batch: Batch) {
-        {
-            let mut pairs = Vec::new();
-            for _ in 0..300 {
-                pairs.push(pair().await);
-            }
-            let writers: Vec<Writer> = pairs.iter().map(|(socket, _)| socket.writer()).collect();
-            let frames: Vec<Vec<u8>> = (0..300).map(|i| frame(i as u8, 100 + i % 7)).collect();
-            let items: Vec<(&Writer, &[u8])> = writers
-                .iter()
-                .zip(&frames)
-                .map(|(writer, frame)| (writer, &frame[..]))
-                .collect();
-            let mut results = Vec::new();
-            batch.push_all(&items, &mut results);
-            assert!(results.iter().all(|&pushed| pushed == Pushed::Sent));
-            for (i, (_, client)) in pairs.iter_mut().enumerate() {
-                read_frames(client, &[(i as u8, 100 + i % 7)]).await;
-            }
-        }
     }
 }
