@@ -68,7 +68,7 @@
 //!     broker::ring::Ring; each sharer a LiveStream over it, parked in
 //!     the execution's lanes (delivery::Shards over graphql::shared
 //!     results), which write each result's `next` message, made once
-////! ```
+//! ```
 
 pub mod access;
 pub mod broker;
