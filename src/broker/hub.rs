@@ -477,9 +477,8 @@ mod tests {
     fn append(hub: &Hub, tracker: &str) -> EventId {
         let event = hub.append_with(|last| {
             let position = PositionInput {
-                longitude: 1.0,
-                latitude: 2.0,
                 tracker: Some(tracker.into()),
+                ..PositionInput::at(1.0, 2.0)
             }
             .validate()
             .ok()?;
@@ -573,11 +572,7 @@ mod tests {
         // Ids numbered by a clock ahead of this one (another machine's).
         let ahead = now + leeway * 3;
         hub.append_with(|_| {
-            let position = PositionInput {
-                longitude: 0.0,
-                latitude: 0.0,
-                tracker: None,
-            };
+            let position = PositionInput::at(0.0, 0.0);
             let id = EventId {
                 millis: ahead,
                 seq: 0,

@@ -131,7 +131,7 @@ fn json_response(body: impl Into<axum::body::Body>) -> Response {
 #[into_params(parameter_in = Query)]
 pub struct LatestParams {
     /// Only this tracker.
-    #[param(pattern = "^[A-Za-z0-9._:-]{1,64}$", example = "bus-42")]
+    #[param(pattern = "^[A-Za-z0-9._:/-]{1,64}$", example = "alice/phone")]
     pub tracker: Option<String>,
 }
 

@@ -159,10 +159,10 @@ fn bad_inputs() -> Vec<BadInput> {
         ),
         bad(
             "an unknown field",
-            r#"{"longitude": 1, "latitude": 1, "altitude": 3}"#,
+            r#"{"longitude": 1, "latitude": 1, "elevation": 3}"#,
             422,
-            Some("altitude"),
-            "altitude is not a field of a position",
+            Some("elevation"),
+            "elevation is not a field of a position",
         ),
         bad(
             "trailing data",
@@ -243,9 +243,9 @@ fn bad_forms() -> Vec<BadInput> {
         ),
         form(
             "a form with an unknown field",
-            "longitude=1&latitude=1&speed=3",
-            "speed",
-            "speed is not a field of a position",
+            "longitude=1&latitude=1&velocity=3",
+            "velocity",
+            "velocity is not a field of a position",
         ),
         form(
             "a form with an empty tracker",
