@@ -308,6 +308,16 @@ impl Access {
         }
     }
 
+    /// Counts `more` publishes by `caller` beyond the one
+    /// [`Access::check_publish_rate`] counted: the rest of a batch.
+    pub fn check_more_publishes(&self, caller: &Caller, more: usize) -> Result<(), Error> {
+        let more = u32::try_from(more).ok().and_then(std::num::NonZeroU32::new);
+        match (&self.rate, more) {
+            (Some(rate), Some(more)) => rate.check_more(caller, more),
+            _ => Ok(()),
+        }
+    }
+
     /// Takes a place for one long-lived connection (a stream) of `caller`,
     /// held until the permit is dropped; refused when the server or this
     /// address is at its `--max-connections` / `--max-connections-per-ip`.

@@ -167,6 +167,30 @@ impl Hub {
     ) -> Option<Arc<Event>> {
         let mut ring = self.write_ring();
         let event = make(ring.last_id)?;
+        self.push(&mut ring, event.clone());
+        self.publish_head(ring);
+        Some(event)
+    }
+
+    /// Appends every event built by `make` from the last id, in order, under
+    /// one lock, and wakes subscribers once: a batch is one append.
+    pub fn append_all_with(
+        &self,
+        make: impl FnOnce(EventId) -> Vec<Arc<Event>>,
+    ) -> Vec<Arc<Event>> {
+        let mut ring = self.write_ring();
+        let events = make(ring.last_id);
+        if events.is_empty() {
+            return events;
+        }
+        for event in &events {
+            self.push(&mut ring, event.clone());
+        }
+        self.publish_head(ring);
+        events
+    }
+
+    fn push(&self, ring: &mut Ring, event: Arc<Event>) {
         debug_assert!(
             event.id() > ring.last_id,
             "hub events must be appended in id order"
@@ -180,12 +204,15 @@ impl Hub {
                 ring.pop_oldest();
             }
         }
-        ring.events.push_back(event.clone());
+        ring.events.push_back(event);
+    }
+
+    /// Makes what was pushed visible and wakes every subscriber.
+    fn publish_head(&self, ring: RwLockWriteGuard<'_, Ring>) {
         let next = ring.next_seq();
         self.head.store(next, Ordering::Release);
         drop(ring);
         self.published.send_replace(next);
-        Some(event)
     }
 
     /// Forgets all history because the backing store lost it (Redis came

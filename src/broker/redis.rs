@@ -432,19 +432,29 @@ impl Follower {
 }
 
 impl Broker for RedisBroker {
-    fn publish(&self, position: ValidPosition) -> BoxFuture<'_, Result<Arc<Event>, BrokerError>> {
+    fn publish_batch(
+        &self,
+        positions: Vec<ValidPosition>,
+    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BrokerError>> {
         Box::pin(async move {
             let received_at = OffsetDateTime::now_utc();
-            let draft = position.into_event(EventId::default(), received_at);
-            let json = serde_json::to_string(&StoredPosition::of(&draft)).map_err(unavailable)?;
+            let drafts: Vec<PositionEvent> = positions
+                .into_iter()
+                .map(|position| position.into_event(EventId::default(), received_at))
+                .collect();
+            let stored = drafts
+                .iter()
+                .map(|draft| serde_json::to_string(&StoredPosition::of(draft)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?;
             if self.lost.load(Ordering::Relaxed) {
                 self.reconnect_publisher().await?;
             }
             let mut conn = self.publisher.clone();
             let seen = self.hub.last_id();
-            let id = self
+            let ids = self
                 .scripts
-                .publish(&mut conn, &self.keys, seen, self.max_len, &json)
+                .publish(&mut conn, &self.keys, seen, self.max_len, &stored)
                 .await
                 .map_err(|err| {
                     if err.is_io_error() || err.is_timeout() {
@@ -452,8 +462,16 @@ impl Broker for RedisBroker {
                     }
                     unavailable(err)
                 })?;
-            let id = id.parse().map_err(unavailable)?;
-            Ok(Arc::new(Event::new(PositionEvent { id, ..draft })))
+            if ids.len() != drafts.len() {
+                return Err(unavailable("redis stored a batch only in part"));
+            }
+            ids.iter()
+                .zip(drafts)
+                .map(|(id, draft)| {
+                    let id = id.parse().map_err(unavailable)?;
+                    Ok(Arc::new(Event::new(PositionEvent { id, ..draft })))
+                })
+                .collect()
         })
     }
 

@@ -1,6 +1,7 @@
 //! The HTTP surface: shared state, and one router assembled from each
 //! transport's own `router()`.
 
+mod batch;
 mod body_refusal;
 mod docs;
 pub mod fanout;
@@ -133,7 +134,11 @@ impl FromRequestParts<AppState> for ReaderCaller {
 /// within `--header-read-timeout-secs` (a client announcing a body it sends
 /// slowly, or never, is cut off rather than holding a connection forever).
 pub async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Error> {
-    let limit = state.config.max_body_bytes;
+    read_body_up_to(state, body, state.config.max_body_bytes).await
+}
+
+/// Reads a request body of at most `limit` bytes, like [`read_body`].
+pub async fn read_body_up_to(state: &AppState, body: Body, limit: usize) -> Result<Bytes, Error> {
     let secs = state.config.header_read_timeout_secs;
     match within(
         std::time::Duration::from_secs(secs),

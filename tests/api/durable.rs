@@ -580,3 +580,16 @@ async fn a_log_written_before_positions_had_optional_fields_opens_and_reads_back
     assert_eq!(all_history(&app).await, expected);
     stop(app, stopped).await;
 }
+
+#[tokio::test]
+async fn a_batch_is_written_in_one_append_and_is_all_there_after_a_restart() {
+    let dir = DataDir::new("batch");
+    let (app, stopped) = start(&dir.path, |_| {}).await;
+    crate::batches::a_batch_arrives_everywhere_in_order(&app).await;
+    let before = all_history(&app).await;
+    assert_eq!(before.len(), 4, "the marker and the batch");
+    stop(app, stopped).await;
+    let (app, stopped) = start(&dir.path, |_| {}).await;
+    assert_eq!(all_history(&app).await, before);
+    stop(app, stopped).await;
+}

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, real clients over real sockets.
 
 mod access;
+mod batches;
 mod browser;
 mod cli;
 mod close_handshake;
@@ -34,4 +35,5 @@ mod shutdown;
 mod sse;
 mod test_app;
 mod tutorial;
+mod watchers;
 mod ws;

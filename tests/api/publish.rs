@@ -107,7 +107,13 @@ fn bad_inputs() -> Vec<BadInput> {
     let mut cases = vec![
         bad("not JSON", "longitude is 18", 400, None, "not valid JSON"),
         bad("an empty body", "", 400, None, "empty"),
-        bad("a JSON array", "[18.06, 59.33]", 422, None, "not an object"),
+        bad(
+            "a JSON array of numbers",
+            "[18.06, 59.33]",
+            422,
+            Some("[0]"),
+            "not an object",
+        ),
         bad(
             "a JSON string",
             r#""18.06 59.33""#,
