@@ -534,7 +534,10 @@ impl Writer {
             .write()
             .unwrap_or_else(|poison| poison.into_inner());
         match latest.get_mut(tracker.as_str()) {
-            Some(kept) => *kept = event.clone(),
+            Some(kept) if event.position.is_later_fix_than(&kept.position) => {
+                *kept = event.clone();
+            }
+            Some(_) => {}
             None => {
                 latest.insert(tracker.clone(), event.clone());
                 if latest.len() > MAX_TRACKERS {

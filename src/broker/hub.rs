@@ -39,6 +39,11 @@ pub struct CursorAhead {
     pub after: EventId,
 }
 
+/// How far out of order arrival times may be along the ring (the clocks of
+/// several instances behind one Redis differ a little): [`Hub::latest`]
+/// looks this much further back than arrival order alone would need.
+const ARRIVAL_SLACK: Duration = Duration::from_secs(60);
+
 /// How much history a hub keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct HubSettings {
@@ -309,19 +314,29 @@ impl Hub {
         }
     }
 
-    /// The most recent event still in history, optionally for one tracker.
+    /// The latest position still in history, optionally of one tracker:
+    /// the one with the latest fix time (see
+    /// [`crate::model::PositionEvent::is_later_fix_than`]), so a buffered fix that
+    /// arrived late does not replace a newer one.
     pub fn latest(&self, tracker: Option<&str>) -> Option<Arc<Event>> {
         self.expire();
         let ring = self.read_ring();
-        match tracker {
-            None => ring.events.back().cloned(),
-            Some(t) => ring
-                .events
-                .iter()
-                .rev()
-                .find(|e| e.position.tracker.as_deref() == Some(t))
-                .cloned(),
+        let mut best: Option<&Arc<Event>> = None;
+        for event in ring.events.iter().rev() {
+            let position = &event.position;
+            if let Some(best) = best
+                && position.received_at + ARRIVAL_SLACK < best.position.fix_time()
+            {
+                // A fix is never later than its arrival, and what lies
+                // further back arrived earlier still.
+                break;
+            }
+            let wanted = tracker.is_none_or(|t| position.tracker.as_deref() == Some(t));
+            if wanted && best.is_none_or(|b| position.is_later_fix_than(&b.position)) {
+                best = Some(event);
+            }
         }
+        best.cloned()
     }
 
     /// The event with this id, while it is still in history.

@@ -135,9 +135,11 @@ pub struct LatestParams {
     pub tracker: Option<String>,
 }
 
-/// The latest event.
+/// The latest position.
 ///
-/// The most recent event still in history, overall or for one tracker.
+/// The latest position still in history, overall or for one tracker, by
+/// fix time (`recordedAt` when sent, else arrival): a buffered fix that
+/// arrives late does not replace a newer one.
 #[utoipa::path(
     get,
     path = "/longlat/latest",

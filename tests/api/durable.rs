@@ -593,3 +593,18 @@ async fn a_batch_is_written_in_one_append_and_is_all_there_after_a_restart() {
     assert_eq!(all_history(&app).await, before);
     stop(app, stopped).await;
 }
+
+#[tokio::test]
+async fn a_trackers_latest_position_is_its_newest_fix_before_and_after_a_restart() {
+    let dir = DataDir::new("late");
+    let (app, stopped) = start(&dir.path, |_| {}).await;
+    crate::late_points::a_late_backlog_never_replaces_the_newest_fix(&app).await;
+    let newest = app.get_json("/longlat/latest?tracker=alice/phone").await;
+    stop(app, stopped).await;
+    let (app, stopped) = start(&dir.path, |_| {}).await;
+    assert_eq!(
+        app.get_json("/longlat/latest?tracker=alice/phone").await,
+        newest
+    );
+    stop(app, stopped).await;
+}

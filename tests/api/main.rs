@@ -17,6 +17,7 @@ mod graphql_protocol;
 mod graphql_push;
 mod graphql_subscriptions;
 mod history;
+mod late_points;
 mod limits;
 mod map_settings;
 mod nginx;

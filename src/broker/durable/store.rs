@@ -380,13 +380,14 @@ impl Store {
     }
 }
 
-/// Keeps `event` as its tracker's latest if it is newer than the one kept.
+/// Keeps `event` as its tracker's latest if it is a later fix than the one
+/// kept.
 fn remember(latest: &mut HashMap<String, PositionEvent>, event: &PositionEvent) {
     let Some(tracker) = &event.tracker else {
         return;
     };
     match latest.get_mut(tracker) {
-        Some(kept) if kept.id < event.id => *kept = event.clone(),
+        Some(kept) if event.is_later_fix_than(kept) => *kept = event.clone(),
         Some(_) => {}
         None => {
             latest.insert(tracker.clone(), event.clone());
