@@ -9,7 +9,10 @@
 //! - [`model`]: the typed event and its validation, used by every transport.
 //! - [`access`]: who may publish and subscribe, and what one client may cost.
 //! - [`publish`]: the one publish path (authorize, rate, tracker, validate,
-//!   broker) that `POST /longlat` and the GraphQL mutation both call.
+//!   broker) that `POST /longlat` (one position or a batch), the GraphQL
+//!   mutation and the tracker apps' ingest endpoints all call.
+//! - [`ingest`]: tracker apps' own protocols (OwnTracks, OsmAnd / Traccar
+//!   Client) read into positions.
 //! - [`broker`]: orders, numbers, keeps and fans out events; [`broker::durable`]
 //!   is the embedded default, kept on disk; [`broker::memory`] the same in
 //!   memory only; [`broker::redis`] serves several instances.
@@ -56,6 +59,7 @@ pub mod error;
 pub mod fds;
 pub mod graphql;
 pub mod http;
+pub mod ingest;
 pub mod model;
 pub mod net;
 pub mod publish;

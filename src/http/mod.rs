@@ -11,6 +11,7 @@ mod graphql_shared;
 mod graphql_ws;
 mod health;
 mod history;
+mod ingest;
 mod metrics;
 mod origin;
 mod pages;
@@ -107,6 +108,22 @@ pub struct ApiCaller(pub Caller);
 /// or from the `access_token` query parameter, for the GET requests browsers
 /// open without custom headers (WebSocket, EventSource).
 pub struct ReaderCaller(pub Caller);
+
+/// The caller of a tracker app's request (see [`Access::app_caller`]): its
+/// token from `Authorization` (Basic password or Bearer) or the `token`
+/// query parameter.
+pub struct AppCaller(pub Caller);
+
+impl FromRequestParts<AppState> for AppCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(state.access.app_caller(parts)))
+    }
+}
 
 impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = std::convert::Infallible;
@@ -219,6 +236,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(pages::router())
         .merge(history::router())
         .merge(rest::router())
+        .merge(ingest::router())
         .merge(graphql::router())
         .merge(ws::router())
         .merge(sse::router())

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, real clients over real sockets.
 
 mod access;
+mod apps;
 mod batches;
 mod browser;
 mod cli;

@@ -28,7 +28,22 @@ impl Watchers {
     /// each is live (GraphQL sends no acknowledgement: its first `next` is
     /// the first event after the marker) and none can miss what follows.
     pub async fn open(app: &TestApp) -> Self {
-        let marker = app.publish(0.0, 0.0, Some("marker")).await;
+        Self::open_as(app, None).await
+    }
+
+    /// The same, publishing the marker with `token` when the server asks
+    /// for one.
+    pub async fn open_as(app: &TestApp, token: Option<&str>) -> Self {
+        let mut request = app
+            .http
+            .post(app.url("/longlat"))
+            .json(&json!({"longitude": 0.0, "latitude": 0.0, "tracker": "marker"}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("POST /longlat");
+        assert_eq!(response.status(), 201, "publishing the marker");
+        let marker: Value = response.json().await.expect("the marker");
         let after = marker["id"].as_str().expect("an id");
         Self {
             ws: app.subscribe(&format!("/ws?after={after}")).await,
