@@ -6,6 +6,7 @@ mod body_refusal;
 mod docs;
 pub mod fanout;
 mod favicon;
+mod geo;
 mod graphql;
 mod graphql_shared;
 mod graphql_ws;

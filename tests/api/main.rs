@@ -12,6 +12,7 @@ mod durable;
 mod favicon;
 mod fuzz;
 mod generated;
+mod geojson;
 mod graphql_http;
 mod graphql_limits;
 mod graphql_protocol;
