@@ -179,6 +179,11 @@ pub struct Config {
     #[arg(long, env = "LONGLAT_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Largest accepted body of a batch (`POST /longlat` with a JSON array
+    /// or NDJSON), in bytes; a batch holds at most 1000 positions.
+    #[arg(long, env = "LONGLAT_MAX_BATCH_BYTES", default_value_t = 1024 * 1024)]
+    pub max_batch_bytes: usize,
+
     /// Seconds a subscriber may take to accept one frame before it is
     /// disconnected as stalled.
     #[arg(long, env = "LONGLAT_SEND_TIMEOUT_SECS", default_value_t = 10)]
@@ -274,6 +279,7 @@ impl Config {
             header_read_timeout_secs: 10,
             max_message_bytes: 64 * 1024,
             max_body_bytes: 16 * 1024,
+            max_batch_bytes: 1024 * 1024,
             send_timeout_secs: 10,
             socket_send_buffer: 0,
             graphql_init_timeout_ms: 3000,

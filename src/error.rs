@@ -32,6 +32,15 @@ pub enum Error {
     /// A well-formed position that breaks a rule.
     #[error(transparent)]
     InvalidPosition(#[from] InvalidPosition),
+    /// Some positions of a batch were refused, so none was published.
+    #[error("{} of the batch's {total} positions were refused, so none was published: {}",
+        refused.len(), refused.first().map_or("", |r| r.detail.as_str()))]
+    InvalidBatch {
+        /// How many positions the batch held.
+        total: usize,
+        /// Each refused position, in order.
+        refused: Vec<RefusedItem>,
+    },
     /// A GraphQL document over a size or complexity limit, refused before
     /// it is run (see `graphql::guard`).
     #[error("{0}")]
@@ -128,6 +137,37 @@ fn named(param: &str, detail: &str) -> String {
     }
 }
 
+/// One refused position of a batch: where it is, and why.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RefusedItem {
+    /// Its place in the batch, from 0 (for NDJSON, the line's, blank lines
+    /// not counted).
+    pub index: usize,
+    /// The code it would get on its own (`invalid-position`, `invalid-body`, …).
+    pub code: &'static str,
+    /// The field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+impl RefusedItem {
+    /// Item `index` of a batch, refused with `error`.
+    pub fn new(index: usize, error: &Error) -> Self {
+        Self {
+            index,
+            code: error.code(),
+            field: error.field(),
+            detail: shorten(error.to_string()),
+        }
+    }
+}
+
+/// Most refused items listed in one answer: enough to fix a batch, while
+/// a batch of garbage gets a short answer.
+pub const MAX_REFUSED_LISTED: usize = 20;
+
 impl From<crate::broker::CursorAhead> for Error {
     fn from(ahead: crate::broker::CursorAhead) -> Self {
         Error::InvalidParameter {
@@ -182,7 +222,9 @@ impl Error {
             Self::MalformedBody { .. }
             | Self::InvalidParameter { .. }
             | Self::DocumentRefused(_) => StatusCode::BAD_REQUEST,
-            Self::InvalidBody { .. } | Self::InvalidPosition(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidBody { .. } | Self::InvalidPosition(_) | Self::InvalidBatch { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -207,6 +249,7 @@ impl Error {
             Self::MalformedBody { .. } => "malformed-body",
             Self::InvalidBody { .. } => "invalid-body",
             Self::InvalidPosition(_) => "invalid-position",
+            Self::InvalidBatch { .. } => "invalid-batch",
             Self::InvalidParameter { .. } => "invalid-parameter",
             Self::DocumentRefused(_) => "document-refused",
             Self::PayloadTooLarge { .. } => "payload-too-large",
@@ -226,8 +269,19 @@ impl Error {
         }
     }
 
-    /// The field or parameter at fault, when there is one.
-    pub fn field(&self) -> Option<&str> {
+    /// The field or parameter at fault, when there is one (in a batch,
+    /// the first refused item's, as `[<index>].<field>`).
+    pub fn field(&self) -> Option<String> {
+        match self {
+            Self::InvalidBatch { refused, .. } => refused.first().map(|item| match &item.field {
+                Some(field) => format!("[{}].{field}", item.index),
+                None => format!("[{}]", item.index),
+            }),
+            other => other.own_field().map(str::to_owned),
+        }
+    }
+
+    fn own_field(&self) -> Option<&str> {
         match self {
             Self::MalformedBody { field, .. } | Self::InvalidBody { field, .. } => field.as_deref(),
             Self::InvalidPosition(invalid) => Some(invalid.field()),
@@ -245,7 +299,13 @@ impl Error {
             status: status.as_u16(),
             detail: shorten(self.to_string()),
             code: self.code(),
-            field: self.field().map(str::to_owned),
+            field: self.field(),
+            refused: match self {
+                Self::InvalidBatch { refused, .. } => {
+                    refused.iter().take(MAX_REFUSED_LISTED).cloned().collect()
+                }
+                _ => Vec::new(),
+            },
         }
     }
 }
@@ -281,6 +341,10 @@ pub struct Problem {
     /// The field or parameter at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For a batch (`invalid-batch`): each refused position, with its index
+    /// (at most 20 listed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedItem>,
 }
 
 impl IntoResponse for Error {

@@ -11,7 +11,10 @@
 //!   (its read scope, a [`model::ReadScope`] in its filter), and what one
 //!   client may cost.
 //! - [`publish`]: the one publish path (authorize, rate, tracker, validate,
-//!   broker) that `POST /longlat` and the GraphQL mutation both call.
+//!   broker) that `POST /longlat` (one position or a batch), the GraphQL
+//!   mutation and the tracker apps' ingest endpoints all call.
+//! - [`ingest`]: tracker apps' own protocols (OwnTracks, OsmAnd / Traccar
+//!   Client) read into positions.
 //! - [`broker`]: orders, numbers and keeps events (in [`broker::ring`], the
 //!   one bounded ring, which also keeps shared GraphQL results); [`broker::durable`]
 //!   is the embedded default, kept on disk; [`broker::memory`] the same in
@@ -80,6 +83,7 @@ pub mod error;
 pub mod fds;
 pub mod graphql;
 pub mod http;
+pub mod ingest;
 pub mod model;
 pub mod publish;
 pub mod server;

@@ -24,9 +24,12 @@ pub use scope::{InvalidScope, ReadScope, UNTRACKED};
 /// Longest allowed `tracker` name, in bytes (every allowed byte is ASCII).
 pub const TRACKER_MAX_LEN: usize = 64;
 
+/// The tracker name rule, in words, wherever it is stated.
+pub const TRACKER_RULE: &str = "1 to 64 characters from A-Z a-z 0-9 . _ : - /";
+
 /// A position as a client sends it, before validation.
-#[derive(Debug, Clone, Deserialize, ToSchema, async_graphql::InputObject)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema, async_graphql::InputObject)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schema(example = json!({"longitude": 18.06324, "latitude": 59.334591, "tracker": "bus-42"}))]
 pub struct PositionInput {
     /// Degrees east of Greenwich, -180 to 180.
@@ -35,10 +38,37 @@ pub struct PositionInput {
     /// Degrees north of the equator, -90 to 90.
     #[schema(minimum = -90.0, maximum = 90.0, example = 59.334591)]
     pub latitude: f64,
-    /// Optional name of the device: 1 to 64 characters from `A-Z a-z 0-9 . _ : -`.
+    /// Optional name of the device: 1 to 64 characters from
+    /// `A-Z a-z 0-9 . _ : - /` (`bus-42`, `alice/phone`).
     #[serde(default)]
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$", example = "bus-42")]
+    #[schema(pattern = "^[A-Za-z0-9._:/-]{1,64}$", example = "bus-42")]
     pub tracker: Option<String>,
+    /// When the device took the fix (RFC 3339), if it says: a buffered fix
+    /// sent late is kept and delivered but does not replace a newer latest
+    /// position. A time after the position arrived counts as its arrival.
+    #[serde(default, deserialize_with = "present_time")]
+    #[schema(value_type = String, format = DateTime, required = false, example = "2026-11-25T05:24:40Z")]
+    pub recorded_at: Option<OffsetDateTime>,
+    /// Horizontal accuracy in metres (radius), 0 or more.
+    #[serde(default, deserialize_with = "present_number")]
+    #[schema(value_type = f64, required = false, minimum = 0.0, example = 12.0)]
+    pub accuracy: Option<f64>,
+    /// Altitude in metres above sea level, -12000 to 100000.
+    #[serde(default, deserialize_with = "present_number")]
+    #[schema(value_type = f64, required = false, minimum = -12000.0, maximum = 100000.0, example = 28.0)]
+    pub altitude: Option<f64>,
+    /// Speed over ground in metres per second, 0 or more.
+    #[serde(default, deserialize_with = "present_number")]
+    #[schema(value_type = f64, required = false, minimum = 0.0, example = 8.3)]
+    pub speed: Option<f64>,
+    /// Direction of travel in degrees clockwise from true north, 0 to 360.
+    #[serde(default, deserialize_with = "present_number")]
+    #[schema(value_type = f64, required = false, minimum = 0.0, maximum = 360.0, example = 270.0)]
+    pub heading: Option<f64>,
+    /// The device's battery level in percent, 0 to 100.
+    #[serde(default, deserialize_with = "present_number")]
+    #[schema(value_type = f64, required = false, minimum = 0.0, maximum = 100.0, example = 87.0)]
+    pub battery: Option<f64>,
 }
 
 /// Why a [`PositionInput`] was refused. Each variant names its field and rule.
@@ -51,10 +81,23 @@ pub enum InvalidPosition {
     #[error("latitude must be a number from -90 to 90, got {0}")]
     Latitude(f64),
     /// Tracker name empty, too long or with a character outside the allowed set.
-    #[error(
-        "tracker must be 1 to {TRACKER_MAX_LEN} characters from A-Z a-z 0-9 . _ : - (got {0:?})"
-    )]
+    #[error("tracker must be {TRACKER_RULE} (got {0:?})")]
     Tracker(String),
+    /// A negative or non-finite accuracy.
+    #[error("accuracy must be a number of metres, 0 or more, got {0}")]
+    Accuracy(f64),
+    /// An altitude out of range.
+    #[error("altitude must be a number of metres from -12000 to 100000, got {0}")]
+    Altitude(f64),
+    /// A negative or non-finite speed.
+    #[error("speed must be a number of metres per second, 0 or more, got {0}")]
+    Speed(f64),
+    /// A heading out of range.
+    #[error("heading must be a number of degrees from 0 to 360, got {0}")]
+    Heading(f64),
+    /// A battery level out of range.
+    #[error("battery must be a percentage from 0 to 100, got {0}")]
+    Battery(f64),
 }
 
 impl InvalidPosition {
@@ -64,21 +107,66 @@ impl InvalidPosition {
             Self::Longitude(_) => "longitude",
             Self::Latitude(_) => "latitude",
             Self::Tracker(_) => "tracker",
+            Self::Accuracy(_) => "accuracy",
+            Self::Altitude(_) => "altitude",
+            Self::Speed(_) => "speed",
+            Self::Heading(_) => "heading",
+            Self::Battery(_) => "battery",
         }
     }
 }
 
-/// Whether `name` is an acceptable tracker name.
+/// Whether `name` is an acceptable tracker name (see [`TRACKER_RULE`]).
 pub fn is_valid_tracker(name: &str) -> bool {
     (1..=TRACKER_MAX_LEN).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-' | b'/'))
+}
+
+/// An optional number that, when sent, is a number: `null` is refused
+/// rather than taken for absent, as a form could not send it.
+fn present_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    f64::deserialize(d).map(Some)
+}
+
+/// An optional RFC 3339 time that, when sent, is a time (not `null`).
+fn present_time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<OffsetDateTime>, D::Error> {
+    time::serde::rfc3339::deserialize(d).map(Some)
+}
+
+/// Whether `value` is a finite number in `range`.
+fn within(value: Option<f64>, range: std::ops::RangeInclusive<f64>) -> Result<(), f64> {
+    match value {
+        Some(v) if !(v.is_finite() && range.contains(&v)) => Err(v),
+        _ => Ok(()),
+    }
 }
 
 impl PositionInput {
     /// The fields a client may send, in the order the examples show them.
-    pub const FIELDS: [&'static str; 3] = ["longitude", "latitude", "tracker"];
+    pub const FIELDS: [&'static str; 9] = [
+        "longitude",
+        "latitude",
+        "tracker",
+        "recordedAt",
+        "accuracy",
+        "altitude",
+        "speed",
+        "heading",
+        "battery",
+    ];
+
+    /// A position at these coordinates, with nothing else said.
+    pub fn at(longitude: f64, latitude: f64) -> Self {
+        Self {
+            longitude,
+            latitude,
+            ..Self::default()
+        }
+    }
 
     /// What `field` must hold, in words, for error messages that must not
     /// speak of Rust types; `None` for a field a position does not have.
@@ -86,25 +174,33 @@ impl PositionInput {
         match field {
             "longitude" => Some("a number from -180 to 180"),
             "latitude" => Some("a number from -90 to 90"),
-            "tracker" => Some("a string of 1 to 64 characters from A-Z a-z 0-9 . _ : -"),
+            "tracker" => Some("a string of 1 to 64 characters from A-Z a-z 0-9 . _ : - /"),
+            "recordedAt" => Some("an RFC 3339 time like 2026-11-25T05:24:40Z"),
+            "accuracy" => Some("a number of metres, 0 or more"),
+            "altitude" => Some("a number of metres from -12000 to 100000"),
+            "speed" => Some("a number of metres per second, 0 or more"),
+            "heading" => Some("a number of degrees from 0 to 360"),
+            "battery" => Some("a percentage from 0 to 100"),
             _ => None,
         }
     }
 
     /// Checks every rule and returns the position the broker may publish.
     pub fn validate(self) -> Result<ValidPosition, InvalidPosition> {
-        if !(self.longitude.is_finite() && (-180.0..=180.0).contains(&self.longitude)) {
-            return Err(InvalidPosition::Longitude(self.longitude));
-        }
-        if !(self.latitude.is_finite() && (-90.0..=90.0).contains(&self.latitude)) {
-            return Err(InvalidPosition::Latitude(self.latitude));
-        }
+        use InvalidPosition as Invalid;
+        within(Some(self.longitude), -180.0..=180.0).map_err(Invalid::Longitude)?;
+        within(Some(self.latitude), -90.0..=90.0).map_err(Invalid::Latitude)?;
         if let Some(tracker) = &self.tracker
             && !is_valid_tracker(tracker)
         {
             let shown: String = tracker.chars().take(TRACKER_MAX_LEN + 8).collect();
-            return Err(InvalidPosition::Tracker(shown));
+            return Err(Invalid::Tracker(shown));
         }
+        within(self.accuracy, 0.0..=f64::MAX).map_err(Invalid::Accuracy)?;
+        within(self.altitude, -12_000.0..=100_000.0).map_err(Invalid::Altitude)?;
+        within(self.speed, 0.0..=f64::MAX).map_err(Invalid::Speed)?;
+        within(self.heading, 0.0..=360.0).map_err(Invalid::Heading)?;
+        within(self.battery, 0.0..=100.0).map_err(Invalid::Battery)?;
         Ok(ValidPosition(self))
     }
 }
@@ -120,6 +216,12 @@ impl ValidPosition {
             longitude,
             latitude,
             tracker,
+            recorded_at,
+            accuracy,
+            altitude,
+            speed,
+            heading,
+            battery,
         } = self.0;
         PositionEvent {
             id,
@@ -127,7 +229,18 @@ impl ValidPosition {
             latitude,
             tracker,
             received_at,
+            recorded_at,
+            accuracy,
+            altitude,
+            speed,
+            heading,
+            battery,
         }
+    }
+
+    /// The tracker it is for, if it names one.
+    pub fn tracker(&self) -> Option<&str> {
+        self.0.tracker.as_deref()
     }
 }
 
@@ -263,6 +376,9 @@ impl<'de> Deserialize<'de> for EventId {
 }
 
 /// A stored position: what `POST /longlat` answers and every subscriber receives.
+///
+/// The optional fields are absent from its JSON when the device did not
+/// send them, so a position of longitude and latitude reads as it always did.
 #[derive(
     Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject,
 )]
@@ -287,6 +403,46 @@ pub struct PositionEvent {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub received_at: OffsetDateTime,
+    /// When the device took the fix (RFC 3339), when it said.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub recorded_at: Option<OffsetDateTime>,
+    /// Horizontal accuracy in metres, when the device said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Altitude in metres above sea level, when the device said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub altitude: Option<f64>,
+    /// Speed over ground in metres per second, when the device said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    /// Direction of travel in degrees from true north, when the device said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heading: Option<f64>,
+    /// Battery level in percent, when the device said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery: Option<f64>,
+}
+
+impl PositionEvent {
+    /// When the fix was taken: the device's `recordedAt`, else the
+    /// arrival; never after the arrival, so a device clock running ahead
+    /// cannot keep a position latest until its time comes.
+    pub fn fix_time(&self) -> OffsetDateTime {
+        self.recorded_at
+            .map_or(self.received_at, |at| at.min(self.received_at))
+    }
+
+    /// Whether this is a later position of its device than `other`: by fix
+    /// time, then by id. The one rule for a tracker's latest position, so a
+    /// buffered fix that arrives late never replaces a newer one.
+    pub fn is_later_fix_than(&self, other: &PositionEvent) -> bool {
+        (self.fix_time(), self.id) > (other.fix_time(), other.id)
+    }
 }
 
 #[async_graphql::ComplexObject]
@@ -532,9 +688,8 @@ mod tests {
 
     fn input(longitude: f64, latitude: f64, tracker: Option<&str>) -> PositionInput {
         PositionInput {
-            longitude,
-            latitude,
             tracker: tracker.map(str::to_owned),
+            ..PositionInput::at(longitude, latitude)
         }
     }
 
@@ -542,6 +697,69 @@ mod tests {
     fn the_tutorial_position_is_valid() {
         assert!(input(18.063240, 59.334591, None).validate().is_ok());
         assert!(input(-180.0, 90.0, Some("bus-42.a_b:c")).validate().is_ok());
+        assert!(input(0.0, 0.0, Some("alice/phone")).validate().is_ok());
+    }
+
+    #[test]
+    fn each_optional_field_has_its_rule_and_names_itself() {
+        let now = OffsetDateTime::now_utc();
+        let with = |edit: fn(&mut PositionInput)| {
+            let mut position = input(1.0, 2.0, None);
+            edit(&mut position);
+            position.validate().map(|_| ()).map_err(|e| e.field())
+        };
+        assert_eq!(
+            with(|p| {
+                p.recorded_at = Some(OffsetDateTime::now_utc() - time::Duration::days(3));
+                (p.accuracy, p.altitude, p.speed) = (Some(0.0), Some(-400.0), Some(31.5));
+                (p.heading, p.battery) = (Some(360.0), Some(100.0));
+            }),
+            Ok(())
+        );
+        assert_eq!(with(|p| p.accuracy = Some(-1.0)), Err("accuracy"));
+        assert_eq!(with(|p| p.altitude = Some(f64::NAN)), Err("altitude"));
+        assert_eq!(with(|p| p.speed = Some(-0.5)), Err("speed"));
+        assert_eq!(with(|p| p.heading = Some(360.5)), Err("heading"));
+        assert_eq!(with(|p| p.battery = Some(101.0)), Err("battery"));
+        let id = EventId { millis: 1, seq: 0 };
+        let mut ahead = input(1.0, 2.0, None);
+        ahead.recorded_at = Some(now + time::Duration::hours(1));
+        let ahead = ahead.validate().unwrap().into_event(id, now);
+        assert_eq!(ahead.fix_time(), now, "never after its arrival");
+        for field in PositionInput::FIELDS {
+            assert!(PositionInput::rule(field).is_some(), "{field}");
+        }
+    }
+
+    #[test]
+    fn absent_optional_fields_are_absent_from_the_json_and_present_ones_are_camel_case() {
+        let id = EventId { millis: 1, seq: 0 };
+        let bare = input(18.06, 59.33, None)
+            .validate()
+            .unwrap()
+            .into_event(id, OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(
+            serde_json::to_string(&bare).unwrap(),
+            r#"{"id":"1-0","longitude":18.06,"latitude":59.33,"receivedAt":"1970-01-01T00:00:00Z"}"#
+        );
+        let sent: PositionInput = serde_json::from_str(
+            r#"{"longitude":1,"latitude":2,"recordedAt":"2026-11-25T05:24:40.5Z","battery":50}"#,
+        )
+        .unwrap();
+        let event = sent
+            .validate()
+            .unwrap()
+            .into_event(id, OffsetDateTime::UNIX_EPOCH);
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["recordedAt"], "2026-11-25T05:24:40.5Z");
+        assert_eq!(json["battery"], 50.0);
+        assert!(json.get("speed").is_none());
+        let form: PositionInput = serde_urlencoded::from_str(
+            "longitude=1&latitude=2&recordedAt=2026-11-25T05%3A24%3A40Z&speed=3",
+        )
+        .unwrap();
+        assert_eq!(form.speed, Some(3.0));
+        assert!(form.recorded_at.is_some());
     }
 
     #[test]
@@ -553,6 +771,7 @@ mod tests {
             (input(0.0, 0.0, Some("")), "tracker"),
             (input(0.0, 0.0, Some("has space")), "tracker"),
             (input(0.0, 0.0, Some(&"x".repeat(65))), "tracker"),
+            (input(0.0, 0.0, Some("alice phone")), "tracker"),
         ];
         for (case, field) in cases {
             assert_eq!(case.validate().unwrap_err().field(), field);

@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Open connections, by `transport` (`ws`, `sse`, `graphql`).
 pub const CONNECTIONS: &str = "longlat_connections";
-/// Events accepted, by `via` (`rest`, `graphql`).
+/// Events accepted, by `via` (`rest`, `graphql`, `owntracks`, `osmand`).
 pub const PUBLISHED: &str = "longlat_events_published_total";
 /// Time to validate and publish one position, by `via`, in seconds.
 pub const PUBLISH_SECONDS: &str = "longlat_publish_duration_seconds";
@@ -88,18 +88,22 @@ struct PublishStats {
     seconds: Histogram,
 }
 
-/// Records one publish attempt through `via` (`rest` or `graphql`) that
-/// started at `started`.
-pub fn publish(via: &'static str, started: Instant, accepted: bool) {
-    static REST: OnceLock<PublishStats> = OnceLock::new();
-    static GRAPHQL: OnceLock<PublishStats> = OnceLock::new();
-    let cell = if via == "rest" { &REST } else { &GRAPHQL };
-    let stats = cell.get_or_init(|| PublishStats {
-        accepted: counter!(PUBLISHED, "via" => via),
-        seconds: histogram!(PUBLISH_SECONDS, "via" => via),
+/// The ways in, each with its own `via` label.
+const VIAS: [&str; 4] = ["rest", "graphql", "owntracks", "osmand"];
+
+/// Records one publish attempt through `via` (one of `VIAS`) that started
+/// at `started` and stored `accepted` positions (0 when it was refused; a
+/// batch stores several).
+pub fn publish(via: &'static str, started: Instant, accepted: usize) {
+    static CELLS: [OnceLock<PublishStats>; VIAS.len()] = [const { OnceLock::new() }; VIAS.len()];
+    debug_assert!(VIAS.contains(&via), "an unknown publish path {via}");
+    let index = VIAS.iter().position(|known| *known == via).unwrap_or(0);
+    let stats = CELLS[index].get_or_init(|| PublishStats {
+        accepted: counter!(PUBLISHED, "via" => VIAS[index]),
+        seconds: histogram!(PUBLISH_SECONDS, "via" => VIAS[index]),
     });
-    if accepted {
-        stats.accepted.increment(1);
+    if accepted > 0 {
+        stats.accepted.increment(accepted as u64);
     }
     stats.seconds.record(started.elapsed().as_secs_f64());
 }

@@ -25,6 +25,7 @@ enum RateKey {
 pub struct PublishRate {
     limiter: DefaultKeyedRateLimiter<RateKey>,
     clock: DefaultClock,
+    burst: NonZeroU32,
 }
 
 impl std::fmt::Debug for PublishRate {
@@ -46,11 +47,38 @@ impl PublishRate {
             Quota::per_second(rate).allow_burst(burst),
             clock.clone(),
         );
-        Some(Self { limiter, clock })
+        Some(Self {
+            limiter,
+            clock,
+            burst,
+        })
     }
 
     /// Counts one publish by `caller`.
     pub fn check(&self, caller: &Caller) -> Result<(), Error> {
+        self.check_n(caller, NonZeroU32::MIN)
+    }
+
+    /// Counts the `more` publishes of a batch beyond the one [`Self::check`]
+    /// counted when it was admitted: all of them are allowed now, or none
+    /// is counted. A batch larger than the burst could never be, and is
+    /// refused as such.
+    pub fn check_more(&self, caller: &Caller, more: NonZeroU32) -> Result<(), Error> {
+        if more.get() >= self.burst.get() {
+            return Err(Error::InvalidBody {
+                detail: format!(
+                    "the batch is larger than one caller may publish at once \
+                     (--publish-burst allows {}): send smaller batches",
+                    self.burst
+                ),
+                field: None,
+            });
+        }
+        self.check_n(caller, more)
+    }
+
+    /// Counts `count` publishes by `caller` at once.
+    fn check_n(&self, caller: &Caller, count: NonZeroU32) -> Result<(), Error> {
         let key = match &caller.credential {
             Credential::Valid(grant) => grant
                 .subject
@@ -58,11 +86,14 @@ impl PublishRate {
                 .map_or(RateKey::Address(caller.ip), RateKey::Subject),
             _ => RateKey::Address(caller.ip),
         };
-        self.limiter.check_key(&key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.clock.now());
-            Error::RateLimited {
-                retry_after_secs: retry_after_secs(wait),
-            }
+        let wait = match self.limiter.check_key_n(&key, count) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(not_until)) => not_until.wait_time_from(self.clock.now()),
+            // More than the burst: `check_more` refuses that first.
+            Err(_) => Duration::from_secs(1),
+        };
+        Err(Error::RateLimited {
+            retry_after_secs: retry_after_secs(wait),
         })
     }
 

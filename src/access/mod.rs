@@ -207,6 +207,36 @@ impl Access {
     /// (`allow_query_token`: WebSocket and EventSource requests), the
     /// `access_token` query parameter.
     pub fn caller(&self, parts: &Parts, allow_query_token: bool) -> Caller {
+        self.caller_with(parts, |parts| {
+            match parts.headers.get(header::AUTHORIZATION) {
+                Some(value) => Some(bearer(value.to_str().unwrap_or(""))),
+                None if allow_query_token => {
+                    query_token(parts.uri.query(), &["access_token"]).map(Ok)
+                }
+                None => None,
+            }
+        })
+    }
+
+    /// The caller of a tracker app's request (the ingest endpoints): apps
+    /// cannot send a bearer token, so the token may also be the password
+    /// of HTTP Basic authentication (OwnTracks) or the `token` (or
+    /// `access_token`) query parameter (OsmAnd, Traccar Client).
+    pub fn app_caller(&self, parts: &Parts) -> Caller {
+        self.caller_with(parts, |parts| {
+            match parts.headers.get(header::AUTHORIZATION) {
+                Some(value) => Some(app_authorization(value.to_str().unwrap_or(""))),
+                None => query_token(parts.uri.query(), &["token", "access_token"]).map(Ok),
+            }
+        })
+    }
+
+    /// The caller of a request whose credential `token` finds.
+    fn caller_with(
+        &self,
+        parts: &Parts,
+        token: impl FnOnce(&Parts) -> Option<Result<String, String>>,
+    ) -> Caller {
         let remote = parts
             .extensions
             .get::<Connection>()
@@ -219,12 +249,7 @@ impl Access {
                 credential: Credential::Missing,
             };
         }
-        let token = match parts.headers.get(header::AUTHORIZATION) {
-            Some(value) => Some(bearer(value.to_str().unwrap_or(""))),
-            None if allow_query_token => query_token(parts.uri.query()).map(Ok),
-            None => None,
-        };
-        let credential = match token {
+        let credential = match token(parts) {
             None => Credential::Missing,
             Some(Err(why)) => Credential::Invalid(why),
             Some(Ok(token)) => self.verify(ip, &token),
@@ -334,6 +359,16 @@ impl Access {
         }
     }
 
+    /// Counts `more` publishes by `caller` beyond the one
+    /// [`Access::check_publish_rate`] counted: the rest of a batch.
+    pub fn check_more_publishes(&self, caller: &Caller, more: usize) -> Result<(), Error> {
+        let more = u32::try_from(more).ok().and_then(std::num::NonZeroU32::new);
+        match (&self.rate, more) {
+            (Some(rate), Some(more)) => rate.check_more(caller, more),
+            _ => Ok(()),
+        }
+    }
+
     /// Takes a place for one long-lived connection (a stream) of `caller`,
     /// held until the permit is dropped; refused when the server or this
     /// address is at its `--max-connections` / `--max-connections-per-ip`.
@@ -365,13 +400,37 @@ fn bearer(value: &str) -> Result<String, String> {
     Ok(token.to_owned())
 }
 
-/// The `access_token` query parameter, if any.
-fn query_token(query: Option<&str>) -> Option<String> {
+/// The token of an app's `Authorization` header value: a bearer token, or
+/// the password of HTTP Basic authentication; or why it is neither.
+fn app_authorization(value: &str) -> Result<String, String> {
+    use base64::Engine;
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return bearer(value).map_err(|_| {
+            "use Basic authentication with the token as password, or Authorization: Bearer <token>"
+                .to_owned()
+        });
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| "the Basic credentials are not base64 of user:password".to_owned())?;
+    match decoded.split_once(':') {
+        Some((_, password)) if !password.is_empty() => Ok(password.to_owned()),
+        _ => Err("the Basic password is empty: put the token there".into()),
+    }
+}
+
+/// The first of the query parameters `names` present, if any.
+fn query_token(query: Option<&str>, names: &[&str]) -> Option<String> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query?).ok()?;
-    pairs
-        .into_iter()
-        .find(|(name, _)| name == "access_token")
-        .map(|(_, value)| value)
+    names.iter().find_map(|wanted| {
+        pairs
+            .iter()
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.clone())
+    })
 }
 
 /// The token in a GraphQL `connection_init` payload: `{"authorization":
@@ -421,11 +480,29 @@ mod tests {
 
     #[test]
     fn access_token_is_found_among_other_parameters() {
+        let names = ["access_token"];
         assert_eq!(
-            query_token(Some("after=1-0&access_token=a%2Bb")),
+            query_token(Some("after=1-0&access_token=a%2Bb"), &names),
             Some("a+b".into())
         );
-        assert_eq!(query_token(Some("after=1-0")), None);
-        assert_eq!(query_token(None), None);
+        assert_eq!(query_token(Some("after=1-0"), &names), None);
+        assert_eq!(query_token(None, &names), None);
+        assert_eq!(
+            query_token(Some("id=1&token=t"), &["token", "access_token"]),
+            Some("t".into())
+        );
+    }
+
+    #[test]
+    fn an_app_sends_its_token_as_the_basic_password_or_a_bearer_token() {
+        // base64("alice:s3cret") and base64("alice:").
+        assert_eq!(
+            app_authorization("Basic YWxpY2U6czNjcmV0"),
+            Ok("s3cret".into())
+        );
+        assert!(app_authorization("Basic YWxpY2U6").is_err());
+        assert!(app_authorization("Basic !!").is_err());
+        assert_eq!(app_authorization("Bearer t1"), Ok("t1".into()));
+        assert!(app_authorization("Digest x").is_err());
     }
 }

@@ -61,7 +61,7 @@ use crate::model::{Event, EventId, PositionEvent, ReadScope, ValidPosition};
 use crate::shutdown::Shutdown;
 use crate::stats;
 
-/// Most positions written in one batch.
+/// Most positions written in one batch (a publisher's batch is never split).
 const MAX_BATCH: usize = 4096;
 /// Most batches syncing at once: a batch that arrives while others sync is
 /// written and its sync started at once, so a publisher waits for about one
@@ -108,18 +108,24 @@ impl std::str::FromStr for SyncPolicy {
 }
 
 /// Where a publisher waits for its answer.
-type Reply = oneshot::Sender<Result<Arc<Event>, BrokerError>>;
+type Reply = oneshot::Sender<Result<Vec<Arc<Event>>, BrokerError>>;
 
-/// A publisher waiting for its event to be stored.
+/// A publisher's positions (one, or a batch), handed to the writer.
 struct Pending {
-    position: ValidPosition,
+    positions: Vec<ValidPosition>,
     reply: Reply,
+}
+
+/// A publisher waiting for its events: the next `count` of a written batch.
+struct Waiting {
+    reply: Reply,
+    count: usize,
 }
 
 /// A batch written to the log whose sync is running.
 struct InFlight {
     events: Vec<PositionEvent>,
-    replies: Vec<Reply>,
+    replies: Vec<Waiting>,
     sync: JoinHandle<std::io::Result<()>>,
 }
 
@@ -133,9 +139,11 @@ async fn oldest_sync(in_flight: &mut VecDeque<InFlight>) -> SyncResult {
     }
 }
 
-fn refuse(replies: Vec<Reply>, why: &str) {
-    for reply in replies {
-        let _ = reply.send(Err(BrokerError::Unavailable(why.to_owned())));
+fn refuse(replies: Vec<Waiting>, why: &str) {
+    for waiting in replies {
+        let _ = waiting
+            .reply
+            .send(Err(BrokerError::Unavailable(why.to_owned())));
     }
 }
 
@@ -282,7 +290,10 @@ fn absolute(dir: &Path) -> PathBuf {
 }
 
 impl Broker for DurableBroker {
-    fn publish(&self, position: ValidPosition) -> BoxFuture<'_, Result<Arc<Event>, BrokerError>> {
+    fn publish_batch(
+        &self,
+        positions: Vec<ValidPosition>,
+    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BrokerError>> {
         Box::pin(async move {
             if let Some(fatal) = lock(&self.health.fatal).clone() {
                 return Err(BrokerError::Unavailable(fatal));
@@ -290,7 +301,7 @@ impl Broker for DurableBroker {
             let (reply, answer) = oneshot::channel();
             let stopping = || BrokerError::Unavailable("the server is shutting down".into());
             self.queue
-                .send(Pending { position, reply })
+                .send(Pending { positions, reply })
                 .await
                 .map_err(|_| stopping())?;
             answer.await.map_err(|_| stopping())?
@@ -380,10 +391,14 @@ impl Writer {
             };
             match wake {
                 Wake::Batch(first) => {
+                    let mut positions = first.positions.len();
                     let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
+                    while positions < MAX_BATCH {
                         match queue.try_recv() {
-                            Ok(next) => batch.push(next),
+                            Ok(next) => {
+                                positions += next.positions.len();
+                                batch.push(next);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -426,13 +441,18 @@ impl Writer {
         let mut last = self.last;
         let millis = now_millis();
         let received_at = OffsetDateTime::now_utc();
-        let (events, replies): (Vec<PositionEvent>, Vec<Reply>) = batch
-            .into_iter()
-            .map(|p| {
+        let mut events = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for pending in batch {
+            replies.push(Waiting {
+                reply: pending.reply,
+                count: pending.positions.len(),
+            });
+            for position in pending.positions {
                 last = last.next_after(millis);
-                (p.position.into_event(last, received_at), p.reply)
-            })
-            .unzip();
+                events.push(position.into_event(last, received_at));
+            }
+        }
         let result = self
             .with_store(move |store| match store.append(&events) {
                 Ok(()) => Ok((events, store.syncer())),
@@ -487,13 +507,20 @@ impl Writer {
         }
     }
 
-    /// Appends stored events to the hub in order and answers their publishers.
-    async fn deliver(&mut self, events: Vec<PositionEvent>, replies: Vec<Reply>) {
-        for (event, reply) in events.into_iter().zip(replies) {
-            let event = Arc::new(Event::new(event));
-            self.remember(&event);
-            self.hub.append_with(|_| Some(event.clone()));
-            let _ = reply.send(Ok(event));
+    /// Appends stored events to the hub in order, in one append, and
+    /// answers their publishers.
+    async fn deliver(&mut self, events: Vec<PositionEvent>, replies: Vec<Waiting>) {
+        let events: Vec<Arc<Event>> = events
+            .into_iter()
+            .map(|event| Arc::new(Event::new(event)))
+            .collect();
+        for event in &events {
+            self.remember(event);
+        }
+        let mut events = self.hub.append_all_with(|_| events).into_iter();
+        for waiting in replies {
+            let answer = events.by_ref().take(waiting.count).collect();
+            let _ = waiting.reply.send(Ok(answer));
         }
         self.drop_expired().await;
         self.record_size();
@@ -508,7 +535,10 @@ impl Writer {
             .write()
             .unwrap_or_else(|poison| poison.into_inner());
         match latest.get_mut(tracker.as_str()) {
-            Some(kept) => *kept = event.clone(),
+            Some(kept) if event.position.is_later_fix_than(&kept.position) => {
+                *kept = event.clone();
+            }
+            Some(_) => {}
             None => {
                 latest.insert(tracker.clone(), event.clone());
                 if latest.len() > MAX_TRACKERS {

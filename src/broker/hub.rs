@@ -39,6 +39,11 @@ pub struct CursorAhead {
     pub after: EventId,
 }
 
+/// How far out of order arrival times may be along the ring (the clocks of
+/// several instances behind one Redis differ a little): [`Hub::latest`]
+/// looks this much further back than arrival order alone would need.
+const ARRIVAL_SLACK: Duration = Duration::from_secs(60);
+
 /// How much history a hub keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct HubSettings {
@@ -168,6 +173,30 @@ impl Hub {
     ) -> Option<Arc<Event>> {
         let mut ring = self.write_ring();
         let event = make(ring.last_id)?;
+        self.push(&mut ring, event.clone());
+        self.publish_head(ring);
+        Some(event)
+    }
+
+    /// Appends every event built by `make` from the last id, in order, under
+    /// one lock, and wakes subscribers once: a batch is one append.
+    pub fn append_all_with(
+        &self,
+        make: impl FnOnce(EventId) -> Vec<Arc<Event>>,
+    ) -> Vec<Arc<Event>> {
+        let mut ring = self.write_ring();
+        let events = make(ring.last_id);
+        if events.is_empty() {
+            return events;
+        }
+        for event in &events {
+            self.push(&mut ring, event.clone());
+        }
+        self.publish_head(ring);
+        events
+    }
+
+    fn push(&self, ring: &mut Kept, event: Arc<Event>) {
         debug_assert!(
             event.id() > ring.last_id,
             "hub events must be appended in id order"
@@ -180,11 +209,14 @@ impl Hub {
                 ring.pop_oldest();
             }
         }
+    }
+
+    /// Makes what was pushed visible and wakes every subscriber.
+    fn publish_head(&self, ring: RwLockWriteGuard<'_, Kept>) {
         let next = ring.next_seq();
         self.head.store(next, Ordering::Release);
         drop(ring);
         self.published.send_replace(next);
-        Some(event)
     }
 
     /// Forgets all history because the backing store lost it (Redis came
@@ -284,16 +316,32 @@ impl Hub {
         }
     }
 
-    /// The most recent event still in history, optionally for one tracker,
-    /// and within a reader's `scope` when it has one.
+    /// The latest position still in history, optionally of one tracker:
+    /// the one with the latest fix time (see
+    /// [`crate::model::PositionEvent::is_later_fix_than`]), so a buffered fix that
+    /// arrived late does not replace a newer one; within a reader's `scope`
+    /// when it has one.
     pub fn latest(&self, tracker: Option<&str>, scope: Option<&ReadScope>) -> Option<Arc<Event>> {
         self.expire();
         let ring = self.read_ring();
-        let wanted = |event: &&Arc<Event>| {
-            let its = event.position.tracker.as_deref();
-            tracker.is_none_or(|t| its == Some(t)) && scope.is_none_or(|s| s.allows(its))
-        };
-        ring.events.items().iter().rev().find(wanted).cloned()
+        let mut best: Option<&Arc<Event>> = None;
+        for event in ring.events.items().iter().rev() {
+            let position = &event.position;
+            if let Some(best) = best
+                && position.received_at + ARRIVAL_SLACK < best.position.fix_time()
+            {
+                // A fix is never later than its arrival, and what lies
+                // further back arrived earlier still.
+                break;
+            }
+            let its = position.tracker.as_deref();
+            let wanted =
+                tracker.is_none_or(|t| its == Some(t)) && scope.is_none_or(|s| s.allows(its));
+            if wanted && best.is_none_or(|b| position.is_later_fix_than(&b.position)) {
+                best = Some(event);
+            }
+        }
+        best.cloned()
     }
 
     /// The event with this id, while it is still in history.
@@ -496,9 +544,8 @@ mod tests {
     fn append(hub: &Hub, tracker: &str) -> EventId {
         let event = hub.append_with(|last| {
             let position = PositionInput {
-                longitude: 1.0,
-                latitude: 2.0,
                 tracker: Some(tracker.into()),
+                ..PositionInput::at(1.0, 2.0)
             }
             .validate()
             .ok()?;
@@ -592,11 +639,7 @@ mod tests {
         // Ids numbered by a clock ahead of this one (another machine's).
         let ahead = now + leeway * 3;
         hub.append_with(|_| {
-            let position = PositionInput {
-                longitude: 0.0,
-                latitude: 0.0,
-                tracker: None,
-            };
+            let position = PositionInput::at(0.0, 0.0);
             let id = EventId {
                 millis: ahead,
                 seq: 0,

@@ -37,15 +37,22 @@ impl MemoryBroker {
 }
 
 impl Broker for MemoryBroker {
-    fn publish(&self, position: ValidPosition) -> BoxFuture<'_, Result<Arc<Event>, BrokerError>> {
-        let event = self.hub.append_with(|last| {
+    fn publish_batch(
+        &self,
+        positions: Vec<ValidPosition>,
+    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BrokerError>> {
+        let events = self.hub.append_all_with(|mut last| {
             let received_at = OffsetDateTime::now_utc();
-            let id = last.next_after(now_millis());
-            Some(Arc::new(Event::new(position.into_event(id, received_at))))
+            let millis = now_millis();
+            positions
+                .into_iter()
+                .map(|position| {
+                    last = last.next_after(millis);
+                    Arc::new(Event::new(position.into_event(last, received_at)))
+                })
+                .collect()
         });
-        Box::pin(future::ready(event.ok_or_else(|| {
-            BrokerError::Unavailable("the event was not appended".into())
-        })))
+        Box::pin(future::ready(Ok(events)))
     }
 
     fn hub(&self) -> &Arc<Hub> {

@@ -41,8 +41,25 @@ pub enum BrokerError {
 /// Publish, subscribe and read back events. See the module documentation.
 pub trait Broker: Send + Sync + 'static {
     /// Orders, numbers and stores a position, then fans it out. Returns the
-    /// stored event once it is durable in this broker's terms.
-    fn publish(&self, position: ValidPosition) -> BoxFuture<'_, Result<Arc<Event>, BrokerError>>;
+    /// stored event once it is durable in this broker's terms. A batch of
+    /// one: every broker has one publish path.
+    fn publish(&self, position: ValidPosition) -> BoxFuture<'_, Result<Arc<Event>, BrokerError>> {
+        let batch = self.publish_batch(vec![position]);
+        Box::pin(async move {
+            batch.await?.pop().ok_or_else(|| {
+                BrokerError::Unavailable("the broker stored nothing for the position".into())
+            })
+        })
+    }
+
+    /// Orders, numbers and stores `positions` (at least one) in one append,
+    /// consecutive and in the order given, then fans them out: all are
+    /// stored or none. Returns the stored events once they are durable in
+    /// this broker's terms.
+    fn publish_batch(
+        &self,
+        positions: Vec<ValidPosition>,
+    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BrokerError>>;
 
     /// The local hub every subscription is served from.
     fn hub(&self) -> &Arc<Hub>;

@@ -50,7 +50,9 @@ const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
 mod generation;
 
-/// The stored fields of a position; the id is the stream entry's.
+/// The stored fields of a position; the id is the stream entry's. The
+/// optional fields are left out when absent, so an entry written before
+/// they existed reads with them absent.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StoredPosition {
@@ -60,6 +62,57 @@ struct StoredPosition {
     tracker: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     received_at: OffsetDateTime,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    recorded_at: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    altitude: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    speed: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    heading: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    battery: Option<f64>,
+}
+
+impl StoredPosition {
+    /// What is stored of `event`: all but its id.
+    fn of(event: &PositionEvent) -> Self {
+        Self {
+            longitude: event.longitude,
+            latitude: event.latitude,
+            tracker: event.tracker.clone(),
+            received_at: event.received_at,
+            recorded_at: event.recorded_at,
+            accuracy: event.accuracy,
+            altitude: event.altitude,
+            speed: event.speed,
+            heading: event.heading,
+            battery: event.battery,
+        }
+    }
+
+    /// The event stored under stream id `id`.
+    fn into_event(self, id: EventId) -> PositionEvent {
+        PositionEvent {
+            id,
+            longitude: self.longitude,
+            latitude: self.latitude,
+            tracker: self.tracker,
+            received_at: self.received_at,
+            recorded_at: self.recorded_at,
+            accuracy: self.accuracy,
+            altitude: self.altitude,
+            speed: self.speed,
+            heading: self.heading,
+            battery: self.battery,
+        }
+    }
 }
 
 /// The Redis Streams broker. See the module documentation.
@@ -253,13 +306,7 @@ fn decode(entry: &StreamId) -> Option<Arc<Event>> {
         tracing::warn!(%id, "skipping a stream entry that is not a longlat position");
         return None;
     };
-    Some(Arc::new(Event::new(PositionEvent {
-        id,
-        longitude: stored.longitude,
-        latitude: stored.latitude,
-        tracker: stored.tracker,
-        received_at: stored.received_at,
-    })))
+    Some(Arc::new(Event::new(stored.into_event(id))))
 }
 
 /// The one reader of the stream in this process.
@@ -385,25 +432,29 @@ impl Follower {
 }
 
 impl Broker for RedisBroker {
-    fn publish(&self, position: ValidPosition) -> BoxFuture<'_, Result<Arc<Event>, BrokerError>> {
+    fn publish_batch(
+        &self,
+        positions: Vec<ValidPosition>,
+    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BrokerError>> {
         Box::pin(async move {
             let received_at = OffsetDateTime::now_utc();
-            let draft = position.into_event(EventId::default(), received_at);
-            let stored = StoredPosition {
-                longitude: draft.longitude,
-                latitude: draft.latitude,
-                tracker: draft.tracker.clone(),
-                received_at,
-            };
-            let json = serde_json::to_string(&stored).map_err(unavailable)?;
+            let drafts: Vec<PositionEvent> = positions
+                .into_iter()
+                .map(|position| position.into_event(EventId::default(), received_at))
+                .collect();
+            let stored = drafts
+                .iter()
+                .map(|draft| serde_json::to_string(&StoredPosition::of(draft)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?;
             if self.lost.load(Ordering::Relaxed) {
                 self.reconnect_publisher().await?;
             }
             let mut conn = self.publisher.clone();
             let seen = self.hub.last_id();
-            let id = self
+            let ids = self
                 .scripts
-                .publish(&mut conn, &self.keys, seen, self.max_len, &json)
+                .publish(&mut conn, &self.keys, seen, self.max_len, &stored)
                 .await
                 .map_err(|err| {
                     if err.is_io_error() || err.is_timeout() {
@@ -411,8 +462,16 @@ impl Broker for RedisBroker {
                     }
                     unavailable(err)
                 })?;
-            let id = id.parse().map_err(unavailable)?;
-            Ok(Arc::new(Event::new(PositionEvent { id, ..draft })))
+            if ids.len() != drafts.len() {
+                return Err(unavailable("redis stored a batch only in part"));
+            }
+            ids.iter()
+                .zip(drafts)
+                .map(|(id, draft)| {
+                    let id = id.parse().map_err(unavailable)?;
+                    Ok(Arc::new(Event::new(PositionEvent { id, ..draft })))
+                })
+                .collect()
         })
     }
 

@@ -41,8 +41,10 @@ pub struct HistoryPage {
 /// Read-only operations: the latest event, one event by id, and recent history.
 #[Object]
 impl Query {
-    /// The most recent event, optionally only from one tracker; null when
-    /// nothing (matching) is in history.
+    /// The latest position, optionally only from one tracker, by fix time
+    /// (`recordedAt` when sent, else arrival): a buffered fix that arrives
+    /// late does not replace a newer one. Null when nothing (matching) is
+    /// in history.
     async fn latest(
         &self,
         ctx: &Context<'_>,

@@ -69,11 +69,7 @@ mod tests {
     use crate::model::PositionInput;
 
     async fn publish(broker: &Arc<dyn Broker>, longitude: f64) {
-        let input = PositionInput {
-            longitude,
-            latitude: 0.0,
-            tracker: None,
-        };
+        let input = PositionInput::at(longitude, 0.0);
         let valid = input.validate().expect("a valid position");
         broker.publish(valid).await.expect("published");
     }

@@ -8,7 +8,7 @@
 //! locks and no "Authorize" button for a token nothing would check.
 
 use axum::Router;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
@@ -26,6 +26,7 @@ use super::AppState;
     tags(
         (name = "positions", description = "Publish and read back positions"),
         (name = "streams", description = "Live streams of positions"),
+        (name = "apps", description = "Tracker apps (OwnTracks, OsmAnd, Traccar Client) publishing in their own protocols; see docs/apps.md"),
         (name = "pages", description = "Pages for people"),
         (name = "graphql", description = "The same positions as a GraphQL API; schema in schema/schema.graphql"),
         (name = "operations", description = "Health for operators and load balancers"),
@@ -50,12 +51,30 @@ impl Modify for BearerAuth {
                  as `access_token` in the URL instead.",
             ))
             .build();
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        let basic = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Basic)
+            .description(Some(
+                "For tracker apps that can only send a user and password (OwnTracks): \
+                 any user, and the token as the password.",
+            ))
+            .build();
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        components.add_security_scheme("basic", SecurityScheme::Http(basic));
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "For tracker apps that can only be given a URL (OsmAnd, Traccar Client): \
+                 the token as a query parameter. It ends up in logs along the way: use TLS, \
+                 and a token that may only publish for its tracker.",
+            ))),
+        );
     }
 }
+
+/// The security schemes an ingest endpoint may use besides `bearer`.
+const APP_SCHEMES: [&str; 2] = ["basic", "token"];
 
 /// `api` as this server serves it: with the `bearer` scheme only when it
 /// has `credentials` to check a token against.
@@ -87,6 +106,9 @@ fn without_bearer(api: &mut utoipa::openapi::OpenApi) {
     }
     if let Some(components) = api.components.as_mut() {
         components.security_schemes.remove("bearer");
+        for scheme in APP_SCHEMES {
+            components.security_schemes.remove(scheme);
+        }
     }
 }
 

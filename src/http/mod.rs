@@ -2,13 +2,16 @@
 //! transport's own `router()`.
 
 mod assets;
+mod batch;
 mod body_refusal;
 mod docs;
 mod favicon;
+mod geo;
 mod graphql;
 mod graphql_sse;
 mod graphql_ws;
 mod history;
+mod ingest;
 mod operations;
 mod origin;
 mod pages;
@@ -114,6 +117,22 @@ pub struct ApiCaller(pub Caller);
 /// open without custom headers (WebSocket, EventSource).
 pub struct ReaderCaller(pub Caller);
 
+/// The caller of a tracker app's request (see [`Access::app_caller`]): its
+/// token from `Authorization` (Basic password or Bearer) or the `token`
+/// query parameter.
+pub struct AppCaller(pub Caller);
+
+impl FromRequestParts<AppState> for AppCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(state.access.app_caller(parts)))
+    }
+}
+
 impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = std::convert::Infallible;
 
@@ -140,7 +159,11 @@ impl FromRequestParts<AppState> for ReaderCaller {
 /// within `--header-read-timeout-secs` (a client announcing a body it sends
 /// slowly, or never, is cut off rather than holding a connection forever).
 pub async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Error> {
-    let limit = state.config.max_body_bytes;
+    read_body_up_to(state, body, state.config.max_body_bytes).await
+}
+
+/// Reads a request body of at most `limit` bytes, like [`read_body`].
+pub async fn read_body_up_to(state: &AppState, body: Body, limit: usize) -> Result<Bytes, Error> {
     let secs = state.config.header_read_timeout_secs;
     match within(
         std::time::Duration::from_secs(secs),
@@ -221,6 +244,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(pages::router())
         .merge(history::router())
         .merge(rest::router())
+        .merge(ingest::router())
         .merge(graphql::router())
         .merge(graphql_sse::router())
         .merge(ws::router())

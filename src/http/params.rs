@@ -25,7 +25,7 @@ pub struct StreamParams {
     pub last_event_id: Option<String>,
     /// Only these trackers, comma-separated.
     #[param(
-        pattern = "^[A-Za-z0-9._:-]{1,64}(,[A-Za-z0-9._:-]{1,64})*$",
+        pattern = "^[A-Za-z0-9._:/-]{1,64}(,[A-Za-z0-9._:/-]{1,64})*$",
         example = "bus-1,bus-2"
     )]
     pub tracker: Option<String>,

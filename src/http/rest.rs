@@ -1,5 +1,6 @@
-//! REST: `POST /longlat` publishes a position; `GET /longlat/{id}` reads one
-//! back while it is in history.
+//! REST: `POST /longlat` publishes a position, or a batch of them (a JSON
+//! array, or NDJSON); `GET /longlat/{id}` reads one back while it is in
+//! history.
 //!
 //! The body is read as JSON whatever its declared type, because the
 //! tutorial's `curl -d '{…}'` sends JSON labelled
@@ -15,12 +16,50 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::batch::{BatchFormat, is_json_array, is_ndjson, read_batch};
 use super::body_refusal::{EXPECTED, invalid_body, not_json};
-use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body};
+use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body_up_to};
 use crate::access::Scope;
 use crate::error::{Error, Problem};
 use crate::model::{Event, EventId, Filter, PositionEvent, PositionInput, parse_id};
-use crate::publish::Publisher;
+use crate::publish::{MAX_BATCH, Publisher};
+
+/// What `POST /longlat` takes as JSON, as the OpenAPI document shows it:
+/// one position, or a batch of 1 to 1000.
+struct PublishBody;
+
+/// What `POST /longlat` answers: the stored event, or a batch's events.
+struct Published;
+
+/// One `schema` (by name), or an array of 1 to [`MAX_BATCH`] of them.
+fn one_or_batch(schema: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Ref};
+    OneOfBuilder::new()
+        .item(Ref::from_schema_name(schema))
+        .item(
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name(schema))
+                .min_items(Some(1))
+                .max_items(Some(MAX_BATCH)),
+        )
+        .into()
+}
+
+impl utoipa::PartialSchema for PublishBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        one_or_batch("PositionInput")
+    }
+}
+
+impl utoipa::ToSchema for PublishBody {}
+
+impl utoipa::PartialSchema for Published {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        one_or_batch("PositionEvent")
+    }
+}
+
+impl utoipa::ToSchema for Published {}
 
 /// The REST routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -29,27 +68,35 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(event_by_id))
 }
 
-/// Publish a position.
+/// Publish a position, or a batch of positions.
 ///
 /// Validates the position, stores it with a broker-assigned id and pushes it
 /// to every subscriber. The body is read as JSON whatever its declared type
 /// (the tutorial's `curl -d` labels JSON as a form); a real form body
 /// (`longitude=18.06&latitude=59.33`) is read as a form.
+///
+/// A JSON array, or NDJSON (`application/x-ndjson`: one object a line), is a
+/// batch of 1 to 1000 positions (at most `--max-batch-bytes`, 1 MiB by
+/// default): all are validated first, and stored in one append, or none is
+/// and every refused position is named in `refused` (its `index` and
+/// field). The answer is then the array of stored events, in order. A batch
+/// counts as one publish per position against `--publish-rate`.
 #[utoipa::path(
     post,
     path = "/longlat",
     tag = "positions",
     security((), ("bearer" = [])),
     request_body(
-        description = "The position. Unknown fields are refused.",
+        description = "The position, or a batch (a JSON array; or NDJSON, \
+            `application/x-ndjson`, one position object a line). Unknown fields are refused.",
         content(
-            (PositionInput = "application/json"),
+            (PublishBody = "application/json"),
             (PositionInput = "application/x-www-form-urlencoded"),
         ),
     ),
     responses(
-        (status = 201, description = "Stored and pushed to every subscriber", body = PositionEvent,
-            headers(("Location" = String, description = "`/longlat/{id}`: the stored event"))),
+        (status = 201, description = "Stored and pushed to every subscriber: the event, or a batch's events in order", body = Published,
+            headers(("Location" = String, description = "`/longlat/{id}`: the stored event (not sent for a batch)"))),
         (status = 400, description = "Not JSON, empty, trailing data, or a number out of range (`malformed-body`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Publishing needs a bearer token and none valid was sent (`unauthorized`)",
@@ -64,7 +111,8 @@ pub fn router() -> OpenApiRouter<AppState> {
             body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor a form (`unsupported-media-type`)",
             body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Wrong shape (`invalid-body`) or a value breaking a rule (`invalid-position`); `field` names it",
+        (status = 422, description = "Wrong shape (`invalid-body`) or a value breaking a rule (`invalid-position`); `field` names it. \
+            A batch with refused positions (`invalid-batch`): `refused` lists each with its `index`, and `field` is the first's (`[3].latitude`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Over the publish rate for this token or address (`rate-limited`); retry after `Retry-After` seconds",
             body = Problem, content_type = "application/problem+json",
@@ -82,11 +130,50 @@ async fn publish(
 ) -> Result<Response, Error> {
     // Admitted before the body is read: a refused caller costs no reading.
     let admitted = Publisher::new(&state.access, &*state.broker).admit(&caller)?;
-    let body = read_body(&state, body).await?;
+    let (one, batch) = (state.config.max_body_bytes, state.config.max_batch_bytes);
+    let body = read_body_up_to(&state, body, one.max(batch)).await?;
+    if let Some(format) = batch_format(content_type.as_ref(), &body) {
+        let events = admitted
+            .publish_batch("rest", || read_batch(format, &body))
+            .await?;
+        return Ok(created_batch(&events));
+    }
+    if body.len() > one {
+        return Err(Error::PayloadTooLarge { limit: one });
+    }
     let event = admitted
         .publish("rest", || parse_position(content_type.as_ref(), &body))
         .await?;
     Ok(created(&event))
+}
+
+/// Whether the body is a batch, and laid out how: NDJSON by its declared
+/// type, a JSON array by its first character (when it would be read as JSON).
+fn batch_format(content_type: Option<&HeaderValue>, body: &[u8]) -> Option<BatchFormat> {
+    match media_type(content_type) {
+        Some(media) if is_ndjson(media) => Some(BatchFormat::Ndjson),
+        Some(media) if !reads_as_json(media) => None,
+        _ => is_json_array(body).then_some(BatchFormat::JsonArray),
+    }
+}
+
+/// The answer to a batch: its events, as the JSON they were stored with.
+fn created_batch(events: &[std::sync::Arc<Event>]) -> Response {
+    let mut body = Vec::with_capacity(2 + events.iter().map(|e| e.json.len() + 1).sum::<usize>());
+    body.push(b'[');
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&event.json);
+    }
+    body.push(b']');
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// The request's `Content-Type`, without copying the other headers.
@@ -155,41 +242,52 @@ async fn event_by_id(
         .into_response())
 }
 
-/// Reads a position from a body of the given declared type.
-fn parse_position(content_type: Option<&HeaderValue>, body: &[u8]) -> Result<PositionInput, Error> {
-    // Compared without a lower-cased copy: this runs for every publish.
-    let Some(media_type) = content_type
+/// The declared media type, without parameters.
+fn media_type(content_type: Option<&HeaderValue>) -> Option<&str> {
+    content_type
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim())
-    else {
-        return parse_json(body);
-    };
-    let is = |wanted: &str| media_type.eq_ignore_ascii_case(wanted);
+}
+
+/// Whether a body of this media type is read as JSON (or, for a form, may
+/// be: the tutorial's `curl -d` labels JSON as a form).
+fn reads_as_json(media_type: &str) -> bool {
+    // Compared without a lower-cased copy: this runs for every publish.
     let bytes = media_type.as_bytes();
     let is_json_suffixed = bytes.len() >= "application/+json".len()
         && bytes[..12].eq_ignore_ascii_case(b"application/")
         && bytes[bytes.len() - 5..].eq_ignore_ascii_case(b"+json");
-    if is("application/json") || is_json_suffixed {
-        parse_json(body)
-    } else if is("application/x-www-form-urlencoded") {
-        let looks_like_json = body
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_none_or(|&b| b == b'{' || b == b'[' || b == b'"');
-        if looks_like_json {
-            parse_json(body)
-        } else {
-            parse_form(body)
-        }
-    } else {
-        Err(Error::UnsupportedMediaType {
+    ["application/json", "application/x-www-form-urlencoded"]
+        .iter()
+        .any(|known| media_type.eq_ignore_ascii_case(known))
+        || is_json_suffixed
+}
+
+/// Reads a position from a body of the given declared type.
+fn parse_position(content_type: Option<&HeaderValue>, body: &[u8]) -> Result<PositionInput, Error> {
+    let Some(media_type) = media_type(content_type) else {
+        return parse_json(body);
+    };
+    if !reads_as_json(media_type) {
+        return Err(Error::UnsupportedMediaType {
             expected: "the position as application/json (or a form)",
             got: media_type.to_ascii_lowercase(),
-        })
+        });
+    }
+    let is_form = media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded");
+    let looks_like_json = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_none_or(|&b| b == b'{' || b == b'[' || b == b'"');
+    if is_form && !looks_like_json {
+        parse_form(body)
+    } else {
+        parse_json(body)
     }
 }
 
-fn parse_json(body: &[u8]) -> Result<PositionInput, Error> {
+/// Reads one position object from JSON `body`.
+pub(super) fn parse_json(body: &[u8]) -> Result<PositionInput, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::MalformedBody {
             detail: format!("the body is empty: {EXPECTED}"),

@@ -5,7 +5,9 @@
 //! the same rule and the same `invalid-parameter` answer naming it
 //! everywhere.
 
-use super::{BoundingBox, EventId, Filter, ReadScope, TRACKER_MAX_LEN, is_valid_tracker};
+use super::{
+    BoundingBox, EventId, Filter, ReadScope, TRACKER_MAX_LEN, TRACKER_RULE, is_valid_tracker,
+};
 
 /// A parameter that cannot be used: answered as `invalid-parameter` with
 /// `field` set to `param`, on every transport.
@@ -45,9 +47,7 @@ pub fn check_tracker(param: &'static str, name: &str) -> Result<(), InvalidParam
     let shown: String = name.chars().take(TRACKER_MAX_LEN + 16).collect();
     Err(InvalidParameter {
         param,
-        detail: format!(
-            "{shown:?} is not a tracker name (1 to {TRACKER_MAX_LEN} characters from A-Z a-z 0-9 . _ : -)"
-        ),
+        detail: format!("{shown:?} is not a tracker name ({TRACKER_RULE})"),
     })
 }
 
@@ -178,6 +178,7 @@ mod tests {
                 longitude: 1.0,
                 latitude: 1.0,
                 tracker: tracker.map(str::to_owned),
+                ..Default::default()
             };
             let valid = input.validate().unwrap();
             valid.into_event(EventId::default(), time::OffsetDateTime::UNIX_EPOCH)

@@ -545,3 +545,67 @@ async fn a_second_process_on_the_same_data_directory_refuses_to_start() {
     app.publish(1.0, 1.0, None).await;
     stop(app, stopped).await;
 }
+
+/// What the server that wrote `fixtures/old-format-log` answered.
+const OLD_FORMAT_EVENTS: [&str; 3] = [
+    r#"{"id":"1795979375451-0","longitude":18.06324,"latitude":59.334591,"receivedAt":"2026-11-29T19:09:35.451768148Z"}"#,
+    r#"{"id":"1795979375492-0","longitude":-0.1276,"latitude":51.5072,"tracker":"bus-7","receivedAt":"2026-11-29T19:09:35.492167436Z"}"#,
+    r#"{"id":"1795979375537-0","longitude":2.3522,"latitude":48.8566,"tracker":"tram-1","receivedAt":"2026-11-29T19:09:35.537846022Z"}"#,
+];
+
+#[tokio::test]
+async fn a_log_written_before_positions_had_optional_fields_opens_and_reads_back_unchanged() {
+    let dir = DataDir::new("old-format");
+    let segment = "00000000000000000000.log";
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/fixtures/old-format-log");
+    std::fs::copy(fixture.join(segment), dir.path.join(segment)).expect("copy the old segment");
+    let (app, stopped) = start(&dir.path, |_| {}).await;
+    let old: Vec<Value> = OLD_FORMAT_EVENTS
+        .iter()
+        .map(|json| serde_json::from_str(json).unwrap())
+        .collect();
+    assert_eq!(all_history(&app).await, old);
+    assert_eq!(app.get_json("/longlat/latest?tracker=bus-7").await, old[1]);
+
+    let full = serde_json::json!({"longitude": 13.4, "latitude": 52.5, "tracker": "alice/phone",
+        "recordedAt": "2026-11-29T19:00:00Z", "accuracy": 5.0, "altitude": 34.0, "speed": 1.5,
+        "heading": 90.0, "battery": 77.0});
+    let response = app.post_position(&full).await;
+    assert_eq!(response.status(), 201);
+    let new: Value = response.json().await.unwrap();
+    stop(app, stopped).await;
+
+    let (app, stopped) = start(&dir.path, |_| {}).await;
+    let mut expected = old;
+    expected.push(new);
+    assert_eq!(all_history(&app).await, expected);
+    stop(app, stopped).await;
+}
+
+#[tokio::test]
+async fn a_batch_is_written_in_one_append_and_is_all_there_after_a_restart() {
+    let dir = DataDir::new("batch");
+    let (app, stopped) = start(&dir.path, |_| {}).await;
+    crate::batches::a_batch_arrives_everywhere_in_order(&app).await;
+    let before = all_history(&app).await;
+    assert_eq!(before.len(), 4, "the marker and the batch");
+    stop(app, stopped).await;
+    let (app, stopped) = start(&dir.path, |_| {}).await;
+    assert_eq!(all_history(&app).await, before);
+    stop(app, stopped).await;
+}
+
+#[tokio::test]
+async fn a_trackers_latest_position_is_its_newest_fix_before_and_after_a_restart() {
+    let dir = DataDir::new("late");
+    let (app, stopped) = start(&dir.path, |_| {}).await;
+    crate::late_points::a_late_backlog_never_replaces_the_newest_fix(&app).await;
+    let newest = app.get_json("/longlat/latest?tracker=alice/phone").await;
+    stop(app, stopped).await;
+    let (app, stopped) = start(&dir.path, |_| {}).await;
+    assert_eq!(
+        app.get_json("/longlat/latest?tracker=alice/phone").await,
+        newest
+    );
+    stop(app, stopped).await;
+}

@@ -1,6 +1,8 @@
 //! Integration tests: the real server on 127.0.0.1:0, real clients over real sockets.
 
 mod access;
+mod apps;
+mod batches;
 mod browser;
 mod cli;
 mod close_handshake;
@@ -10,6 +12,7 @@ mod durable;
 mod favicon;
 mod fuzz;
 mod generated;
+mod geojson;
 mod graphql_http;
 mod graphql_limits;
 mod graphql_protocol;
@@ -17,6 +20,7 @@ mod graphql_push;
 mod graphql_sse;
 mod graphql_subscriptions;
 mod history;
+mod late_points;
 mod limits;
 mod map_settings;
 mod nginx;
@@ -38,4 +42,5 @@ mod static_assets;
 mod test_app;
 mod tls;
 mod tutorial;
+mod watchers;
 mod ws;

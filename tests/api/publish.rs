@@ -107,7 +107,13 @@ fn bad_inputs() -> Vec<BadInput> {
     let mut cases = vec![
         bad("not JSON", "longitude is 18", 400, None, "not valid JSON"),
         bad("an empty body", "", 400, None, "empty"),
-        bad("a JSON array", "[18.06, 59.33]", 422, None, "not an object"),
+        bad(
+            "a JSON array of numbers",
+            "[18.06, 59.33]",
+            422,
+            Some("[0]"),
+            "not an object",
+        ),
         bad(
             "a JSON string",
             r#""18.06 59.33""#,
@@ -159,10 +165,10 @@ fn bad_inputs() -> Vec<BadInput> {
         ),
         bad(
             "an unknown field",
-            r#"{"longitude": 1, "latitude": 1, "altitude": 3}"#,
+            r#"{"longitude": 1, "latitude": 1, "elevation": 3}"#,
             422,
-            Some("altitude"),
-            "altitude is not a field of a position",
+            Some("elevation"),
+            "elevation is not a field of a position",
         ),
         bad(
             "trailing data",
@@ -243,9 +249,9 @@ fn bad_forms() -> Vec<BadInput> {
         ),
         form(
             "a form with an unknown field",
-            "longitude=1&latitude=1&speed=3",
-            "speed",
-            "speed is not a field of a position",
+            "longitude=1&latitude=1&velocity=3",
+            "velocity",
+            "velocity is not a field of a position",
         ),
         form(
             "a form with an empty tracker",

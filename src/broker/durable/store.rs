@@ -12,7 +12,12 @@
 //!   the length and payload (u32 LE), payload. The payload is the event:
 //!   id millis and seq (u64 LE each), arrival time (i64 seconds, u32
 //!   nanoseconds), longitude and latitude (f64 LE), tracker length (u8) and
-//!   its bytes.
+//!   its bytes; then, only when the device sent any of them, the optional
+//!   section: a byte of flags naming which follow, in this order, the fix
+//!   time (i64 seconds, u32 nanoseconds), accuracy, altitude, speed,
+//!   heading and battery (f64 LE each). A record says its length, so
+//!   records written before the section existed read with those fields
+//!   absent, and a record without them is written exactly as it was then.
 //! - `latest.snapshot`: the same header shape (`longlat-latest1\n`) and
 //!   records, one per tracker: written (to a temporary file, synced, then
 //!   renamed) before segments are deleted, so a tracker's last position
@@ -45,8 +50,18 @@ const LOCK: &str = "LOCK";
 const RECORD_HEADER: usize = 8;
 /// Fixed part of a payload: id, arrival time, coordinates, tracker length.
 const PAYLOAD_FIXED: usize = 16 + 12 + 16 + 1;
-/// Largest payload: the fixed part and the longest tracker name.
-const PAYLOAD_MAX: usize = PAYLOAD_FIXED + 255;
+/// Largest optional section: flags, fix time, five numbers.
+const OPTIONAL_MAX: usize = 1 + 12 + 5 * 8;
+/// Largest payload: the fixed part, the longest tracker name and the
+/// optional section.
+const PAYLOAD_MAX: usize = PAYLOAD_FIXED + 255 + OPTIONAL_MAX;
+/// Flag of the fix time in the optional section; the numbers follow it
+/// (`NUMBER_FLAGS`).
+const RECORDED_AT: u8 = 1;
+/// Flags of the optional numbers, in the order they are written.
+const NUMBER_FLAGS: [u8; 5] = [2, 4, 8, 16, 32];
+/// Every flag of the optional section.
+const KNOWN_FLAGS: u8 = 0b0011_1111;
 /// Bytes of zeros the active segment is extended by at a time.
 const PREALLOCATE: u64 = 1 << 20;
 
@@ -365,13 +380,14 @@ impl Store {
     }
 }
 
-/// Keeps `event` as its tracker's latest if it is newer than the one kept.
+/// Keeps `event` as its tracker's latest if it is a later fix than the one
+/// kept.
 fn remember(latest: &mut HashMap<String, PositionEvent>, event: &PositionEvent) {
     let Some(tracker) = &event.tracker else {
         return;
     };
     match latest.get_mut(tracker) {
-        Some(kept) if kept.id < event.id => *kept = event.clone(),
+        Some(kept) if event.is_later_fix_than(kept) => *kept = event.clone(),
         Some(_) => {}
         None => {
             latest.insert(tracker.clone(), event.clone());
@@ -575,10 +591,86 @@ fn encode(buf: &mut Vec<u8>, event: &PositionEvent) {
     let tracker = &tracker[..tracker.len().min(255)];
     buf.push(tracker.len() as u8);
     buf.extend_from_slice(tracker);
+    encode_optional(buf, event);
     let len = ((buf.len() - start - RECORD_HEADER) as u32).to_le_bytes();
     let crc = checksum(&len, &buf[start + RECORD_HEADER..]);
     buf[start..start + 4].copy_from_slice(&len);
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The numbers of the optional section, in the order they are written.
+fn optional_numbers(event: &PositionEvent) -> [Option<f64>; 5] {
+    [
+        event.accuracy,
+        event.altitude,
+        event.speed,
+        event.heading,
+        event.battery,
+    ]
+}
+
+/// Writes the optional section, when there is anything to write.
+fn encode_optional(buf: &mut Vec<u8>, event: &PositionEvent) {
+    let numbers = optional_numbers(event);
+    let mut flags = 0;
+    if event.recorded_at.is_some() {
+        flags |= RECORDED_AT;
+    }
+    for (flag, number) in NUMBER_FLAGS.iter().zip(&numbers) {
+        if number.is_some() {
+            flags |= flag;
+        }
+    }
+    if flags == 0 {
+        return;
+    }
+    buf.push(flags);
+    if let Some(at) = event.recorded_at {
+        buf.extend_from_slice(&at.unix_timestamp().to_le_bytes());
+        buf.extend_from_slice(&at.nanosecond().to_le_bytes());
+    }
+    for number in numbers.into_iter().flatten() {
+        buf.extend_from_slice(&number.to_le_bytes());
+    }
+}
+
+/// Reads the optional section (empty in a record that has none) into
+/// `event`; `None` when it is not one `encode_optional` writes.
+fn decode_optional(section: &[u8], event: &mut PositionEvent) -> Option<()> {
+    let Some((&flags, mut rest)) = section.split_first() else {
+        return Some(());
+    };
+    if flags == 0 || flags & !KNOWN_FLAGS != 0 {
+        return None;
+    }
+    let mut take = |n: usize| {
+        let (head, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(head)
+    };
+    if flags & RECORDED_AT != 0 {
+        let seconds = i64::from_le_bytes(take(8)?.try_into().ok()?);
+        let nanos = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let at = OffsetDateTime::from_unix_timestamp(seconds)
+            .ok()?
+            .replace_nanosecond(nanos)
+            .ok()?;
+        event.recorded_at = Some(at);
+    }
+    let mut numbers = [None; 5];
+    for (flag, number) in NUMBER_FLAGS.iter().zip(&mut numbers) {
+        if flags & flag != 0 {
+            *number = Some(f64::from_le_bytes(take(8)?.try_into().ok()?));
+        }
+    }
+    [
+        event.accuracy,
+        event.altitude,
+        event.speed,
+        event.heading,
+        event.battery,
+    ] = numbers;
+    rest.is_empty().then_some(())
 }
 
 fn decode(payload: &[u8]) -> Option<PositionEvent> {
@@ -595,15 +687,12 @@ fn decode(payload: &[u8]) -> Option<PositionEvent> {
         .replace_nanosecond(nanos)
         .ok()?;
     let tracker_len = usize::from(*payload.get(44)?);
-    let tracker = payload.get(PAYLOAD_FIXED..)?;
-    if tracker.len() != tracker_len {
-        return None;
-    }
+    let tracker = payload.get(PAYLOAD_FIXED..PAYLOAD_FIXED + tracker_len)?;
     let tracker = match tracker_len {
         0 => None,
         _ => Some(std::str::from_utf8(tracker).ok()?.to_owned()),
     };
-    Some(PositionEvent {
+    let mut event = PositionEvent {
         id: EventId {
             millis: u64_at(0)?,
             seq: u64_at(8)?,
@@ -612,7 +701,15 @@ fn decode(payload: &[u8]) -> Option<PositionEvent> {
         longitude: f64_at(28)?,
         latitude: f64_at(36)?,
         tracker,
-    })
+        recorded_at: None,
+        accuracy: None,
+        altitude: None,
+        speed: None,
+        heading: None,
+        battery: None,
+    };
+    decode_optional(&payload[PAYLOAD_FIXED + tracker_len..], &mut event)?;
+    Some(event)
 }
 
 fn read_snapshot(path: &Path) -> Result<HashMap<String, PositionEvent>, OpenError> {
@@ -647,25 +744,50 @@ fn write_snapshot<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PositionInput;
 
     fn event(millis: u64, tracker: Option<&str>) -> PositionEvent {
-        PositionEvent {
-            id: EventId { millis, seq: 0 },
-            longitude: 18.5,
-            latitude: -33.25,
+        let received_at = OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap();
+        PositionInput {
             tracker: tracker.map(str::to_owned),
-            received_at: OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap(),
+            ..PositionInput::at(18.5, -33.25)
+        }
+        .validate()
+        .unwrap()
+        .into_event(EventId { millis, seq: 0 }, received_at)
+    }
+
+    #[test]
+    fn a_record_round_trips_with_and_without_its_optional_fields() {
+        let bare = event(7, Some("bus-42"));
+        let mut full = event(8, Some("alice/phone"));
+        full.recorded_at = Some(full.received_at - time::Duration::milliseconds(1500));
+        (full.accuracy, full.altitude, full.speed) = (Some(4.5), Some(-12.0), Some(0.0));
+        full.battery = Some(100.0);
+        let mut some = event(9, None);
+        some.heading = Some(359.5);
+        for original in [bare, full, some] {
+            let mut buf = Vec::new();
+            encode(&mut buf, &original);
+            let (payload, next) = record_at(&buf, 0).unwrap();
+            assert_eq!(next, buf.len());
+            assert_eq!(decode(payload), Some(original));
         }
     }
 
     #[test]
-    fn a_record_round_trips() {
+    fn a_record_without_optional_fields_is_the_old_format_byte_for_byte() {
         let mut buf = Vec::new();
-        let original = event(7, Some("bus-42"));
-        encode(&mut buf, &original);
-        let (payload, next) = record_at(&buf, 0).unwrap();
-        assert_eq!(next, buf.len());
-        assert_eq!(decode(payload), Some(original));
+        encode(&mut buf, &event(7, Some("ab")));
+        assert_eq!(buf.len(), RECORD_HEADER + PAYLOAD_FIXED + 2);
+        let mut bad = buf.clone();
+        // An optional section whose flags name nothing is not one we write.
+        bad.push(0);
+        bad[..4].copy_from_slice(&((PAYLOAD_FIXED + 3) as u32).to_le_bytes());
+        let crc = checksum(&bad[..4], &bad[RECORD_HEADER..]);
+        bad[4..8].copy_from_slice(&crc.to_le_bytes());
+        let (payload, _) = record_at(&bad, 0).unwrap();
+        assert_eq!(decode(payload), None);
     }
 
     #[test]

@@ -132,9 +132,14 @@ impl Scripts {
     /// Loads the scripts into Redis's cache.
     pub(super) async fn load(conn: &mut impl ConnectionLike) -> RedisResult<Self> {
         let generation = Script::load(conn, format!("{GENERATION}return token")).await?;
-        // ARGV[3]: the stream's approximate maximum length; ARGV[4]: the
-        // stored position.
-        let xadd = "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'p', ARGV[4])";
+        // ARGV[3]: the stream's approximate maximum length; ARGV[4] on:
+        // the stored positions, appended in one script so a batch is
+        // stored whole and its ids are consecutive.
+        let xadd = "local ids = {}
+for i = 4, #ARGV do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'p', ARGV[i])
+end
+return ids";
         let publish = Script::load(conn, format!("{GENERATION}{xadd}")).await?;
         Ok(Self {
             generation,
@@ -156,21 +161,22 @@ impl Scripts {
             .await
     }
 
-    /// Appends `position` (stored JSON) in the current generation, starting
-    /// one if needed, and returns the entry's id.
+    /// Appends `positions` (stored JSON) in the current generation,
+    /// starting one if needed, and returns the entries' ids in order.
     pub(super) async fn publish(
         &self,
         conn: &mut impl ConnectionLike,
         keys: &Keys,
         seen: EventId,
         max_len: usize,
-        position: &str,
-    ) -> RedisResult<String> {
+        positions: &[String],
+    ) -> RedisResult<Vec<String>> {
         let above = seen.next_after(0).to_string();
         let max_len = max_len.to_string();
-        self.publish
-            .run(conn, keys, &[&fresh_token(), &above, &max_len, position])
-            .await
+        let token = fresh_token();
+        let mut args = vec![token.as_str(), above.as_str(), max_len.as_str()];
+        args.extend(positions.iter().map(String::as_str));
+        self.publish.run(conn, keys, &args).await
     }
 }
 
