@@ -145,10 +145,10 @@ async fn an_invalid_subscription_is_refused_with_the_field_named() {
     assert_eq!(refused["errors"][0]["extensions"]["field"], "after");
 
     let mut unknown_field =
-        app.graphql_subscribe("subscription { positions { altitude } }", json!({}));
+        app.graphql_subscribe("subscription { positions { elevation } }", json!({}));
     let errors = unknown_field.next_with("error").await;
     assert!(
-        errors[0]["message"].as_str().unwrap().contains("altitude"),
+        errors[0]["message"].as_str().unwrap().contains("elevation"),
         "{errors}"
     );
 }
