@@ -45,13 +45,15 @@
 //! # How an event travels
 //!
 //! ```text
-//! POST /longlat ─ http::rest::publish ─┐
-//! GraphQL publish ─ graphql::Mutation ─┴─ publish::Publisher (authorize, rate,
-//!     tracker, validate) ─ Broker::publish (durable: one writer appends a
-//!     batch to the log and syncs it; memory; or redis: XADD, back through
-//!     the stream reader) ─ broker::Hub::append_with: numbered, kept
-//!     in the history ring, subscribers woken; model::Event holds its
-//!     wire forms, made once
+//! POST /longlat ─ http::rest::publish (one, or http::batch) ─┐
+//! GraphQL publish ─ graphql::Mutation ────────────────────────┤
+//! /ingest/* ─ http::ingest (ingest::owntracks, ingest::osmand) ┴─
+//!     publish::Publisher (authorize, rate, tracker, validate) ─
+//!     Broker::publish_batch (durable: one writer appends the batch to the
+//!     log and syncs it; memory; or redis: one script, back through the
+//!     stream reader) ─ broker::Hub::append_all_with: numbered, kept in the
+//!     history ring (broker::ring), subscribers woken; model::Event holds
+//!     its wire forms, made once
 //!
 //! GET /ws ─ http::ws::upgrade ─ Broker::subscribe (a cursor in the ring)
 //!     ─ delivery::LiveStream: reads history from its own cursor until
@@ -66,7 +68,8 @@
 //! GET /events ─ http::sse::events: the same LiveStream and shards, the
 //!     frame as an HTTP chunk, written after the takeover from hyper
 //!     by http::sse::write_body while the stream is not parked
-//! GraphQL subscription ─ http::graphql_ws ─ SharedExecutions::join: one
+//! GraphQL subscription ─ http::graphql_ws (or http::graphql_sse, written
+//!     by hyper) ─ SharedExecutions::join, keyed by document and read scope: one
 //!     execution per distinct subscription, its results in a
 //!     broker::ring::Ring; each sharer a LiveStream over it, parked in
 //!     the execution's lanes (delivery::Shards over graphql::shared

@@ -274,3 +274,82 @@ async fn an_osmand_backlog_sent_late_and_out_of_order_is_delivered_but_latest_st
         "the newest fix, not the last to arrive"
     );
 }
+
+/// A family's phones and a neighbour's: each phone publishes only as itself
+/// (`trackers=`) and reads what its `read=` scope gives it.
+const FAMILY: &str = "\
+alice-family   publish subscribe   trackers=alice/phone  read=alice/*,bob/*
+bob-family     publish subscribe   trackers=bob/phone    read=alice/*,bob/*
+carol-own      publish subscribe   trackers=carol/phone  read=carol/*
+";
+
+/// POSTs an OwnTracks location as `user`'s phone, authenticated as `login`
+/// with `password`.
+async fn owntracks_as(app: &TestApp, login: &str, password: &str, user: &str) -> u16 {
+    let response = app
+        .http
+        .post(app.url("/ingest/owntracks"))
+        .basic_auth(login, Some(password))
+        .header("X-Limit-U", user)
+        .header("X-Limit-D", "phone")
+        .header("Content-Type", "application/json")
+        .body(owntracks_location(unix(0)).to_string())
+        .send()
+        .await
+        .expect("POST /ingest/owntracks");
+    response.status().as_u16()
+}
+
+#[tokio::test]
+async fn a_familys_phones_publish_as_themselves_and_read_the_family_and_no_one_else() {
+    let path = std::env::temp_dir().join(format!("longlat-{}-family.tokens", std::process::id()));
+    std::fs::write(&path, FAMILY).expect("a token file");
+    let app = spawn_app_with(|c| {
+        c.tokens_file = Some(path);
+        c.protect = vec!["publish".into(), "subscribe".into()];
+    })
+    .await;
+    let mut alice_reads = app.subscribe("/ws?access_token=alice-family").await;
+
+    for (login, password) in [("carol", "carol-own"), ("bob", "bob-family")] {
+        assert_eq!(owntracks_as(&app, login, password, login).await, 200);
+    }
+    assert_eq!(
+        owntracks_as(&app, "bob", "bob-family", "alice").await,
+        403,
+        "Bob's phone may not publish as Alice's"
+    );
+    assert_eq!(
+        owntracks_as(&app, "alice", "alice-family", "alice").await,
+        200
+    );
+
+    // Alice's own phone reads Bob's position and then her own; Carol's,
+    // published first, never reaches it.
+    assert_eq!(alice_reads.next_json().await["tracker"], "bob/phone");
+    assert_eq!(alice_reads.next_json().await["tracker"], "alice/phone");
+
+    let latest = |token: &'static str, query: &'static str| {
+        app.http
+            .get(app.url(&format!("/longlat/latest{query}")))
+            .bearer_auth(token)
+            .send()
+    };
+    let family_latest: Value = latest("bob-family", "")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(family_latest["tracker"], "alice/phone");
+    let carols = latest("alice-family", "?tracker=carol/phone")
+        .await
+        .unwrap();
+    assert_eq!(
+        carols.status(),
+        403,
+        "the neighbour's phone is outside the family's scope"
+    );
+    let own: Value = latest("carol-own", "").await.unwrap().json().await.unwrap();
+    assert_eq!(own["tracker"], "carol/phone", "Carol reads only her own");
+}
