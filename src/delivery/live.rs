@@ -73,7 +73,9 @@ impl<R: Follow> LiveStream<R> {
     pub async fn next(&mut self) -> Result<R::Item, Gone> {
         loop {
             if self.draining {
-                self.drain().await?;
+                // Boxed: a handback is rare, and its timer would otherwise
+                // take room in every idle subscriber's future.
+                Box::pin(self.drain()).await?;
             }
             self.park_if_caught_up();
             let Some(seat) = self.seat.as_ref().filter(|_| self.parked) else {
