@@ -15,6 +15,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use std::convert::Infallible;
@@ -186,21 +187,29 @@ type Served<'a> = std::pin::Pin<
 /// Serves a connection, cut off (dropped) if no request has begun within
 /// `limit`: hyper's header read timeout starts only once it has read
 /// enough to tell HTTP/1.1 from HTTP/2, so a client that sends nothing
-/// would otherwise keep its connection for ever.
+/// would otherwise keep its connection for ever. Once a request has begun
+/// the timer is no longer looked at, so it costs a keep-alive connection
+/// nothing per request.
 async fn first_request_within(
     mut served: Served<'_>,
     limit: Duration,
     started: &AtomicBool,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    tokio::select! {
-        result = &mut served => return result,
-        () = tokio::time::sleep(limit) => {}
-    }
-    if started.load(Ordering::Relaxed) {
-        served.await
-    } else {
-        Ok(())
-    }
+    let mut timer = Some(Box::pin(tokio::time::sleep(limit)));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = served.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        if started.load(Ordering::Relaxed) {
+            timer = None;
+        }
+        match timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
+            // Nothing asked in time: the connection is dropped.
+            Some(Poll::Ready(())) => Poll::Ready(Ok(())),
+            _ => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Most streams a client may open at once on one HTTP/2 connection (each
