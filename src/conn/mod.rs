@@ -401,12 +401,15 @@ impl Writer {
                 self.tcp().writable().await?;
                 continue;
             };
-            if tokio::time::timeout(timeout, self.tcp().writable())
-                .await
-                .is_err()
-            {
-                self.out().timed_out = true;
-                return Err(io::ErrorKind::TimedOut.into());
+            match tokio::time::timeout(timeout, self.tcp().writable()).await {
+                Ok(Ok(())) => {}
+                // The runtime's I/O driver is gone (shutting down): waiting
+                // again would fail again at once, for ever.
+                Ok(Err(err)) => return Err(err),
+                Err(_) => {
+                    self.out().timed_out = true;
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
             }
         }
     }

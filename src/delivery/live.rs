@@ -51,6 +51,8 @@ pub struct LiveStream<R: Follow> {
     parked: bool,
     /// Handed back with bytes maybe pending on the socket.
     draining: bool,
+    /// Its shard stopped (shutdown): the subscriber reads by itself.
+    shard_stopped: bool,
     send_timeout: Duration,
 }
 
@@ -64,6 +66,7 @@ impl<R: Follow> LiveStream<R> {
             seat,
             parked: false,
             draining: false,
+            shard_stopped: false,
             send_timeout,
         }
     }
@@ -98,14 +101,21 @@ impl<R: Follow> LiveStream<R> {
     }
 
     fn park_if_caught_up(&mut self) {
-        let Some(seat) = self.seat.as_ref().filter(|_| !self.parked) else {
+        let Some(seat) = self
+            .seat
+            .as_ref()
+            .filter(|_| !self.parked && !self.shard_stopped)
+        else {
             return;
         };
         if !seat.socket().is_drained() {
             return;
         }
         if let Some(cursor) = self.reader.park_at() {
-            seat.park(cursor);
+            // Handed back at once if the shard has stopped; then it never
+            // parks again, or it would be handed back again and again
+            // without ever waiting.
+            self.shard_stopped = !seat.park(cursor);
             self.parked = true;
         }
     }

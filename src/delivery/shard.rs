@@ -135,13 +135,17 @@ impl<F: Feed> Seat<F> {
 
     /// Parks the seat, whose subscriber has read everything before
     /// `cursor`: from then on its shard writes to it, until it is handed
-    /// back (see [`handed_back`](Self::handed_back)).
-    pub fn park(self: &Arc<Self>, cursor: F::Cursor) {
-        if let Err(mpsc::error::SendError(Command::Park(_, cursor))) =
-            self.shard.send(Command::Park(self.clone(), cursor))
-        {
-            // The shard stopped (shutdown): the subscriber reads by itself.
-            self.hand_back(cursor);
+    /// back (see [`handed_back`](Self::handed_back)). `false` when the
+    /// shard has stopped (shutdown): the seat is handed back at once, and
+    /// the subscriber reads by itself from then on.
+    pub fn park(self: &Arc<Self>, cursor: F::Cursor) -> bool {
+        match self.shard.send(Command::Park(self.clone(), cursor)) {
+            Ok(()) => true,
+            Err(mpsc::error::SendError(Command::Park(_, cursor))) => {
+                self.hand_back(cursor);
+                false
+            }
+            Err(_) => unreachable!("the command sent was a park"),
         }
     }
 
