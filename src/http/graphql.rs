@@ -234,15 +234,9 @@ async fn get_graphql(
     }
 }
 
-/// A query sent in the URL: reading needs the subscribe credential, and
-/// only queries run (GET must not change state).
-async fn run_get(
-    state: &AppState,
-    caller: Caller,
-    headers: &HeaderMap,
-    query: &str,
-) -> Result<Response, Error> {
-    state.access.authorize(&caller, Scope::Subscribe)?;
+/// The operation a `GET /graphql` carries in its query string; refused
+/// without a document.
+pub(super) fn request_in_query(query: &str) -> Result<async_graphql::Request, Error> {
     let request = parse_query_string(query).map_err(|err| Error::InvalidParameter {
         param: "query",
         detail: err.to_string(),
@@ -253,6 +247,19 @@ async fn run_get(
             detail: "a GraphQL document is required: /graphql?query={ latest { id } }".into(),
         });
     }
+    Ok(request)
+}
+
+/// A query sent in the URL: reading needs the subscribe credential, and
+/// only queries run (GET must not change state).
+async fn run_get(
+    state: &AppState,
+    caller: Caller,
+    headers: &HeaderMap,
+    query: &str,
+) -> Result<Response, Error> {
+    state.access.authorize(&caller, Scope::Subscribe)?;
+    let request = request_in_query(query)?;
     let document = match guard::check(&request.query) {
         Ok(document) => document,
         Err(refused) => {

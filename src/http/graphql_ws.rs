@@ -285,10 +285,7 @@ impl Connection {
             self.operations.insert(id, outcomes.boxed());
             return Ok(());
         }
-        let key = SharedKey {
-            payload: payload.to_string(),
-            scope: self.caller.read_scope().cloned(),
-        };
+        let key = SharedKey::new(payload.to_string(), &self.caller);
         let Ok(request) = serde_json::from_value::<async_graphql::Request>(payload) else {
             return Err(End::close(4400, "Invalid message received"));
         };

@@ -166,13 +166,19 @@ fn with_headers(mut response: Response, version: Version, connection_close: bool
         // The stream's task closes the connection when the stream ends.
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    event_stream_headers(headers);
+    response
+}
+
+/// The headers of every event stream, `/events` and GraphQL over SSE: its
+/// type, and no caching or buffering on the way.
+pub(super) fn event_stream_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
 }
 
 /// The header a reconnecting EventSource sends.

@@ -121,6 +121,16 @@ pub struct SharedKey {
     pub scope: Option<ReadScope>,
 }
 
+impl SharedKey {
+    /// The key of `payload` sent by `caller`: read within its scope.
+    pub fn new(payload: String, caller: &crate::access::Caller) -> Self {
+        Self {
+            payload,
+            scope: caller.read_scope().cloned(),
+        }
+    }
+}
+
 /// One running shared execution; dropping the last sharer stops it.
 struct Group {
     /// Where new sharers start reading: only results sent after they join.

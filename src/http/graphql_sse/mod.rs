@@ -28,7 +28,7 @@ use std::time::Duration;
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{BoxStream, Stream, StreamExt};
 use serde_json::Value;
@@ -257,18 +257,7 @@ impl Operation {
 
     /// The operation in a `GET`'s query string.
     pub fn from_query(query: &str) -> Result<Self, Error> {
-        let request = async_graphql::http::parse_query_string(query).map_err(|err| {
-            Error::InvalidParameter {
-                param: "query",
-                detail: err.to_string(),
-            }
-        })?;
-        if request.query.is_empty() {
-            return Err(Error::InvalidParameter {
-                param: "query",
-                detail: "a GraphQL document is required: /graphql?query={ latest { id } }".into(),
-            });
-        }
+        let request = super::graphql::request_in_query(query)?;
         let key = serde_json::json!({
             "query": request.query,
             "variables": request.variables,
@@ -333,10 +322,7 @@ impl Checked {
             Self::Refused(errors) => futures::stream::iter([Outcome::Refused(errors)]).boxed(),
             Self::Runs => {
                 // Shared only among callers who may read the same trackers.
-                let key = SharedKey {
-                    payload: operation.key,
-                    scope: caller.read_scope().cloned(),
-                };
+                let key = SharedKey::new(operation.key, &caller);
                 let mut data = async_graphql::Data::default();
                 data.insert(caller);
                 state
@@ -472,13 +458,7 @@ pub fn event_stream(
     let keepalive = Duration::from_secs(state.config.sse_keepalive_secs);
     let body = with_keepalive(messages, keepalive, state.shutdown.clone(), permit);
     let mut response = Body::from_stream(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    super::sse::event_stream_headers(response.headers_mut());
     response
 }
 
