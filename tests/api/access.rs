@@ -10,14 +10,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::graphql_limits::{doubling, graphql_get};
 use crate::node_client::POSITIONS;
-use crate::test_app::{TestApp, spawn_app_with, within};
-
-/// A token file in the system's temporary directory, unique to `name`.
-fn token_file(name: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("longlat-{}-{name}.tokens", std::process::id()));
-    std::fs::write(&path, text).expect("write a token file");
-    path
-}
+use crate::test_app::{TestApp, spawn_app_with, tokens_file, within};
 
 const TOKENS: &str = "\
 # token       rights     limits
@@ -28,7 +21,7 @@ everything
 ";
 
 async fn app_with_tokens(name: &str, protect: &[&str]) -> TestApp {
-    let path = token_file(name, TOKENS);
+    let path = tokens_file(name, TOKENS);
     let protect: Vec<String> = protect.iter().map(|s| (*s).to_owned()).collect();
     spawn_app_with(move |c| {
         c.tokens_file = Some(path);
@@ -494,7 +487,7 @@ async fn rs256_and_es256_jwts_are_checked_with_the_public_key() {
 
 #[tokio::test]
 async fn a_server_with_a_token_file_it_cannot_use_does_not_start() {
-    let bad = token_file("bad", "some-token publsh\n");
+    let bad = tokens_file("bad", "some-token publsh\n");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_longlat"))
         .args([
             "--listen",

@@ -19,8 +19,7 @@ watcher        publish   trackers=marker name=watcher
 ";
 
 async fn app_with_tokens(name: &str) -> TestApp {
-    let path = std::env::temp_dir().join(format!("longlat-{}-{name}.tokens", std::process::id()));
-    std::fs::write(&path, TOKENS).expect("a token file");
+    let path = crate::test_app::tokens_file(name, TOKENS);
     spawn_app_with(|c| c.tokens_file = Some(path)).await
 }
 
@@ -302,8 +301,7 @@ async fn owntracks_as(app: &TestApp, login: &str, password: &str, user: &str) ->
 
 #[tokio::test]
 async fn a_familys_phones_publish_as_themselves_and_read_the_family_and_no_one_else() {
-    let path = std::env::temp_dir().join(format!("longlat-{}-family.tokens", std::process::id()));
-    std::fs::write(&path, FAMILY).expect("a token file");
+    let path = crate::test_app::tokens_file("family", FAMILY);
     let app = spawn_app_with(|c| {
         c.tokens_file = Some(path);
         c.protect = vec!["publish".into(), "subscribe".into()];

@@ -197,8 +197,7 @@ async fn a_host_name_that_does_not_resolve_is_named_as_such_and_not_taken_for_a_
 
 #[tokio::test]
 async fn publish_without_a_token_to_a_server_that_wants_one_suggests_the_token_option() {
-    let path = std::env::temp_dir().join(format!("longlat-{}-cli.tokens", std::process::id()));
-    std::fs::write(&path, "secret publish\n").expect("write a token file");
+    let path = crate::test_app::tokens_file("cli", "secret publish\n");
     let app = spawn_app_with(move |c| c.tokens_file = Some(path)).await;
     let run = output(longlat(&app, "publish", &["--lat", "1", "--lon", "2"])).await;
     assert!(!run.status.success(), "{run:?}");
@@ -451,8 +450,8 @@ async fn bench_over_websockets_reports_every_delivery_and_its_latency() {
 
 #[tokio::test]
 async fn bench_subscribers_with_a_scoped_token_get_every_position_of_a_tracker_in_their_scope() {
-    let tokens = std::env::temp_dir().join(format!("longlat-{}-bench.tokens", std::process::id()));
-    std::fs::write(&tokens, "pub publish\nfleet subscribe read=bench.*\n").unwrap();
+    let tokens =
+        crate::test_app::tokens_file("bench", "pub publish\nfleet subscribe read=bench.*\n");
     let app = spawn_app_with(|c| c.tokens_file = Some(tokens)).await;
     let pid = std::process::id().to_string();
     let scoped = [

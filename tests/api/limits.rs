@@ -28,8 +28,7 @@ async fn post(app: &TestApp, token: Option<&str>) -> reqwest::Response {
 
 #[tokio::test]
 async fn a_publisher_over_its_rate_gets_429_with_retry_after_and_others_are_not_held_up() {
-    let tokens = std::env::temp_dir().join(format!("longlat-{}-rate.tokens", std::process::id()));
-    std::fs::write(&tokens, "fast-one publish\nother-one publish\n").expect("a token file");
+    let tokens = crate::test_app::tokens_file("rate", "fast-one publish\nother-one publish\n");
     let app = spawn_app_with(|c| {
         c.tokens_file = Some(tokens);
         c.publish_rate = 1;
@@ -279,8 +278,7 @@ async fn garbage_and_slow_clients_do_not_starve_a_good_one() {
 
 #[tokio::test]
 async fn tokens_never_appear_in_the_logs() {
-    let tokens = std::env::temp_dir().join(format!("longlat-{}-logs.tokens", std::process::id()));
-    std::fs::write(&tokens, "file-token-4f1c\n").expect("a token file");
+    let tokens = crate::test_app::tokens_file("logs", "file-token-4f1c\n");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_longlat"))
         .args(["--listen", "127.0.0.1:0", "--protect", "publish,subscribe"])
         .args(["--broker", "memory"])

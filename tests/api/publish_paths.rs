@@ -94,8 +94,7 @@ async fn graphql_ws(client: &mut WsClient, id: &str, tracker: &str) -> String {
 
 #[tokio::test]
 async fn the_graphql_mutation_is_rate_limited_and_tracker_checked_exactly_like_post_longlat() {
-    let tokens = std::env::temp_dir().join(format!("longlat-{}-paths.tokens", std::process::id()));
-    std::fs::write(&tokens, TOKENS).expect("a token file");
+    let tokens = crate::test_app::tokens_file("paths", TOKENS);
     let app = spawn_app_with(|c| {
         c.tokens_file = Some(tokens);
         c.protect = vec!["publish".into()];

@@ -32,8 +32,7 @@ const READERS: [(&str, Option<&[&str]>); 3] = [
 /// A server reading needs a token for, with the tokens above; publishing
 /// needs none.
 async fn app_with_scopes(name: &str, adjust: impl FnOnce(&mut longlat::config::Config)) -> TestApp {
-    let path = std::env::temp_dir().join(format!("longlat-{}-{name}.tokens", std::process::id()));
-    std::fs::write(&path, TOKENS).expect("write a token file");
+    let path = crate::test_app::tokens_file(name, TOKENS);
     spawn_app_with(move |c| {
         c.tokens_file = Some(path);
         c.protect = vec!["subscribe".into()];

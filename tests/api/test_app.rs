@@ -328,3 +328,11 @@ impl WsClient {
         self.socket.send(message).await.expect("send a frame");
     }
 }
+
+/// A token file holding `text`, named after `name` and this process, for a
+/// server started with `--tokens-file`.
+pub fn tokens_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("longlat-{}-{name}.tokens", std::process::id()));
+    std::fs::write(&path, text).expect("write a token file");
+    path
+}
