@@ -6,7 +6,8 @@
 //! to build a [`ValidPosition`], and the broker accepts nothing else. What
 //! a subscriber asks for ([`Filter`], a cursor) is parsed here once for
 //! every transport, and what it is told when events were lost ([`Gap`]) is
-//! decided here once.
+//! decided here once. So is what a zone is ([`Zone`], checked by
+//! [`ZoneInput::validate`]) and how far a point is from it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,9 +18,14 @@ use utoipa::ToSchema;
 
 mod filter;
 mod scope;
+mod zone;
 
 pub use filter::{InvalidParameter, OutOfScope, check_tracker, parse_cursor, parse_id};
 pub use scope::{InvalidScope, ReadScope, UNTRACKED};
+pub use zone::{
+    Circle, InvalidZone, Polygon, PolygonType, Shape, ZONE_NAME_RULE, Zone, ZoneInput,
+    is_valid_zone_name,
+};
 
 /// Longest allowed `tracker` name, in bytes (every allowed byte is ASCII).
 pub const TRACKER_MAX_LEN: usize = 64;
