@@ -38,6 +38,8 @@
 //! - [`config`], [`telemetry`], [`shutdown`]: start-up and stopping.
 //! - [`fds`]: the open-file limit, raised at start, and the descriptors kept
 //!   back from streams for requests.
+//! - [`geofence`]: zones trackers enter and leave; [`geofence::index`]
+//!   finds the zones near a position through an R-tree of their bounds.
 //! - [`cli`]: the command line, and the `publish`, `watch` and `bench` clients.
 //! - [`wire`]: the bytes sent to subscribers, made once per event:
 //!   WebSocket frames, SSE frames, HTTP chunks, graphql-ws messages.
@@ -84,6 +86,7 @@ pub mod conn;
 pub mod delivery;
 pub mod error;
 pub mod fds;
+pub mod geofence;
 pub mod graphql;
 pub mod http;
 pub mod ingest;

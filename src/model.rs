@@ -22,6 +22,7 @@ mod zone;
 
 pub use filter::{InvalidParameter, OutOfScope, check_tracker, parse_cursor, parse_id};
 pub use scope::{InvalidScope, ReadScope, UNTRACKED};
+pub(crate) use zone::reach_degrees;
 pub use zone::{
     Circle, InvalidZone, Polygon, PolygonType, Shape, ZONE_NAME_RULE, Zone, ZoneInput,
     is_valid_zone_name,

@@ -12,6 +12,8 @@ use utoipa::ToSchema;
 
 mod geometry;
 
+pub(crate) use geometry::reach_degrees;
+
 /// The rule for a zone's name, said in errors and docs.
 pub const ZONE_NAME_RULE: &str = "1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-'";
 
