@@ -54,6 +54,17 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub history_size: u64,
 
+    /// How far past a zone's border, in metres, a tracker inside it must
+    /// be to leave it: a fix jittering on the border enters once and does
+    /// not flap. A tracker enters with its first position inside.
+    #[arg(long, env = "LONGLAT_ZONE_HYSTERESIS", default_value_t = crate::geofence::DEFAULT_HYSTERESIS,
+          value_parser = hysteresis)]
+    pub zone_hysteresis: f64,
+
+    /// Most zones kept; putting one more is refused.
+    #[arg(long, env = "LONGLAT_MAX_ZONES", default_value_t = 100_000)]
+    pub max_zones: usize,
+
     /// Seconds after which an event leaves history even when there is room
     /// (0: kept until newer events push it out).
     #[arg(long, env = "LONGLAT_HISTORY_MAX_AGE_SECS", default_value_t = 0)]
@@ -257,6 +268,8 @@ impl Config {
             sync: crate::broker::durable::SyncPolicy::Always,
             redis_stream: "longlat:events".into(),
             history_size: 10_000,
+            zone_hysteresis: crate::geofence::DEFAULT_HYSTERESIS,
+            max_zones: 100_000,
             history_max_age_secs: 0,
             sse_keepalive_secs: 15,
             sse_retry_ms: 2_000,
@@ -382,4 +395,13 @@ impl From<&str> for Secret {
     fn from(s: &str) -> Self {
         Self(s.to_owned())
     }
+}
+
+/// A hysteresis in metres: a number from 0 to 10,000.
+fn hysteresis(value: &str) -> Result<f64, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|m| (0.0..=10_000.0).contains(m))
+        .ok_or_else(|| format!("`{value}`: use a number of metres from 0 to 10000"))
 }

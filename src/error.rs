@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::broker::{BrokerError, Gap};
-use crate::model::InvalidPosition;
+use crate::model::{InvalidPosition, InvalidZone};
 
 /// Everything that can go wrong while answering a request.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,9 @@ pub enum Error {
     /// A well-formed position that breaks a rule.
     #[error(transparent)]
     InvalidPosition(#[from] InvalidPosition),
+    /// A well-formed zone that breaks a rule.
+    #[error(transparent)]
+    InvalidZone(#[from] InvalidZone),
     /// Some positions of a batch were refused, so none was published.
     #[error("{} of the batch's {total} positions were refused, so none was published: {}",
         refused.len(), refused.first().map_or("", |r| r.detail.as_str()))]
@@ -222,9 +225,10 @@ impl Error {
             Self::MalformedBody { .. }
             | Self::InvalidParameter { .. }
             | Self::DocumentRefused(_) => StatusCode::BAD_REQUEST,
-            Self::InvalidBody { .. } | Self::InvalidPosition(_) | Self::InvalidBatch { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Self::InvalidBody { .. }
+            | Self::InvalidPosition(_)
+            | Self::InvalidZone(_)
+            | Self::InvalidBatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -249,6 +253,7 @@ impl Error {
             Self::MalformedBody { .. } => "malformed-body",
             Self::InvalidBody { .. } => "invalid-body",
             Self::InvalidPosition(_) => "invalid-position",
+            Self::InvalidZone(_) => "invalid-zone",
             Self::InvalidBatch { .. } => "invalid-batch",
             Self::InvalidParameter { .. } => "invalid-parameter",
             Self::DocumentRefused(_) => "document-refused",
@@ -285,6 +290,7 @@ impl Error {
         match self {
             Self::MalformedBody { field, .. } | Self::InvalidBody { field, .. } => field.as_deref(),
             Self::InvalidPosition(invalid) => Some(invalid.field()),
+            Self::InvalidZone(invalid) => Some(&invalid.field),
             Self::InvalidParameter { param, .. } => Some(param),
             _ => None,
         }

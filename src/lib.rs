@@ -144,13 +144,21 @@ async fn start_broker(
         max_age: config.history_max_age(),
     };
     if config.broker == "memory" {
-        return Ok((Arc::new(MemoryBroker::new(settings)), None));
+        return Ok((
+            Arc::new(MemoryBroker::new(settings, config.zone_hysteresis)),
+            None,
+        ));
     }
     if config.broker == "durable" {
-        let (broker, task) =
-            DurableBroker::open(&config.data_dir, settings, config.sync, shutdown.clone())
-                .await
-                .map_err(|err| BrokerError::Unavailable(err.to_string()))?;
+        let (broker, task) = DurableBroker::open(
+            &config.data_dir,
+            settings,
+            config.sync,
+            config.zone_hysteresis,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|err| BrokerError::Unavailable(err.to_string()))?;
         return Ok((broker, Some(task)));
     }
     #[cfg(feature = "redis")]

@@ -18,10 +18,15 @@ use utoipa::ToSchema;
 
 mod filter;
 mod scope;
+mod transition;
 mod zone;
 
-pub use filter::{InvalidParameter, OutOfScope, check_tracker, parse_cursor, parse_id};
+pub use filter::{
+    InvalidParameter, OutOfScope, check_tracker, check_zone_name, parse_cursor, parse_id,
+    parse_zones,
+};
 pub use scope::{InvalidScope, ReadScope, UNTRACKED};
+pub use transition::{Crossing, Transition, ZoneEvent};
 pub(crate) use zone::reach_degrees;
 pub use zone::{
     Circle, InvalidZone, Polygon, PolygonType, Shape, ZONE_NAME_RULE, Zone, ZoneInput,
@@ -462,27 +467,59 @@ impl PositionEvent {
     }
 }
 
-/// A published event: the typed position and its wire forms, built once at
-/// publish so every subscriber of a transport is sent the same bytes.
+/// A published event: a position, or a zone event (a tracker entering or
+/// leaving a zone, with the position that crossed), and its wire forms,
+/// built once at publish so every subscriber of a transport is sent the
+/// same bytes.
 #[derive(Debug)]
 pub struct Event {
-    /// The typed event.
+    /// The position; of a zone event, the position that crossed the border.
     pub position: PositionEvent,
-    /// `position` as compact JSON text (valid UTF-8).
+    /// Set on a zone event: its id, the zone and which way it was crossed.
+    pub transition: Option<Transition>,
+    /// The event as compact JSON text (valid UTF-8): the position, or the
+    /// [`ZoneEvent`].
     pub json: bytes::Bytes,
-    /// The Server-Sent Events frame: `id:`, `event: position`, `data:` the JSON.
+    /// The Server-Sent Events frame: `id:`, `event:` (`position`, `enter`
+    /// or `leave`), `data:` the JSON.
     pub sse: bytes::Bytes,
     /// The WebSocket text frame (from the server: unmasked) carrying `json`.
     pub ws: bytes::Bytes,
 }
 
 impl Event {
-    /// Serialises `position` once, and lays out its wire forms (see
-    /// [`crate::wire::event_forms`]).
+    /// A position event: serialises `position` once, and lays out its wire
+    /// forms (see [`crate::wire::event_forms`]).
     pub fn new(position: PositionEvent) -> Self {
-        let crate::wire::EventForms { json, ws, sse } = crate::wire::event_forms(&position);
+        let forms = crate::wire::event_forms(position.id, "position", &position);
+        Self::with_forms(position, None, forms)
+    }
+
+    /// The zone event `transition` made of `position`, the position that
+    /// crossed the border.
+    pub fn zone(position: PositionEvent, transition: Transition) -> Self {
+        let view = zone_event(&position, &transition);
+        let forms = crate::wire::event_forms(transition.id, transition.crossing.as_str(), &view);
+        Self::with_forms(position, Some(transition), forms)
+    }
+
+    /// A zone event when `transition` is set, else a position event.
+    pub fn of(position: PositionEvent, transition: Option<Transition>) -> Self {
+        match transition {
+            Some(transition) => Self::zone(position, transition),
+            None => Self::new(position),
+        }
+    }
+
+    fn with_forms(
+        position: PositionEvent,
+        transition: Option<Transition>,
+        forms: crate::wire::EventForms,
+    ) -> Self {
+        let crate::wire::EventForms { json, ws, sse } = forms;
         Self {
             position,
+            transition,
             json,
             sse,
             ws,
@@ -491,7 +528,28 @@ impl Event {
 
     /// The event's id.
     pub fn id(&self) -> EventId {
-        self.position.id
+        self.transition.as_ref().map_or(self.position.id, |t| t.id)
+    }
+
+    /// The zone event as clients see it, when this is one.
+    pub fn zone_event(&self) -> Option<ZoneEvent> {
+        Some(zone_event(&self.position, self.transition.as_ref()?))
+    }
+
+    /// Whether this is a position (not a zone event).
+    pub fn is_position(&self) -> bool {
+        self.transition.is_none()
+    }
+}
+
+fn zone_event(position: &PositionEvent, transition: &Transition) -> ZoneEvent {
+    ZoneEvent {
+        crossing: transition.crossing,
+        id: transition.id,
+        zone: transition.zone.clone(),
+        tracker: position.tracker.clone().unwrap_or_default(),
+        at: position.fix_time(),
+        position: position.clone(),
     }
 }
 
@@ -569,10 +627,24 @@ impl GapReason {
     }
 }
 
-/// Which events a subscriber wants, and may read; an empty filter matches
-/// everything.
+/// Which kind of event a subscriber follows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Events {
+    /// Positions (what every transport sends unless asked otherwise).
+    #[default]
+    Positions,
+    /// Zone events, of these zones when set, else of every zone.
+    Zones(Option<Vec<String>>),
+    /// Every event: what a fan-out that serves all subscribers follows.
+    All,
+}
+
+/// Which events a subscriber wants, and may read; the default filter
+/// matches every position.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
+    /// Positions or zone events.
+    pub events: Events,
     /// Only events from one of these trackers, when set.
     pub trackers: Option<Vec<String>>,
     /// Only events inside this box, when set.
@@ -580,12 +652,37 @@ pub struct Filter {
     /// Only events the reader's credential may read, when it is scoped
     /// (set by [`Filter::within`]).
     pub scope: Option<ReadScope>,
+    /// Only events whose position is inside this zone (its shape when the
+    /// filter was made), when set.
+    pub inside: Option<std::sync::Arc<Zone>>,
 }
 
 impl Filter {
+    /// Every event, positions and zone events alike, unfiltered.
+    pub fn everything() -> Self {
+        Self {
+            events: Events::All,
+            ..Self::default()
+        }
+    }
+
     /// Whether `event` passes the filter.
-    pub fn matches(&self, event: &PositionEvent) -> bool {
-        let tracker = event.tracker.as_deref();
+    pub fn matches(&self, event: &Event) -> bool {
+        let kind_ok = match (&self.events, &event.transition) {
+            (Events::All, _) => true,
+            (Events::Positions, None) => true,
+            (Events::Zones(zones), Some(transition)) => zones
+                .as_ref()
+                .is_none_or(|zones| zones.contains(&transition.zone)),
+            _ => false,
+        };
+        kind_ok && self.matches_position(&event.position)
+    }
+
+    /// Whether `position` (or the position of a zone event) passes the
+    /// filter's trackers, box and scope.
+    pub fn matches_position(&self, position: &PositionEvent) -> bool {
+        let tracker = position.tracker.as_deref();
         let tracker_ok = match &self.trackers {
             None => true,
             Some(wanted) => tracker.is_some_and(|t| wanted.iter().any(|w| w == t)),
@@ -595,12 +692,11 @@ impl Filter {
             && self
                 .bbox
                 .as_ref()
-                .is_none_or(|b| b.contains(event.longitude, event.latitude))
-    }
-
-    /// Whether the filter lets every event through.
-    pub fn is_empty(&self) -> bool {
-        self.trackers.is_none() && self.bbox.is_none() && self.scope.is_none()
+                .is_none_or(|b| b.contains(position.longitude, position.latitude))
+            && self
+                .inside
+                .as_ref()
+                .is_none_or(|zone| zone.contains(position.longitude, position.latitude))
     }
 
     /// Whether the reader is held to a read scope: what it is told about

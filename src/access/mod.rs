@@ -332,6 +332,22 @@ impl Access {
         }
     }
 
+    /// Refuses `caller` unless it may change zones: a publish credential
+    /// not restricted to some trackers (a phone's token may publish as
+    /// itself, not draw the zones everyone's positions are judged by).
+    pub fn authorize_zones(&self, caller: &Caller) -> Result<(), Error> {
+        self.authorize(caller, Scope::Publish)?;
+        match &caller.credential {
+            Credential::Valid(grant) if self.protect_publish && !grant.allows_tracker(None) => {
+                Err(Error::Forbidden(
+                    "this token may publish only for some trackers, and may not change zones"
+                        .into(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses a publish for `tracker` that `caller`'s credential does not
     /// cover (a token or JWT restricted to some trackers).
     pub fn authorize_tracker(&self, caller: &Caller, tracker: Option<&str>) -> Result<(), Error> {

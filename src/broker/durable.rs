@@ -54,9 +54,10 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use self::store::Store;
 pub use self::store::{OpenError, Retention};
-use super::{Broker, BrokerError, Hub, HubSettings};
+use self::store::{Record, Store};
+use super::{Broker, BrokerError, Hub, HubSettings, ZoneChange};
+use crate::geofence::Geofences;
 use crate::model::{Event, EventId, PositionEvent, ReadScope, ValidPosition};
 use crate::shutdown::Shutdown;
 use crate::stats;
@@ -116,7 +117,14 @@ struct Pending {
     reply: Reply,
 }
 
-/// A publisher waiting for its events: the next `count` of a written batch.
+/// A change of a zone, handed to the writer, and where its answer goes.
+struct ZoneJob {
+    change: ZoneChange,
+    reply: oneshot::Sender<Result<bool, BrokerError>>,
+}
+
+/// A publisher waiting for its events: the next `count` of a written batch
+/// (its positions and their zone events).
 struct Waiting {
     reply: Reply,
     count: usize,
@@ -124,7 +132,7 @@ struct Waiting {
 
 /// A batch written to the log whose sync is running.
 struct InFlight {
-    events: Vec<PositionEvent>,
+    events: Vec<Record>,
     replies: Vec<Waiting>,
     sync: JoinHandle<std::io::Result<()>>,
 }
@@ -199,6 +207,8 @@ type Latest = Arc<RwLock<HashMap<String, Arc<Event>>>>;
 pub struct DurableBroker {
     hub: Arc<Hub>,
     queue: mpsc::Sender<Pending>,
+    zone_jobs: mpsc::Sender<ZoneJob>,
+    geofences: Arc<RwLock<Geofences>>,
     health: Arc<Health>,
     latest: Latest,
 }
@@ -218,6 +228,7 @@ impl DurableBroker {
         dir: &Path,
         settings: HubSettings,
         sync: SyncPolicy,
+        hysteresis: f64,
         shutdown: Shutdown,
     ) -> Result<(Arc<Self>, JoinHandle<()>), OpenError> {
         let retention = Retention {
@@ -233,7 +244,7 @@ impl DurableBroker {
                 source: std::io::Error::other(err),
             })??;
         let horizon = match recovered.events.first() {
-            Some(oldest) => oldest.id.just_before(),
+            Some(oldest) => oldest.id().just_before(),
             None => recovered.last_id.unwrap_or(EventId {
                 millis: now_millis(),
                 seq: 0,
@@ -241,10 +252,15 @@ impl DurableBroker {
         };
         let hub = Hub::new(settings, horizon);
         let kept = recovered.events.len();
-        for event in recovered.events {
-            let event = Arc::new(Event::new(event));
+        for record in recovered.events {
+            let event = Arc::new(Event::of(record.position, record.transition));
             hub.append_with(|_| Some(event));
         }
+        let mut geofences = Geofences::from_state(recovered.zones, hysteresis);
+        for (tracker, transition) in &recovered.crossings {
+            geofences.apply(tracker, transition);
+        }
+        let geofences = Arc::new(RwLock::new(geofences));
         let latest: HashMap<_, _> = recovered
             .latest
             .into_iter()
@@ -254,6 +270,7 @@ impl DurableBroker {
             data_dir = %absolute(dir).display(),
             events = kept,
             trackers = latest.len(),
+            zones = super::read(&geofences).len(),
             on_disk_bytes = store.bytes(),
             repaired_bytes = recovered.repaired,
             took_ms = started.elapsed().as_millis() as u64,
@@ -262,9 +279,11 @@ impl DurableBroker {
         let latest = Arc::new(RwLock::new(latest));
         let health = Arc::new(Health::default());
         let (queue, pending) = mpsc::channel(QUEUE);
+        let (zone_jobs, zone_queue) = mpsc::channel(64);
         let writer = Writer {
             store: Some(store),
             hub: hub.clone(),
+            geofences: geofences.clone(),
             latest: latest.clone(),
             health: health.clone(),
             sync,
@@ -274,10 +293,12 @@ impl DurableBroker {
             in_flight: VecDeque::new(),
         };
         writer.record_size();
-        let task = tokio::spawn(writer.run(pending, shutdown));
+        let task = tokio::spawn(writer.run(pending, zone_queue, shutdown));
         let broker = Arc::new(Self {
             hub,
             queue,
+            zone_jobs,
+            geofences,
             health,
             latest,
         });
@@ -312,6 +333,27 @@ impl Broker for DurableBroker {
         &self.hub
     }
 
+    fn geofences(&self) -> &RwLock<Geofences> {
+        &self.geofences
+    }
+
+    /// Handed to the writer, which keeps zones in order with positions and
+    /// writes them (and who is inside) to disk before answering.
+    fn change_zone(&self, change: ZoneChange) -> BoxFuture<'_, Result<bool, BrokerError>> {
+        Box::pin(async move {
+            if let Some(fatal) = lock(&self.health.fatal).clone() {
+                return Err(BrokerError::Unavailable(fatal));
+            }
+            let (reply, answer) = oneshot::channel();
+            let stopping = || BrokerError::Unavailable("the server is shutting down".into());
+            self.zone_jobs
+                .send(ZoneJob { change, reply })
+                .await
+                .map_err(|_| stopping())?;
+            answer.await.map_err(|_| stopping())?
+        })
+    }
+
     /// A tracker's latest position is kept even after its events left
     /// history (and across restarts).
     fn latest(&self, tracker: Option<&str>, scope: Option<&ReadScope>) -> Option<Arc<Event>> {
@@ -343,6 +385,9 @@ struct Writer {
     /// Taken while a blocking thread writes; `None` after a fatal error.
     store: Option<Store>,
     hub: Arc<Hub>,
+    /// Zones, and who is inside: changed here only, as positions are
+    /// numbered, and by zone jobs.
+    geofences: Arc<RwLock<Geofences>>,
     latest: Latest,
     health: Arc<Health>,
     sync: SyncPolicy,
@@ -359,6 +404,7 @@ struct Writer {
 /// What the writer waits for next.
 enum Wake {
     Batch(Pending),
+    Zone(ZoneJob),
     Synced(SyncResult),
     SyncDue,
     Retention,
@@ -366,7 +412,12 @@ enum Wake {
 }
 
 impl Writer {
-    async fn run(mut self, mut queue: mpsc::Receiver<Pending>, shutdown: Shutdown) {
+    async fn run(
+        mut self,
+        mut queue: mpsc::Receiver<Pending>,
+        mut zone_jobs: mpsc::Receiver<ZoneJob>,
+        shutdown: Shutdown,
+    ) {
         let mut closing = false;
         let mut retention = tokio::time::interval(RETENTION_EVERY);
         loop {
@@ -380,8 +431,10 @@ impl Writer {
                     // Take no more, but store what publishers already handed in.
                     closing = true;
                     queue.close();
+                    zone_jobs.close();
                     continue;
                 }
+                Some(job) = zone_jobs.recv(), if !closing => Wake::Zone(job),
                 synced = oldest_sync(&mut self.in_flight), if syncing => Wake::Synced(synced),
                 pending = queue.recv(), if self.in_flight.len() < MAX_IN_FLIGHT => {
                     pending.map_or(Wake::Closed, Wake::Batch)
@@ -404,6 +457,7 @@ impl Writer {
                     }
                     self.write(batch).await;
                 }
+                Wake::Zone(job) => self.change_zone(job).await,
                 Wake::Synced(synced) => self.synced(synced).await,
                 Wake::SyncDue => self.sync_now().await,
                 Wake::Retention => self.drop_expired().await,
@@ -441,18 +495,7 @@ impl Writer {
         let mut last = self.last;
         let millis = now_millis();
         let received_at = OffsetDateTime::now_utc();
-        let mut events = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        for pending in batch {
-            replies.push(Waiting {
-                reply: pending.reply,
-                count: pending.positions.len(),
-            });
-            for position in pending.positions {
-                last = last.next_after(millis);
-                events.push(position.into_event(last, received_at));
-            }
-        }
+        let (events, replies, saved) = self.number(batch, &mut last, millis, received_at);
         let result = self
             .with_store(move |store| match store.append(&events) {
                 Ok(()) => Ok((events, store.syncer())),
@@ -462,7 +505,10 @@ impl Writer {
             .await;
         let (events, file) = match result {
             Some(Ok(written)) => written,
-            Some(Err(failure)) => return refuse(replies, &self.failed(failure)),
+            Some(Err(failure)) => {
+                self.forget_crossings(saved);
+                return refuse(replies, &self.failed(failure));
+            }
             None => return refuse(replies, &self.fatal_reason()),
         };
         self.last = last;
@@ -486,6 +532,57 @@ impl Writer {
         });
     }
 
+    /// Gives a batch's positions their ids, after `last`, each followed
+    /// by the zone events it makes (membership moves on; what it was is
+    /// returned, to put back if the batch is not stored), and counts what
+    /// each publisher waits for.
+    fn number(
+        &self,
+        batch: Vec<Pending>,
+        last: &mut EventId,
+        millis: u64,
+        received_at: OffsetDateTime,
+    ) -> (Vec<Record>, Vec<Waiting>, Vec<crate::geofence::Saved>) {
+        let mut events = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        // Membership before this batch, put back if it is not stored.
+        let mut saved = Vec::new();
+        let mut geofences = super::write(&self.geofences);
+        for pending in batch {
+            let before = events.len();
+            for position in pending.positions {
+                *last = last.next_after(millis);
+                let position = position.into_event(*last, received_at);
+                if let Some(tracker) = &position.tracker
+                    && !geofences.is_empty()
+                {
+                    saved.push(geofences.save(tracker));
+                }
+                let transitions = geofences.cross(&position, || {
+                    *last = last.next_after(millis);
+                    *last
+                });
+                let zone_events: Vec<Record> = transitions
+                    .into_iter()
+                    .map(|transition| Record {
+                        position: position.clone(),
+                        transition: Some(transition),
+                    })
+                    .collect();
+                events.push(Record {
+                    position,
+                    transition: None,
+                });
+                events.extend(zone_events);
+            }
+            replies.push(Waiting {
+                reply: pending.reply,
+                count: events.len() - before,
+            });
+        }
+        (events, replies, saved)
+    }
+
     /// The oldest batch's sync ended: deliver it, or on failure refuse it
     /// and every batch after it.
     async fn synced(&mut self, synced: SyncResult) {
@@ -507,19 +604,65 @@ impl Writer {
         }
     }
 
+    /// Puts back the membership of a batch that was not stored, latest
+    /// first, so a tracker moved twice ends where it began.
+    fn forget_crossings(&self, saved: Vec<crate::geofence::Saved>) {
+        let mut geofences = super::write(&self.geofences);
+        for saved in saved.into_iter().rev() {
+            geofences.restore(saved);
+        }
+    }
+
+    /// Puts or deletes a zone, then writes zones and membership to disk
+    /// (once every batch written before is synced, so what is on disk
+    /// never counts a zone event the log may lose) and answers.
+    async fn change_zone(&mut self, job: ZoneJob) {
+        while !self.in_flight.is_empty() {
+            let synced = oldest_sync(&mut self.in_flight).await;
+            self.synced(synced).await;
+        }
+        let (changed, state) = {
+            let mut geofences = super::write(&self.geofences);
+            let changed = match job.change {
+                ZoneChange::Put(zone) => !geofences.put(zone),
+                ZoneChange::Delete(name) => geofences.remove(&name),
+            };
+            (changed, geofences.state(self.last))
+        };
+        let result = self
+            .with_store(move |store| store.write_zones(&state))
+            .await;
+        let answer = match result {
+            Some(Ok(())) => Ok(changed),
+            Some(Err(err)) => {
+                // Kept in memory, and written again with the next change
+                // or snapshot; the caller is told it may not survive.
+                let why = format!("the zones could not be written to the data directory: {err}");
+                tracing::error!(error = %why, "durable store");
+                Err(BrokerError::Unavailable(why))
+            }
+            None => Err(BrokerError::Unavailable(self.fatal_reason())),
+        };
+        let _ = job.reply.send(answer);
+    }
+
     /// Appends stored events to the hub in order, in one append, and
-    /// answers their publishers.
-    async fn deliver(&mut self, events: Vec<PositionEvent>, replies: Vec<Waiting>) {
+    /// answers their publishers with their positions.
+    async fn deliver(&mut self, events: Vec<Record>, replies: Vec<Waiting>) {
         let events: Vec<Arc<Event>> = events
             .into_iter()
-            .map(|event| Arc::new(Event::new(event)))
+            .map(|record| Arc::new(Event::of(record.position, record.transition)))
             .collect();
         for event in &events {
             self.remember(event);
         }
         let mut events = self.hub.append_all_with(|_| events).into_iter();
         for waiting in replies {
-            let answer = events.by_ref().take(waiting.count).collect();
+            let answer = events
+                .by_ref()
+                .take(waiting.count)
+                .filter(|e| e.is_position())
+                .collect();
             let _ = waiting.reply.send(Ok(answer));
         }
         self.drop_expired().await;
@@ -527,7 +670,7 @@ impl Writer {
     }
 
     fn remember(&self, event: &Arc<Event>) {
-        let Some(tracker) = &event.position.tracker else {
+        let (Some(tracker), true) = (&event.position.tracker, event.is_position()) else {
             return;
         };
         let mut latest = self
@@ -604,9 +747,14 @@ impl Writer {
 
     /// Deletes segments past retention, keeping every tracker's latest.
     async fn drop_expired(&mut self) {
-        if !self.store.as_ref().is_some_and(Store::has_expired_segment) {
+        // Membership is written with the snapshot: only once nothing
+        // written is still syncing (see `change_zone`).
+        if !self.in_flight.is_empty()
+            || !self.store.as_ref().is_some_and(Store::has_expired_segment)
+        {
             return;
         }
+        let zones = super::read(&self.geofences).state(self.last);
         let latest: Vec<PositionEvent> = self
             .latest
             .read()
@@ -615,7 +763,7 @@ impl Writer {
             .map(|e| e.position.clone())
             .collect();
         let result = self
-            .with_store(move |store| store.drop_expired(latest.iter()))
+            .with_store(move |store| store.drop_expired(latest.iter(), &zones))
             .await;
         if let Some(Err(err)) = result {
             tracing::warn!(%err, "could not delete old segments; retrying later");

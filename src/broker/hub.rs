@@ -326,6 +326,9 @@ impl Hub {
         let ring = self.read_ring();
         let mut best: Option<&Arc<Event>> = None;
         for event in ring.events.items().iter().rev() {
+            if !event.is_position() {
+                continue;
+            }
             let position = &event.position;
             if let Some(best) = best
                 && position.received_at + ARRIVAL_SLACK < best.position.fix_time()
@@ -369,7 +372,7 @@ impl Hub {
         let start = after.map_or(0, |a| kept.partition_point(|e| e.id() <= a));
         let events = kept
             .range(start..)
-            .filter(|e| filter.matches(&e.position))
+            .filter(|e| filter.matches(e))
             .take(limit)
             .cloned()
             .collect();
@@ -451,7 +454,7 @@ impl Subscription {
                         continue;
                     }
                     self.last_id = Some(event.id());
-                    if self.filter.matches(&event.position) {
+                    if self.filter.matches(&event) {
                         return Some(Delivery::Event(event));
                     }
                 }

@@ -12,13 +12,15 @@ pub mod memory;
 pub mod redis;
 pub mod ring;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use futures::future::BoxFuture;
 
+use crate::geofence::Geofences;
+
 pub use hub::{CURSOR_LEEWAY, CursorAhead, History, Hub, HubSettings, Place, Subscription};
 
-use crate::model::{Event, EventId, Filter, ReadScope, ValidPosition};
+use crate::model::{Event, EventId, Filter, ReadScope, ValidPosition, Zone};
 pub use crate::model::{Gap, GapReason};
 
 /// What a subscriber receives.
@@ -38,7 +40,21 @@ pub enum BrokerError {
     Unavailable(String),
 }
 
-/// Publish, subscribe and read back events. See the module documentation.
+/// What changes a zone: put (add or replace) or delete.
+#[derive(Debug, Clone)]
+pub enum ZoneChange {
+    /// Adds the zone, or replaces the one with its name.
+    Put(Zone),
+    /// Deletes the zone with this name.
+    Delete(String),
+}
+
+/// The trackers inside a zone, each with the id of the enter event that
+/// put it there, by tracker name.
+pub type Occupants = Vec<(String, EventId)>;
+
+/// Publish, subscribe and read back events; keep zones. See the module
+/// documentation.
 pub trait Broker: Send + Sync + 'static {
     /// Orders, numbers and stores a position, then fans it out. Returns the
     /// stored event once it is durable in this broker's terms. A batch of
@@ -63,6 +79,32 @@ pub trait Broker: Send + Sync + 'static {
 
     /// The local hub every subscription is served from.
     fn hub(&self) -> &Arc<Hub>;
+
+    /// This instance's zones (and, but with Redis, who is inside them),
+    /// which decide zone events; see [`crate::geofence`].
+    fn geofences(&self) -> &RwLock<Geofences>;
+
+    /// Puts or deletes a zone, kept as events are (on disk, or in Redis
+    /// for every instance). Answers whether it changed anything that was
+    /// there: a zone replaced, or one deleted.
+    fn change_zone(&self, change: ZoneChange) -> BoxFuture<'_, Result<bool, BrokerError>>;
+
+    /// Every zone, by name.
+    fn zones(&self) -> Vec<Arc<Zone>> {
+        read(self.geofences()).zones()
+    }
+
+    /// The zone with this name.
+    fn zone(&self, name: &str) -> Option<Arc<Zone>> {
+        read(self.geofences()).zone(name)
+    }
+
+    /// The trackers inside zone `name` now; `None` when there is no such
+    /// zone.
+    fn occupants(&self, name: String) -> BoxFuture<'_, Result<Option<Occupants>, BrokerError>> {
+        let occupants = read(self.geofences()).occupants(&name);
+        Box::pin(async move { Ok(occupants) })
+    }
 
     /// Starts a subscription: events after `after` (or only new ones when
     /// `None`) that match `filter`. Subscribe before telling the client it is
@@ -113,4 +155,18 @@ pub trait Broker: Send + Sync + 'static {
     fn get(&self, id: EventId) -> Option<Arc<Event>> {
         self.hub().get(id)
     }
+}
+
+/// Reads the zones, whatever a panicking writer left.
+pub fn read(geofences: &RwLock<Geofences>) -> RwLockReadGuard<'_, Geofences> {
+    geofences
+        .read()
+        .unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Changes the zones, whatever a panicking writer left.
+pub fn write(geofences: &RwLock<Geofences>) -> std::sync::RwLockWriteGuard<'_, Geofences> {
+    geofences
+        .write()
+        .unwrap_or_else(|poison| poison.into_inner())
 }

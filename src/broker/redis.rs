@@ -118,6 +118,7 @@ impl StoredPosition {
 /// The Redis Streams broker. See the module documentation.
 pub struct RedisBroker {
     hub: Arc<Hub>,
+    geofences: std::sync::RwLock<crate::geofence::Geofences>,
     publisher: ConnectionManager,
     keys: Keys,
     scripts: Scripts,
@@ -185,6 +186,7 @@ impl RedisBroker {
         let task = tokio::spawn(follower.run(reader, shutdown));
         let broker = Arc::new(Self {
             hub,
+            geofences: std::sync::RwLock::new(crate::geofence::Geofences::new(20.0)),
             publisher,
             keys,
             scripts,
@@ -477,6 +479,15 @@ impl Broker for RedisBroker {
 
     fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    fn geofences(&self) -> &std::sync::RwLock<crate::geofence::Geofences> {
+        &self.geofences
+    }
+
+    fn change_zone(&self, change: super::ZoneChange) -> BoxFuture<'_, Result<bool, BrokerError>> {
+        let _ = change;
+        Box::pin(async { Err(unavailable("zones are not kept in redis yet")) })
     }
 
     fn is_ready(&self) -> bool {

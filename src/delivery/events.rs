@@ -67,7 +67,7 @@ pub fn fanout(broker: &Arc<dyn Broker>, shutdown: &Shutdown, io_uring: bool) -> 
     }
     let broker = broker.clone();
     Shards::new(workers, 1, io_uring, shutdown.clone(), move || {
-        let Ok(subscription) = broker.subscribe(None, Filter::default()) else {
+        let Ok(subscription) = broker.subscribe(None, Filter::everything()) else {
             unreachable!("only a cursor can be refused, and this asks for none");
         };
         Events {
@@ -154,7 +154,7 @@ impl Frames<EventForm> for EventFrames {
     type Made = Framing;
 
     fn make(&mut self, form: &EventForm) -> Option<Framing> {
-        if !form.filter.matches(&self.event.position) {
+        if !form.filter.matches(&self.event) {
             return None;
         }
         match form.framing {

@@ -1,3 +1,317 @@
-//! Geofences: zones, where trackers are, and the enter and leave events between.
+//! Geofences: zones, where trackers are, and the enter and leave events
+//! between.
+//!
+//! One rule for every broker, applied where positions are numbered (the
+//! memory broker's append, the durable broker's writer; Redis applies the
+//! same rule in its publish script, from [`Geofences::near`]): a tracker
+//! enters a zone with its first position inside it, and leaves it with its
+//! first position more than the hysteresis (`--zone-hysteresis`, metres)
+//! outside. A fix jittering on the border therefore enters once and does
+//! not flap. The zones a position could be in or near are found in an
+//! R-tree ([`index::ZoneIndex`]), never by testing every zone. A position
+//! without a tracker crosses nothing: membership is a tracker's.
+//!
+//! Crossings of one position come leaves first, then enters, each in zone
+//! name order, so every broker numbers them alike.
 
 pub mod index;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Crossing, EventId, PositionEvent, Transition, Zone, ZoneInput};
+
+use self::index::ZoneIndex;
+
+/// The hysteresis when none is configured, in metres: a little more than a
+/// phone's typical fix error outdoors.
+pub const DEFAULT_HYSTERESIS: f64 = 20.0;
+
+/// The zones a point is in, and those it is outside of by no more than the
+/// hysteresis (where a tracker already inside stays inside).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Near {
+    /// Zones the point is inside, by name.
+    pub inside: Vec<String>,
+    /// Zones the point is just outside of, by name.
+    pub border: Vec<String>,
+}
+
+/// Every zone, and which trackers are inside which. See the module
+/// documentation.
+#[derive(Debug, Clone)]
+pub struct Geofences {
+    index: ZoneIndex,
+    hysteresis: f64,
+    /// Each tracker inside some zone: the zones, with the id of the enter
+    /// event that put it there.
+    inside: HashMap<String, BTreeMap<String, EventId>>,
+    /// Each zone's trackers inside.
+    occupants: HashMap<String, BTreeSet<String>>,
+}
+
+/// What a tracker's membership was, to put back when what changed it was
+/// not stored (see [`Geofences::save`]).
+#[derive(Debug)]
+pub struct Saved {
+    tracker: String,
+    zones: Option<BTreeMap<String, EventId>>,
+}
+
+/// Zones and membership as kept on disk by the durable broker; see
+/// [`Geofences::state`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    /// The last event id the membership accounts for.
+    pub through: EventId,
+    /// Every zone: its name, then its shape as a client sends it.
+    pub zones: Vec<serde_json::Value>,
+    /// Each tracker's zones, with the id of the enter event.
+    pub inside: HashMap<String, BTreeMap<String, EventId>>,
+}
+
+impl Geofences {
+    /// No zones, leaving a zone `hysteresis` metres past its border.
+    pub fn new(hysteresis: f64) -> Self {
+        Self {
+            index: ZoneIndex::new(),
+            hysteresis,
+            inside: HashMap::new(),
+            occupants: HashMap::new(),
+        }
+    }
+
+    /// The zones `(longitude, latitude)` is in or near.
+    pub fn near(&self, longitude: f64, latitude: f64) -> Near {
+        let mut near = Near::default();
+        for (zone, distance) in self.index.near(longitude, latitude, self.hysteresis) {
+            match distance <= 0.0 {
+                true => near.inside.push(zone.name.clone()),
+                false => near.border.push(zone.name.clone()),
+            }
+        }
+        near
+    }
+
+    /// The zone events `position` makes, numbered by `next` (called once
+    /// for each, in order), and applied: leaves first, then enters.
+    pub fn cross(
+        &mut self,
+        position: &PositionEvent,
+        mut next: impl FnMut() -> EventId,
+    ) -> Vec<Transition> {
+        let Some(tracker) = position.tracker.as_deref() else {
+            return Vec::new();
+        };
+        if self.index.is_empty() && !self.inside.contains_key(tracker) {
+            return Vec::new();
+        }
+        let near = self.near(position.longitude, position.latitude);
+        let was: Vec<String> = self
+            .inside
+            .get(tracker)
+            .map(|zones| zones.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut transitions = Vec::new();
+        for zone in &was {
+            if !near.inside.contains(zone) && !near.border.contains(zone) {
+                transitions.push(Transition {
+                    id: next(),
+                    crossing: Crossing::Leave,
+                    zone: zone.clone(),
+                });
+            }
+        }
+        for zone in &near.inside {
+            if !was.contains(zone) {
+                transitions.push(Transition {
+                    id: next(),
+                    crossing: Crossing::Enter,
+                    zone: zone.clone(),
+                });
+            }
+        }
+        for transition in &transitions {
+            self.apply(tracker, transition);
+        }
+        transitions
+    }
+
+    /// Moves `tracker` in or out of a zone as `transition` says: what
+    /// [`Geofences::cross`] does, and what recovery replays.
+    pub fn apply(&mut self, tracker: &str, transition: &Transition) {
+        let zone = &transition.zone;
+        match transition.crossing {
+            Crossing::Enter => {
+                if self.index.get(zone).is_none() {
+                    return;
+                }
+                self.inside
+                    .entry(tracker.to_owned())
+                    .or_default()
+                    .insert(zone.clone(), transition.id);
+                self.occupants
+                    .entry(zone.clone())
+                    .or_default()
+                    .insert(tracker.to_owned());
+            }
+            Crossing::Leave => {
+                if let Some(zones) = self.inside.get_mut(tracker) {
+                    zones.remove(zone);
+                    if zones.is_empty() {
+                        self.inside.remove(tracker);
+                    }
+                }
+                if let Some(trackers) = self.occupants.get_mut(zone) {
+                    trackers.remove(tracker);
+                    if trackers.is_empty() {
+                        self.occupants.remove(zone);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What `tracker`'s membership is now, to [`Geofences::restore`].
+    pub fn save(&self, tracker: &str) -> Saved {
+        Saved {
+            tracker: tracker.to_owned(),
+            zones: self.inside.get(tracker).cloned(),
+        }
+    }
+
+    /// Puts back a membership [`Geofences::save`]d.
+    pub fn restore(&mut self, saved: Saved) {
+        let Saved { tracker, zones } = saved;
+        for zone in self
+            .inside
+            .remove(&tracker)
+            .into_iter()
+            .flat_map(|z| z.into_keys())
+        {
+            if let Some(trackers) = self.occupants.get_mut(&zone) {
+                trackers.remove(&tracker);
+                if trackers.is_empty() {
+                    self.occupants.remove(&zone);
+                }
+            }
+        }
+        for (zone, id) in zones.into_iter().flatten() {
+            let transition = Transition {
+                id,
+                crossing: Crossing::Enter,
+                zone,
+            };
+            self.apply(&tracker, &transition);
+        }
+    }
+
+    /// Adds or replaces a zone; `true` when it is new. Trackers inside a
+    /// replaced zone stay inside until a position says otherwise.
+    pub fn put(&mut self, zone: Zone) -> bool {
+        self.index.insert(Arc::new(zone)).is_none()
+    }
+
+    /// Removes a zone, and every tracker's membership of it (no leave
+    /// events: the zone is gone, not left); `false` when there was none.
+    pub fn remove(&mut self, name: &str) -> bool {
+        if self.index.remove(name).is_none() {
+            return false;
+        }
+        for tracker in self.occupants.remove(name).into_iter().flatten() {
+            if let Some(zones) = self.inside.get_mut(&tracker) {
+                zones.remove(name);
+                if zones.is_empty() {
+                    self.inside.remove(&tracker);
+                }
+            }
+        }
+        true
+    }
+
+    /// Every zone, by name.
+    pub fn zones(&self) -> Vec<Arc<Zone>> {
+        self.index.zones()
+    }
+
+    /// The zone with this name.
+    pub fn zone(&self, name: &str) -> Option<Arc<Zone>> {
+        self.index.get(name).cloned()
+    }
+
+    /// How many zones there are.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether there are no zones.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The trackers inside a zone, by name, each with the id of the enter
+    /// event that put it there; `None` when there is no such zone.
+    pub fn occupants(&self, zone: &str) -> Option<Vec<(String, EventId)>> {
+        self.index.get(zone)?;
+        let trackers = self.occupants.get(zone).into_iter().flatten();
+        Some(
+            trackers
+                .filter_map(|tracker| {
+                    let id = *self.inside.get(tracker)?.get(zone)?;
+                    Some((tracker.clone(), id))
+                })
+                .collect(),
+        )
+    }
+
+    /// Zones and membership as of event `through`, to keep on disk.
+    pub fn state(&self, through: EventId) -> State {
+        State {
+            through,
+            zones: self
+                .zones()
+                .iter()
+                .filter_map(|zone| serde_json::to_value(zone.as_ref()).ok())
+                .collect(),
+            inside: self.inside.clone(),
+        }
+    }
+
+    /// Zones and membership from a [`State`] kept on disk; a zone that no
+    /// longer validates is left out, and said so.
+    pub fn from_state(state: State, hysteresis: f64) -> Self {
+        let mut geofences = Self::new(hysteresis);
+        for value in state.zones {
+            match stored_zone(value) {
+                Ok(zone) => {
+                    geofences.put(zone);
+                }
+                Err(err) => tracing::warn!(%err, "a stored zone was left out"),
+            }
+        }
+        for (tracker, zones) in state.inside {
+            for (zone, id) in zones {
+                let transition = Transition {
+                    id,
+                    crossing: Crossing::Enter,
+                    zone,
+                };
+                geofences.apply(&tracker, &transition);
+            }
+        }
+        geofences
+    }
+}
+
+/// A zone as [`Geofences::state`] writes it: its name beside its shape.
+fn stored_zone(mut value: serde_json::Value) -> Result<Zone, String> {
+    let name = value
+        .as_object_mut()
+        .and_then(|zone| zone.remove("name"))
+        .and_then(|name| name.as_str().map(str::to_owned))
+        .ok_or("a zone without a name")?;
+    let input: ZoneInput = serde_json::from_value(value).map_err(|err| err.to_string())?;
+    input.validate(&name).map_err(|err| err.to_string())
+}

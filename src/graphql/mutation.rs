@@ -51,10 +51,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_mutation_run_without_a_caller_is_still_held_to_the_publish_rate() {
-        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(HubSettings {
-            capacity: 10,
-            max_age: None,
-        }));
+        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(
+            HubSettings {
+                capacity: 10,
+                max_age: None,
+            },
+            20.0,
+        ));
         let mut config = Config::defaults();
         config.publish_rate = 1;
         config.publish_burst = 1;

@@ -78,7 +78,7 @@ impl Query {
         let readable = reader_filter(ctx, Filter::default())?;
         Ok(broker
             .get(id)
-            .filter(|event| readable.matches(&event.position))
+            .filter(|event| readable.matches(event))
             .map(|event| event.position.clone()))
     }
 

@@ -76,10 +76,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_subscriber_that_lagged_is_told_what_it_lost_and_the_stream_completes() {
-        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(HubSettings {
-            capacity: 2,
-            max_age: None,
-        }));
+        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(
+            HubSettings {
+                capacity: 2,
+                max_age: None,
+            },
+            20.0,
+        ));
         let access = crate::access::Access::from_config(&crate::config::Config::defaults())
             .expect("the default access rules");
         let schema = crate::graphql::build(broker.clone(), Arc::new(access));

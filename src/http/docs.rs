@@ -27,6 +27,7 @@ use super::AppState;
         (name = "positions", description = "Publish and read back positions"),
         (name = "streams", description = "Live streams of positions"),
         (name = "apps", description = "Tracker apps (OwnTracks, OsmAnd, Traccar Client) publishing in their own protocols; see docs/apps.md"),
+        (name = "zones", description = "Geofences: zones trackers enter and leave, as `enter` and `leave` events on every stream (`zone=`); who is inside one now"),
         (name = "pages", description = "Pages for people"),
         (name = "graphql", description = "The same positions as a GraphQL API; schema in schema/schema.graphql"),
         (name = "operations", description = "Health for operators and load balancers"),

@@ -100,7 +100,7 @@ async fn history(
     // A limit is the only thing a page's parameters can get wrong.
     let Query(page) = page.map_err(|_| bad_limit())?;
     let Query(format) = format.map_err(|_| bad_format())?;
-    let (after, filter) = stream.parse(&caller)?;
+    let (after, filter) = stream.parse(&caller, &*state.broker)?;
     let limit = page_size(page.limit)?;
     let found = state.broker.history(after, limit, &filter)?;
     let next = found.events.last().map(|e| e.id()).or(after);

@@ -20,6 +20,7 @@ mod request_id;
 mod rest;
 mod sse;
 mod ws;
+mod zones;
 
 use std::sync::Arc;
 
@@ -250,6 +251,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(ws::router())
         .merge(sse::router())
         .merge(operations::router())
+        .merge(zones::router())
 }
 
 /// The OpenAPI document, as `GET /openapi.json` serves it.

@@ -233,7 +233,7 @@ async fn event_by_id(
     let event = state
         .broker
         .get(parsed)
-        .filter(|event| readable.matches(&event.position))
+        .filter(|event| readable.matches(event))
         .ok_or_else(|| Error::NotFound(format!("no event {parsed} in history")))?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],

@@ -97,7 +97,7 @@ async fn events(
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
     let Query(params) = params.map_err(Error::from)?;
-    let (after, filter) = params.parse(&caller)?;
+    let (after, filter) = params.parse(&caller, &*state.broker)?;
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("\u{fffd}"));

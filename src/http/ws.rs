@@ -96,7 +96,7 @@ async fn upgrade(
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
     let Query(params) = params.map_err(Error::from)?;
-    let (after, filter) = params.parse(&caller)?;
+    let (after, filter) = params.parse(&caller, &*state.broker)?;
     let upgrade = upgrade.map_err(|_| Error::UpgradeRequired("/ws"))?;
     // A read-only socket only ever reads control frames: 256 bytes will do.
     // Frames ready together are written together (see `send_ready`).

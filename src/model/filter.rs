@@ -6,7 +6,8 @@
 //! everywhere.
 
 use super::{
-    BoundingBox, EventId, Filter, ReadScope, TRACKER_MAX_LEN, TRACKER_RULE, is_valid_tracker,
+    BoundingBox, EventId, Filter, ReadScope, TRACKER_MAX_LEN, TRACKER_RULE, ZONE_NAME_RULE,
+    is_valid_tracker, is_valid_zone_name,
 };
 
 /// A parameter that cannot be used: answered as `invalid-parameter` with
@@ -51,6 +52,34 @@ pub fn check_tracker(param: &'static str, name: &str) -> Result<(), InvalidParam
     })
 }
 
+/// Refuses `name`, sent as parameter `param`, unless it is a zone name.
+pub fn check_zone_name(param: &'static str, name: &str) -> Result<(), InvalidParameter> {
+    if is_valid_zone_name(name) {
+        return Ok(());
+    }
+    let shown: String = name.chars().take(80).collect();
+    Err(InvalidParameter {
+        param,
+        detail: format!("{shown:?} is not a zone name ({ZONE_NAME_RULE})"),
+    })
+}
+
+/// The zones a subscriber of zone events asks for, sent as parameter
+/// `param`: comma-separated names, or `*` for every zone (`None`).
+pub fn parse_zones(
+    param: &'static str,
+    value: &str,
+) -> Result<Option<Vec<String>>, InvalidParameter> {
+    if value == "*" {
+        return Ok(None);
+    }
+    let names: Vec<String> = value.split(',').map(str::to_owned).collect();
+    for name in &names {
+        check_zone_name(param, name)?;
+    }
+    Ok(Some(names))
+}
+
 /// A tracker asked for by name that the reader's scope does not cover.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("this token may not read tracker {tracker:?}")]
@@ -87,7 +116,7 @@ impl Filter {
         Ok(Self {
             trackers,
             bbox,
-            scope: None,
+            ..Self::default()
         })
     }
 
@@ -184,9 +213,9 @@ mod tests {
             valid.into_event(EventId::default(), time::OffsetDateTime::UNIX_EPOCH)
         };
         let everything = Filter::default().within(Some(&scope)).unwrap();
-        assert!(everything.matches(&event(Some("fleet-a.van-1"))));
-        assert!(!everything.matches(&event(Some("fleet-b.van-1"))));
-        assert!(!everything.matches(&event(None)));
+        assert!(everything.matches_position(&event(Some("fleet-a.van-1"))));
+        assert!(!everything.matches_position(&event(Some("fleet-b.van-1"))));
+        assert!(!everything.matches_position(&event(None)));
         assert!(everything.is_scoped());
 
         let asked = Filter::from_query(Some("fleet-a.van-1,fleet-b.van-1"), None).unwrap();
@@ -195,6 +224,6 @@ mod tests {
 
         let unscoped = Filter::default().within(None).unwrap();
         assert!(!unscoped.is_scoped());
-        assert!(unscoped.matches(&event(Some("fleet-b.van-1"))));
+        assert!(unscoped.matches_position(&event(Some("fleet-b.van-1"))));
     }
 }

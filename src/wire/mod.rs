@@ -26,7 +26,7 @@ pub use http::{LAST_CHUNK, chunk, push_chunk};
 pub use sse::sse_gap;
 pub use websocket::{text_frame, text_frame_header};
 
-use crate::model::PositionEvent;
+use crate::model::EventId;
 
 /// An event's wire forms, in one buffer (see [`event_forms`]).
 #[derive(Debug)]
@@ -35,27 +35,30 @@ pub struct EventForms {
     pub json: bytes::Bytes,
     /// The WebSocket text frame carrying `json`.
     pub ws: bytes::Bytes,
-    /// The Server-Sent Events frame: `id:`, `event: position`, `data:` the
+    /// The Server-Sent Events frame: `id:`, `event:` its name, `data:` the
     /// JSON.
     pub sse: bytes::Bytes,
 }
 
-/// Serialises `position` once, and lays out its three wire forms in one
-/// buffer: `[ws header][json]` then `[sse prefix][json]\n\n`.
-pub fn event_forms(position: &PositionEvent) -> EventForms {
+/// Serialises `event` (a position or a zone event, with this `id` and SSE
+/// event `name`) once, and lays out its three wire forms in one buffer:
+/// `[ws header][json]` then `[sse prefix][json]\n\n`.
+pub fn event_forms(id: EventId, name: &str, event: &impl serde::Serialize) -> EventForms {
     // The JSON goes after room for the longest header it can need; its
     // header is written just in front of it.
     const ROOM: usize = 10;
     let mut buf = Vec::with_capacity(512);
     buf.resize(ROOM, 0);
-    serde_json::to_writer(&mut buf, position).expect("a position event always serialises");
+    serde_json::to_writer(&mut buf, event).expect("an event always serialises");
     let (header, used) = text_frame_header(buf.len() - ROOM);
     let ws_start = ROOM - used;
     buf[ws_start..ROOM].copy_from_slice(&header[..used]);
     let ws_end = buf.len();
     buf.extend_from_slice(b"id: ");
-    buf.extend_from_slice(position.id.text().as_str().as_bytes());
-    buf.extend_from_slice(b"\nevent: position\ndata: ");
+    buf.extend_from_slice(id.text().as_str().as_bytes());
+    buf.extend_from_slice(b"\nevent: ");
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b"\ndata: ");
     buf.extend_from_within(ROOM..ws_end);
     buf.extend_from_slice(b"\n\n");
     let buf = bytes::Bytes::from(buf);

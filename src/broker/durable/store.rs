@@ -15,9 +15,16 @@
 //!   its bytes; then, only when the device sent any of them, the optional
 //!   section: a byte of flags naming which follow, in this order, the fix
 //!   time (i64 seconds, u32 nanoseconds), accuracy, altitude, speed,
-//!   heading and battery (f64 LE each). A record says its length, so
+//!   heading and battery (f64 LE each), and for a zone event (flag 64) its
+//!   crossing (a byte: 0 enter, 1 leave), its position's id (u64 LE millis
+//!   and seq; the record's own id is the zone event's) and the zone's name
+//!   (length u8, bytes). A record says its length, so
 //!   records written before the section existed read with those fields
 //!   absent, and a record without them is written exactly as it was then.
+//! - `zones.json`: every zone, and which trackers were inside which as of
+//!   an event id (`through`); written (temporary file, synced, renamed) on
+//!   every change of a zone and before segments are deleted. Recovery
+//!   replays the zone events after `through` that the log holds.
 //! - `latest.snapshot`: the same header shape (`longlat-latest1\n`) and
 //!   records, one per tracker: written (to a temporary file, synced, then
 //!   renamed) before segments are deleted, so a tracker's last position
@@ -40,18 +47,21 @@ use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
-use crate::model::{EventId, PositionEvent};
+use crate::geofence::State as ZoneState;
+use crate::model::{Crossing, EventId, PositionEvent, Transition};
 
 const SEGMENT_MAGIC: &[u8; 16] = b"longlat-events1\n";
 const SNAPSHOT_MAGIC: &[u8; 16] = b"longlat-latest1\n";
 const SNAPSHOT: &str = "latest.snapshot";
+const ZONES: &str = "zones.json";
 const LOCK: &str = "LOCK";
 /// Length and CRC in front of every payload.
 const RECORD_HEADER: usize = 8;
 /// Fixed part of a payload: id, arrival time, coordinates, tracker length.
 const PAYLOAD_FIXED: usize = 16 + 12 + 16 + 1;
-/// Largest optional section: flags, fix time, five numbers.
-const OPTIONAL_MAX: usize = 1 + 12 + 5 * 8;
+/// Largest optional section: flags, fix time, five numbers, a zone event's
+/// crossing, position id and zone name.
+const OPTIONAL_MAX: usize = 1 + 12 + 5 * 8 + 1 + 16 + 1 + 255;
 /// Largest payload: the fixed part, the longest tracker name and the
 /// optional section.
 const PAYLOAD_MAX: usize = PAYLOAD_FIXED + 255 + OPTIONAL_MAX;
@@ -60,8 +70,10 @@ const PAYLOAD_MAX: usize = PAYLOAD_FIXED + 255 + OPTIONAL_MAX;
 const RECORDED_AT: u8 = 1;
 /// Flags of the optional numbers, in the order they are written.
 const NUMBER_FLAGS: [u8; 5] = [2, 4, 8, 16, 32];
+/// Flag of a zone event's part, after the numbers.
+const ZONE_EVENT: u8 = 64;
 /// Every flag of the optional section.
-const KNOWN_FLAGS: u8 = 0b0011_1111;
+const KNOWN_FLAGS: u8 = 0b0111_1111;
 /// Bytes of zeros the active segment is extended by at a time.
 const PREALLOCATE: u64 = 1 << 20;
 
@@ -113,11 +125,28 @@ impl Retention {
     }
 }
 
+/// A record of the log: a position, or a zone event (its transition) with
+/// the position that crossed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The position.
+    pub position: PositionEvent,
+    /// Set on a zone event.
+    pub transition: Option<Transition>,
+}
+
+impl Record {
+    /// The record's id: the zone event's, else the position's.
+    pub fn id(&self) -> EventId {
+        self.transition.as_ref().map_or(self.position.id, |t| t.id)
+    }
+}
+
 /// What the log held when it was opened.
 #[derive(Debug, Default)]
 pub struct Recovered {
     /// The newest events (at most `Retention::events`), oldest first.
-    pub events: Vec<PositionEvent>,
+    pub events: Vec<Record>,
     /// The latest event of each tracker, from the snapshot and the events
     /// read.
     pub latest: Vec<PositionEvent>,
@@ -125,6 +154,11 @@ pub struct Recovered {
     pub last_id: Option<EventId>,
     /// Bytes of a torn final write that were cut off.
     pub repaired: u64,
+    /// Zones and membership as last written.
+    pub zones: ZoneState,
+    /// Every zone event the log holds after `zones.through`, oldest
+    /// first, with its tracker: what recovery replays onto `zones`.
+    pub crossings: Vec<(String, Transition)>,
 }
 
 #[derive(Debug)]
@@ -176,14 +210,27 @@ impl Store {
         let next_seq = last.first_seq + tail.len() as u64;
         let wanted = next_seq.saturating_sub(retention.events);
         let mut latest = read_snapshot(&dir.join(SNAPSHOT))?;
-        let mut keep = |first_seq: u64, events: Vec<PositionEvent>| {
+        recovered.zones = read_zones(&dir.join(ZONES))?;
+        let through = recovered.zones.through;
+        let mut keep = |first_seq: u64, records: Vec<Record>| {
+            // Zone events are replayed from wherever they are on disk.
+            for record in &records {
+                if let (Some(transition), Some(tracker)) =
+                    (&record.transition, &record.position.tracker)
+                    && transition.id > through
+                {
+                    recovered
+                        .crossings
+                        .push((tracker.clone(), transition.clone()));
+                }
+            }
             // Events older than history still count for their tracker's
             // latest position: they are on disk until their segment goes.
             let skip = wanted.saturating_sub(first_seq) as usize;
-            for event in events.iter().take(skip) {
-                remember(&mut latest, event);
+            for record in records.iter().take(skip) {
+                remember(&mut latest, record);
             }
-            recovered.events.extend(events.into_iter().skip(skip));
+            recovered.events.extend(records.into_iter().skip(skip));
         };
         // Segments wholly older than history are there only when
         // `--history-size` was lowered; they go at the first write.
@@ -194,10 +241,10 @@ impl Store {
             );
         }
         keep(last.first_seq, tail);
-        for event in &recovered.events {
-            remember(&mut latest, event);
+        for record in &recovered.events {
+            remember(&mut latest, record);
         }
-        recovered.last_id = recovered.events.last().map(|e| e.id);
+        recovered.last_id = recovered.events.last().map(Record::id);
         recovered.latest = latest.into_values().collect();
         let active_path = &segments.back().expect("at least one segment").path;
         let active = OpenOptions::new()
@@ -232,7 +279,7 @@ impl Store {
     /// good record and recovery never reads an unacknowledged one; if even
     /// that fails, [`Store::is_broken`] turns true and nothing more is
     /// appended.
-    pub fn append(&mut self, events: &[PositionEvent]) -> io::Result<()> {
+    pub fn append(&mut self, events: &[Record]) -> io::Result<()> {
         if self.broken {
             return Err(io::Error::other(
                 "an earlier failed write could not be undone",
@@ -242,8 +289,8 @@ impl Store {
             self.roll()?;
         }
         let mut buf = Vec::with_capacity(events.len() * 64);
-        for event in events {
-            encode(&mut buf, event);
+        for record in events {
+            encode(&mut buf, &record.position, record.transition.as_ref());
         }
         let end = self.active_len + buf.len() as u64;
         if end > self.allocated {
@@ -349,15 +396,18 @@ impl Store {
     }
 
     /// Deletes the segments that are due to go, after saving `latest` (the
-    /// latest event of every tracker) so those positions are kept.
+    /// latest event of every tracker) and `zones` (zones and membership,
+    /// through the last event written) so neither is lost with them.
     pub fn drop_expired<'a>(
         &mut self,
         latest: impl Iterator<Item = &'a PositionEvent>,
+        zones: &ZoneState,
     ) -> io::Result<()> {
         if !self.has_expired_segment() {
             return Ok(());
         }
         write_snapshot(&self.dir, latest)?;
+        self.write_zones(zones)?;
         while self.has_expired_segment() {
             let Some(oldest) = self.segments.pop_front() else {
                 break;
@@ -367,6 +417,13 @@ impl Store {
             self.closed_bytes = self.closed_bytes.saturating_sub(len);
         }
         sync_dir(&self.dir)
+    }
+
+    /// Replaces the zones and membership kept (see the module
+    /// documentation): synced before it returns.
+    pub fn write_zones(&self, zones: &ZoneState) -> io::Result<()> {
+        let json = serde_json::to_vec(zones).map_err(io::Error::other)?;
+        replace_file(&self.dir, ZONES, &json)
     }
 
     /// Bytes of all segments.
@@ -380,12 +437,13 @@ impl Store {
     }
 }
 
-/// Keeps `event` as its tracker's latest if it is a later fix than the one
-/// kept.
-fn remember(latest: &mut HashMap<String, PositionEvent>, event: &PositionEvent) {
-    let Some(tracker) = &event.tracker else {
+/// Keeps `record` as its tracker's latest if it is a position and a later
+/// fix than the one kept.
+fn remember(latest: &mut HashMap<String, PositionEvent>, record: &Record) {
+    let (Some(tracker), None) = (&record.position.tracker, &record.transition) else {
         return;
     };
+    let event = &record.position;
     match latest.get_mut(tracker) {
         Some(kept) if event.is_later_fix_than(kept) => *kept = event.clone(),
         Some(_) => {}
@@ -471,7 +529,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Reads the active segment, cutting off a torn final write: its valid
 /// length, its events, and the bytes cut.
-fn check_last_segment(path: &Path) -> Result<(u64, Vec<PositionEvent>, u64), OpenError> {
+fn check_last_segment(path: &Path) -> Result<(u64, Vec<Record>, u64), OpenError> {
     let (events, valid, total) = read_records(path, SEGMENT_MAGIC, true)?;
     if valid < total {
         let mut file = OpenOptions::new()
@@ -501,7 +559,7 @@ fn read_records(
     path: &Path,
     magic: &[u8; 16],
     tail_may_tear: bool,
-) -> Result<(Vec<PositionEvent>, u64, u64), OpenError> {
+) -> Result<(Vec<Record>, u64, u64), OpenError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -577,11 +635,12 @@ fn checksum(len: &[u8], payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-fn encode(buf: &mut Vec<u8>, event: &PositionEvent) {
+fn encode(buf: &mut Vec<u8>, event: &PositionEvent, transition: Option<&Transition>) {
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER]);
-    buf.extend_from_slice(&event.id.millis.to_le_bytes());
-    buf.extend_from_slice(&event.id.seq.to_le_bytes());
+    let id = transition.map_or(event.id, |t| t.id);
+    buf.extend_from_slice(&id.millis.to_le_bytes());
+    buf.extend_from_slice(&id.seq.to_le_bytes());
     buf.extend_from_slice(&event.received_at.unix_timestamp().to_le_bytes());
     buf.extend_from_slice(&event.received_at.nanosecond().to_le_bytes());
     buf.extend_from_slice(&event.longitude.to_le_bytes());
@@ -591,7 +650,7 @@ fn encode(buf: &mut Vec<u8>, event: &PositionEvent) {
     let tracker = &tracker[..tracker.len().min(255)];
     buf.push(tracker.len() as u8);
     buf.extend_from_slice(tracker);
-    encode_optional(buf, event);
+    encode_optional(buf, event, transition);
     let len = ((buf.len() - start - RECORD_HEADER) as u32).to_le_bytes();
     let crc = checksum(&len, &buf[start + RECORD_HEADER..]);
     buf[start..start + 4].copy_from_slice(&len);
@@ -610,9 +669,12 @@ fn optional_numbers(event: &PositionEvent) -> [Option<f64>; 5] {
 }
 
 /// Writes the optional section, when there is anything to write.
-fn encode_optional(buf: &mut Vec<u8>, event: &PositionEvent) {
+fn encode_optional(buf: &mut Vec<u8>, event: &PositionEvent, transition: Option<&Transition>) {
     let numbers = optional_numbers(event);
     let mut flags = 0;
+    if transition.is_some() {
+        flags |= ZONE_EVENT;
+    }
     if event.recorded_at.is_some() {
         flags |= RECORDED_AT;
     }
@@ -632,13 +694,28 @@ fn encode_optional(buf: &mut Vec<u8>, event: &PositionEvent) {
     for number in numbers.into_iter().flatten() {
         buf.extend_from_slice(&number.to_le_bytes());
     }
+    if let Some(transition) = transition {
+        buf.push(match transition.crossing {
+            Crossing::Enter => 0,
+            Crossing::Leave => 1,
+        });
+        buf.extend_from_slice(&event.id.millis.to_le_bytes());
+        buf.extend_from_slice(&event.id.seq.to_le_bytes());
+        // Zone names are at most 64 bytes (validated when put).
+        let zone = transition.zone.as_bytes();
+        let zone = &zone[..zone.len().min(255)];
+        buf.push(zone.len() as u8);
+        buf.extend_from_slice(zone);
+    }
 }
 
 /// Reads the optional section (empty in a record that has none) into
-/// `event`; `None` when it is not one `encode_optional` writes.
-fn decode_optional(section: &[u8], event: &mut PositionEvent) -> Option<()> {
+/// `event`, and a zone event's part into `Some` transition (the record's
+/// id becomes the transition's, the position's id is read); `None` when
+/// it is not one `encode_optional` writes.
+fn decode_optional(section: &[u8], event: &mut PositionEvent) -> Option<Option<Transition>> {
     let Some((&flags, mut rest)) = section.split_first() else {
-        return Some(());
+        return Some(None);
     };
     if flags == 0 || flags & !KNOWN_FLAGS != 0 {
         return None;
@@ -670,10 +747,28 @@ fn decode_optional(section: &[u8], event: &mut PositionEvent) -> Option<()> {
         event.heading,
         event.battery,
     ] = numbers;
-    rest.is_empty().then_some(())
+    let mut transition = None;
+    if flags & ZONE_EVENT != 0 {
+        let crossing = match take(1)?[0] {
+            0 => Crossing::Enter,
+            1 => Crossing::Leave,
+            _ => return None,
+        };
+        let millis = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        let seq = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        let zone_len = usize::from(take(1)?[0]);
+        let zone = std::str::from_utf8(take(zone_len)?).ok()?.to_owned();
+        transition = Some(Transition {
+            id: event.id,
+            crossing,
+            zone,
+        });
+        event.id = EventId { millis, seq };
+    }
+    rest.is_empty().then_some(transition)
 }
 
-fn decode(payload: &[u8]) -> Option<PositionEvent> {
+fn decode(payload: &[u8]) -> Option<Record> {
     let u64_at = |at: usize| {
         Some(u64::from_le_bytes(
             payload.get(at..at + 8)?.try_into().ok()?,
@@ -708,15 +803,18 @@ fn decode(payload: &[u8]) -> Option<PositionEvent> {
         heading: None,
         battery: None,
     };
-    decode_optional(&payload[PAYLOAD_FIXED + tracker_len..], &mut event)?;
-    Some(event)
+    let transition = decode_optional(&payload[PAYLOAD_FIXED + tracker_len..], &mut event)?;
+    Some(Record {
+        position: event,
+        transition,
+    })
 }
 
 fn read_snapshot(path: &Path) -> Result<HashMap<String, PositionEvent>, OpenError> {
     let mut latest = HashMap::new();
     if path.exists() {
-        for event in read_records(path, SNAPSHOT_MAGIC, false)?.0 {
-            remember(&mut latest, &event);
+        for record in read_records(path, SNAPSHOT_MAGIC, false)?.0 {
+            remember(&mut latest, &record);
         }
     }
     Ok(latest)
@@ -727,18 +825,36 @@ fn write_snapshot<'a>(
     dir: &Path,
     latest: impl Iterator<Item = &'a PositionEvent>,
 ) -> io::Result<()> {
-    let path = dir.join(SNAPSHOT);
-    let temporary = dir.join(format!("{SNAPSHOT}.tmp"));
     let mut buf = SNAPSHOT_MAGIC.to_vec();
     for event in latest {
-        encode(&mut buf, event);
+        encode(&mut buf, event, None);
     }
+    replace_file(dir, SNAPSHOT, &buf)
+}
+
+/// Replaces `dir/name` with `contents` atomically: a crash leaves the old
+/// file or the new one.
+fn replace_file(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
+    let path = dir.join(name);
+    let temporary = dir.join(format!("{name}.tmp"));
     let mut file = File::create(&temporary)?;
-    file.write_all(&buf)?;
+    file.write_all(contents)?;
     file.sync_all()?;
     drop(file);
     std::fs::rename(&temporary, &path)?;
     sync_dir(dir)
+}
+
+/// The zones and membership last written, or none.
+fn read_zones(path: &Path) -> Result<ZoneState, OpenError> {
+    if !path.exists() {
+        return Ok(ZoneState::default());
+    }
+    let bytes = std::fs::read(path).map_err(io_at(path))?;
+    serde_json::from_slice(&bytes).map_err(|err| OpenError::Corrupt {
+        path: path.to_owned(),
+        what: format!("not the zones longlat writes: {err}"),
+    })
 }
 
 #[cfg(test)]
@@ -768,17 +884,51 @@ mod tests {
         some.heading = Some(359.5);
         for original in [bare, full, some] {
             let mut buf = Vec::new();
-            encode(&mut buf, &original);
+            encode(&mut buf, &original, None);
             let (payload, next) = record_at(&buf, 0).unwrap();
             assert_eq!(next, buf.len());
-            assert_eq!(decode(payload), Some(original));
+            assert_eq!(decode(payload), Some(position(original)));
+        }
+    }
+
+    fn position(position: PositionEvent) -> Record {
+        Record {
+            position,
+            transition: None,
+        }
+    }
+
+    #[test]
+    fn a_zone_event_round_trips_with_its_id_and_its_positions() {
+        let mut full = event(8, Some("alice/phone"));
+        full.battery = Some(50.0);
+        for position in [event(7, Some("bus-42")), full] {
+            for crossing in [Crossing::Enter, Crossing::Leave] {
+                let transition = Transition {
+                    id: position.id.next_after(0),
+                    crossing,
+                    zone: "depot.north_2".into(),
+                };
+                let mut buf = Vec::new();
+                encode(&mut buf, &position, Some(&transition));
+                let (payload, _) = record_at(&buf, 0).unwrap();
+                let record = decode(payload).unwrap();
+                assert_eq!(record.id(), transition.id);
+                assert_eq!(
+                    record,
+                    Record {
+                        position: position.clone(),
+                        transition: Some(transition),
+                    }
+                );
+            }
         }
     }
 
     #[test]
     fn a_record_without_optional_fields_is_the_old_format_byte_for_byte() {
         let mut buf = Vec::new();
-        encode(&mut buf, &event(7, Some("ab")));
+        encode(&mut buf, &event(7, Some("ab")), None);
         assert_eq!(buf.len(), RECORD_HEADER + PAYLOAD_FIXED + 2);
         let mut bad = buf.clone();
         // An optional section whose flags name nothing is not one we write.
@@ -799,8 +949,8 @@ mod tests {
             max_age: None,
         };
         let (mut store, _) = Store::open(&dir, wide).unwrap();
-        let mut events = vec![event(1, Some("a"))];
-        events.extend((2..3000).map(|millis| event(millis, None)));
+        let mut events = vec![position(event(1, Some("a")))];
+        events.extend((2..3000).map(|millis| position(event(millis, None))));
         for batch in events.chunks(100) {
             store.append(batch).unwrap();
         }
@@ -819,7 +969,7 @@ mod tests {
                 seq: 0
             })
         );
-        assert_eq!(recovered.latest, vec![events[0].clone()]);
+        assert_eq!(recovered.latest, vec![events[0].position.clone()]);
         assert_eq!(store.events(), 2999);
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -829,7 +979,7 @@ mod tests {
     fn damage_before_valid_records_is_not_taken_for_a_torn_tail() {
         let mut buf = Vec::new();
         for millis in 1..4 {
-            encode(&mut buf, &event(millis, None));
+            encode(&mut buf, &event(millis, None), None);
         }
         let second = buf.len() / 3;
         buf[second + 12] ^= 1;

@@ -1,0 +1,286 @@
+//! `/zones`: geofences put, listed, read and deleted (changes need a
+//! publish credential not restricted to some trackers), and who is inside
+//! one now. The zone events themselves are read as any other event: on
+//! `/ws`, `/events` and history with `zone=`, and GraphQL's `zoneEvents`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body_up_to};
+use crate::access::{Caller, Scope};
+use crate::broker::{Broker, ZoneChange};
+use crate::error::{Error, Problem};
+use crate::model::{EventId, PositionEvent, Zone, ZoneInput, check_zone_name};
+
+/// The zone routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_zones))
+        .routes(routes!(get_zone, put_zone, delete_zone))
+        .routes(routes!(inside))
+}
+
+/// Who is inside a zone now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ZoneOccupants {
+    /// The zone.
+    pub zone: String,
+    /// Each tracker inside it (that the reader may read), by name.
+    pub inside: Vec<Occupant>,
+}
+
+/// A tracker inside a zone.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Occupant {
+    /// The tracker.
+    pub tracker: String,
+    /// The id of the `enter` event that put it there.
+    pub since: EventId,
+    /// Its latest position, while the broker keeps it.
+    pub position: Option<PositionEvent>,
+}
+
+/// List zones.
+///
+/// Every zone, by name: circles (centre and radius in metres) and GeoJSON
+/// polygons.
+#[utoipa::path(
+    get,
+    path = "/zones",
+    tag = "zones",
+    security((), ("bearer" = [])),
+    params(TokenParam),
+    responses(
+        (status = 200, description = "Every zone, by name", body = Vec<Zone>),
+        (status = 401, description = "Reading needs a bearer token (`unauthorized`)",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+async fn list_zones(
+    State(state): State<AppState>,
+    ReaderCaller(caller): ReaderCaller,
+) -> Result<Json<Vec<Zone>>, Error> {
+    state.access.authorize(&caller, Scope::Subscribe)?;
+    let zones = state.broker.zones();
+    Ok(Json(zones.iter().map(|z| Zone::clone(z)).collect()))
+}
+
+/// Read a zone.
+#[utoipa::path(
+    get,
+    path = "/zones/{name}",
+    tag = "zones",
+    security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "The zone's name", pattern = "^[A-Za-z0-9._-]{1,64}$"), TokenParam),
+    responses(
+        (status = 200, description = "The zone", body = Zone),
+        (status = 404, description = "No zone of that name (`not-found`)",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+async fn get_zone(
+    State(state): State<AppState>,
+    ReaderCaller(caller): ReaderCaller,
+    Path(name): Path<String>,
+) -> Result<Json<Zone>, Error> {
+    state.access.authorize(&caller, Scope::Subscribe)?;
+    let zone = existing(&*state.broker, &name)?;
+    Ok(Json(Zone::clone(&zone)))
+}
+
+/// Create or replace a zone.
+///
+/// The body is one of `circle` (`longitude`, `latitude`, `radius` in
+/// metres) or `polygon` (a GeoJSON Polygon: the exterior ring, then holes;
+/// each ring closed). From the next position on, a tracker that comes
+/// inside it gets an `enter` event, and one that goes more than
+/// `--zone-hysteresis` metres (20 by default) outside a `leave` event.
+/// Trackers inside a replaced zone stay inside until a position says
+/// otherwise.
+#[utoipa::path(
+    put,
+    path = "/zones/{name}",
+    tag = "zones",
+    security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "The zone's name: 1 to 64 of A-Z a-z 0-9 . _ -", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    request_body(content = ZoneInput, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = Zone),
+        (status = 200, description = "Replaced", body = Zone),
+        (status = 400, description = "Not JSON (`malformed-body`) or a bad name (`invalid-parameter`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Changing zones needs a bearer token (`unauthorized`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not publish, or only for some trackers (`forbidden`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "As many zones as `--max-zones` already (`conflict`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong shape (`invalid-body`) or a value breaking a rule (`invalid-zone`); `field` names it",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The zone could not be stored (`broker-unavailable`)",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+async fn put_zone(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, Error> {
+    state.access.authorize_zones(&caller)?;
+    check_zone_name("name", &name)?;
+    let body = read_body_up_to(&state, body, state.config.max_batch_bytes).await?;
+    let zone = parse_zone(&body)?.validate(&name)?;
+    let replaced = put(&state, zone.clone()).await?;
+    let status = match replaced {
+        true => StatusCode::OK,
+        false => StatusCode::CREATED,
+    };
+    Ok((status, Json(zone)).into_response())
+}
+
+/// Puts `zone`, within `--max-zones`: whether it replaced one. The one
+/// path REST and GraphQL put a zone by.
+pub async fn put(state: &AppState, zone: Zone) -> Result<bool, Error> {
+    let broker = &state.broker;
+    if broker.zone(&zone.name).is_none() && broker.zones().len() >= state.config.max_zones {
+        return Err(Error::Conflict(format!(
+            "there are already {} zones, the most this server keeps (--max-zones)",
+            state.config.max_zones
+        )));
+    }
+    Ok(broker.change_zone(ZoneChange::Put(zone)).await?)
+}
+
+/// Delete a zone.
+///
+/// Trackers inside it are no longer, without a `leave` event: the zone is
+/// gone, not left.
+#[utoipa::path(
+    delete,
+    path = "/zones/{name}",
+    tag = "zones",
+    security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "The zone's name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Changing zones needs a bearer token (`unauthorized`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not publish, or only for some trackers (`forbidden`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No zone of that name (`not-found`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The change could not be stored (`broker-unavailable`)",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+async fn delete_zone(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Error> {
+    state.access.authorize_zones(&caller)?;
+    match state
+        .broker
+        .change_zone(ZoneChange::Delete(name.clone()))
+        .await?
+    {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(no_zone(&name)),
+    }
+}
+
+/// Who is inside a zone now.
+///
+/// Each tracker inside, with the id of its `enter` event and its latest
+/// position; only trackers the reader may read.
+#[utoipa::path(
+    get,
+    path = "/zones/{name}/inside",
+    tag = "zones",
+    security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "The zone's name", pattern = "^[A-Za-z0-9._-]{1,64}$"), TokenParam),
+    responses(
+        (status = 200, description = "The trackers inside", body = ZoneOccupants),
+        (status = 404, description = "No zone of that name (`not-found`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker cannot be asked right now (`broker-unavailable`)",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+async fn inside(
+    State(state): State<AppState>,
+    ReaderCaller(caller): ReaderCaller,
+    Path(name): Path<String>,
+) -> Result<Json<ZoneOccupants>, Error> {
+    state.access.authorize(&caller, Scope::Subscribe)?;
+    Ok(Json(occupants(&*state.broker, &caller, name).await?))
+}
+
+/// Who is inside zone `name`, as `caller` may see it. The one read REST
+/// and GraphQL answer from.
+pub async fn occupants(
+    broker: &dyn Broker,
+    caller: &Caller,
+    name: String,
+) -> Result<ZoneOccupants, Error> {
+    let found = broker.occupants(name.clone()).await?;
+    let found = found.ok_or_else(|| no_zone(&name))?;
+    let scope = caller.read_scope();
+    let inside = found
+        .into_iter()
+        .filter(|(tracker, _)| scope.is_none_or(|s| s.allows(Some(tracker))))
+        .map(|(tracker, since)| Occupant {
+            position: broker
+                .latest(Some(&tracker), None)
+                .map(|e| e.position.clone()),
+            tracker,
+            since,
+        })
+        .collect();
+    Ok(ZoneOccupants { zone: name, inside })
+}
+
+fn existing(broker: &dyn Broker, name: &str) -> Result<Arc<Zone>, Error> {
+    broker.zone(name).ok_or_else(|| no_zone(name))
+}
+
+fn no_zone(name: &str) -> Error {
+    let shown: String = name.chars().take(80).collect();
+    Error::NotFound(format!("there is no zone {shown:?}"))
+}
+
+/// A zone's shape from a JSON body, a wrong shape named by its path.
+fn parse_zone(body: &[u8]) -> Result<ZoneInput, Error> {
+    const EXPECTED: &str = r#"send {"circle": {"longitude": 18.06, "latitude": 59.33, "radius": 150}} or {"polygon": {"type": "Polygon", "coordinates": [[[lon, lat], …]]}}"#;
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let parsed: Result<ZoneInput, _> = serde_path_to_error::deserialize(&mut reader);
+    let input = parsed.map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let field = (path != ".").then_some(path);
+        match inner.classify() {
+            serde_json::error::Category::Data => Error::InvalidBody {
+                detail: format!("{inner}: {EXPECTED}"),
+                field,
+            },
+            _ => Error::MalformedBody {
+                detail: format!("the body is not valid JSON ({inner}): {EXPECTED}"),
+                field,
+            },
+        }
+    })?;
+    reader.end().map_err(|err| Error::MalformedBody {
+        detail: format!("trailing data after the zone ({err})"),
+        field: None,
+    })?;
+    Ok(input)
+}
