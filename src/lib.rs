@@ -167,6 +167,7 @@ async fn start_broker(
             &config.broker,
             &config.redis_stream,
             settings,
+            config.zone_hysteresis,
             shutdown.clone(),
         )
         .await?;

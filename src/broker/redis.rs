@@ -19,9 +19,20 @@
 //! When Redis comes back without the stream (restarted without
 //! persistence, flushed), the events it held are gone: the `generation`
 //! module says how every instance finds out and tells its clients.
+//!
+//! **Zones.** Zones are kept in the hash `<stream>:zones`, and a change
+//! is also appended to the stream, so every instance's reader applies it
+//! to its local zone index in order with the positions. The publishing
+//! instance finds the zones a position is in or near in that index, and
+//! the publish script decides the zone events from the tracker's
+//! membership kept in Redis and appends them right after the position:
+//! every instance delivers the same zone events with the same ids. Who is
+//! inside a zone is read from Redis. These keys are beside the stream,
+//! not declared to the scripts: longlat needs a Redis that is not a
+//! cluster.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -30,11 +41,13 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use self::generation::{Keys, Scripts};
-use super::{Broker, BrokerError, Hub, HubSettings};
-use crate::model::{Event, EventId, PositionEvent, ValidPosition};
+use self::generation::{Keys, Publishing, Scripts};
+use super::{Broker, BrokerError, Hub, HubSettings, Occupants, ZoneChange};
+use crate::geofence::{Geofences, stored_zone};
+use crate::model::{Crossing, Event, EventId, PositionEvent, Transition, ValidPosition, Zone};
 use crate::shutdown::Shutdown;
 
 /// How long a publish may wait for Redis before it is refused.
@@ -118,7 +131,10 @@ impl StoredPosition {
 /// The Redis Streams broker. See the module documentation.
 pub struct RedisBroker {
     hub: Arc<Hub>,
-    geofences: std::sync::RwLock<crate::geofence::Geofences>,
+    /// The zones, as this instance's reader last applied them.
+    geofences: Arc<RwLock<Geofences>>,
+    /// The last stream id this instance's reader has read.
+    read_through: watch::Receiver<EventId>,
     publisher: ConnectionManager,
     keys: Keys,
     scripts: Scripts,
@@ -148,6 +164,7 @@ impl RedisBroker {
         url: &str,
         stream: &str,
         settings: HubSettings,
+        hysteresis: f64,
         shutdown: Shutdown,
     ) -> Result<(Arc<Self>, JoinHandle<()>), BrokerError> {
         let client = Client::open(url).map_err(unavailable)?;
@@ -168,8 +185,14 @@ impl RedisBroker {
             .await
             .map_err(unavailable)?;
         let (events, horizon) = load_history(&mut reader, stream, settings.capacity).await?;
+        // After the history: a change made in between is in both, and
+        // applying it again is the same.
+        let mut geofences = Geofences::new(hysteresis);
+        geofences.reset(load_zones(&mut reader, &keys).await?);
+        let geofences = Arc::new(RwLock::new(geofences));
         let hub = Hub::new(settings, horizon);
         let last = append_all(&hub, events, horizon);
+        let (read_through, seen) = watch::channel(last);
         let ready = Arc::new(AtomicBool::new(true));
         let lost = Arc::new(AtomicBool::new(false));
         let follower = Follower {
@@ -179,6 +202,8 @@ impl RedisBroker {
             generation,
             capacity: settings.capacity,
             hub: hub.clone(),
+            geofences: geofences.clone(),
+            read_through,
             ready: ready.clone(),
             lost: lost.clone(),
             last,
@@ -186,7 +211,8 @@ impl RedisBroker {
         let task = tokio::spawn(follower.run(reader, shutdown));
         let broker = Arc::new(Self {
             hub,
-            geofences: std::sync::RwLock::new(crate::geofence::Geofences::new(20.0)),
+            geofences,
+            read_through: seen,
             publisher,
             keys,
             scripts,
@@ -262,7 +288,16 @@ async fn load_history(
         .query_async(conn)
         .await
         .map_err(unavailable)?;
-    let mut events: Vec<Arc<Event>> = reply.ids.iter().rev().filter_map(decode).collect();
+    let mut events: Vec<Arc<Event>> = reply
+        .ids
+        .iter()
+        .rev()
+        .filter_map(|entry| match decode(entry) {
+            Entry::Event(event) => Some(event),
+            // Zones are read whole after the history.
+            Entry::Zone(_) | Entry::Other => None,
+        })
+        .collect();
     events.dedup_by_key(|e| e.id());
     let horizon = match events.first() {
         Some(oldest) => oldest.id().just_before(),
@@ -299,16 +334,106 @@ async fn last_generated_id(
 
 /// Rebuilds an event from a stream entry; entries that are not longlat's
 /// (written by hand, say) are skipped with a warning.
-fn decode(entry: &StreamId) -> Option<Arc<Event>> {
-    let id: EventId = entry.id.parse().ok()?;
+/// What a stream entry is.
+enum Entry {
+    /// A position, or a zone event.
+    Event(Arc<Event>),
+    /// A change of a zone.
+    Zone(ZoneChange),
+    /// Not one longlat wrote (said in the log).
+    Other,
+}
+
+fn decode(entry: &StreamId) -> Entry {
+    let Ok(id) = entry.id.parse::<EventId>() else {
+        return Entry::Other;
+    };
+    if let Some(change) = entry.get::<String>("c") {
+        return match zone_change(&change, entry) {
+            Some(change) => Entry::Zone(change),
+            None => {
+                tracing::warn!(%id, "skipping a zone change longlat cannot read");
+                Entry::Other
+            }
+        };
+    }
     let stored = entry
         .get::<String>("p")
         .and_then(|json| serde_json::from_str::<StoredPosition>(&json).ok());
     let Some(stored) = stored else {
         tracing::warn!(%id, "skipping a stream entry that is not a longlat position");
-        return None;
+        return Entry::Other;
     };
-    Some(Arc::new(Event::new(stored.into_event(id))))
+    let Some(crossing) = entry.get::<String>("z") else {
+        return Entry::Event(Arc::new(Event::new(stored.into_event(id))));
+    };
+    match zone_event(id, &crossing, entry) {
+        Some((of, transition)) => {
+            Entry::Event(Arc::new(Event::zone(stored.into_event(of), transition)))
+        }
+        None => {
+            tracing::warn!(%id, "skipping a zone event longlat cannot read");
+            Entry::Other
+        }
+    }
+}
+
+/// A zone event entry's own part: `z` (`enter` or `leave`), `zone`, and
+/// `of`, its position's id.
+fn zone_event(id: EventId, crossing: &str, entry: &StreamId) -> Option<(EventId, Transition)> {
+    let crossing = match crossing {
+        "enter" => Crossing::Enter,
+        "leave" => Crossing::Leave,
+        _ => return None,
+    };
+    let zone = entry.get::<String>("zone")?;
+    let of: EventId = entry.get::<String>("of")?.parse().ok()?;
+    let transition = Transition { id, crossing, zone };
+    Some((of, transition))
+}
+
+/// A zone change entry: `c` (`put` or `delete`), `zone`, `def`.
+fn zone_change(change: &str, entry: &StreamId) -> Option<ZoneChange> {
+    let name = entry.get::<String>("zone")?;
+    match change {
+        "put" => {
+            let def = entry.get::<String>("def")?;
+            let zone = stored_zone(serde_json::from_str(&def).ok()?).ok()?;
+            Some(ZoneChange::Put(zone))
+        }
+        "delete" => Some(ZoneChange::Delete(name)),
+        _ => None,
+    }
+}
+
+/// Applies a zone change to this instance's zones.
+fn apply(geofences: &RwLock<Geofences>, change: ZoneChange) {
+    let mut geofences = super::write(geofences);
+    match change {
+        ZoneChange::Put(zone) => geofences.put(zone),
+        ZoneChange::Delete(name) => geofences.remove(&name),
+    };
+}
+
+/// Every zone in `<stream>:zones`; one that no longer validates is left
+/// out, and said so.
+async fn load_zones(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+) -> Result<Vec<Zone>, BrokerError> {
+    let stored: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(keys.zones())
+        .query_async(conn)
+        .await
+        .map_err(unavailable)?;
+    let zones = stored.into_iter().filter_map(|(name, def)| {
+        let zone = serde_json::from_str(&def)
+            .map_err(|err| err.to_string())
+            .and_then(stored_zone);
+        zone.inspect_err(|err| tracing::warn!(zone = %name, %err, "a zone in redis was left out"))
+            .ok()
+    });
+    Ok(zones.collect())
 }
 
 /// The one reader of the stream in this process.
@@ -321,6 +446,9 @@ struct Follower {
     /// How many events to load when history starts again.
     capacity: usize,
     hub: Arc<Hub>,
+    geofences: Arc<RwLock<Geofences>>,
+    /// Tells waiting zone changes how far the stream has been read.
+    read_through: watch::Sender<EventId>,
     ready: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
     last: EventId,
@@ -391,7 +519,10 @@ impl Follower {
         );
         self.hub.restart(horizon);
         self.last = append_all(&self.hub, events, horizon);
+        let zones = load_zones(conn, &self.keys).await?;
+        super::write(&self.geofences).reset(zones);
         self.generation = token;
+        self.read_through.send_replace(self.last);
         Ok(())
     }
 
@@ -423,13 +554,46 @@ impl Follower {
             if let Ok(id) = entry.id.parse::<EventId>() {
                 self.last = self.last.max(id);
             }
-            if let Some(event) = decode(&entry) {
+            match decode(&entry) {
                 // The hub ignores ids it already has.
-                self.hub
-                    .append_with(|last| (event.id() > last).then_some(event));
+                Entry::Event(event) => {
+                    self.hub
+                        .append_with(|last| (event.id() > last).then_some(event));
+                }
+                Entry::Zone(change) => apply(&self.geofences, change),
+                Entry::Other => {}
             }
         }
+        self.read_through.send_replace(self.last);
         Ok(())
+    }
+}
+
+impl RedisBroker {
+    /// What the publish script takes for each position: its stored JSON,
+    /// and for a tracker's position when there are zones, the zones it is
+    /// in and near.
+    fn publishing(&self, drafts: &[PositionEvent]) -> serde_json::Result<Vec<Publishing>> {
+        let geofences = super::read(&self.geofences);
+        drafts
+            .iter()
+            .map(|draft| {
+                let json = serde_json::to_string(&StoredPosition::of(draft))?;
+                let (tracker, near) = match (&draft.tracker, geofences.is_empty()) {
+                    (Some(tracker), false) => {
+                        let near = geofences.near(draft.longitude, draft.latitude);
+                        let near = format!("{}|{}", near.inside.join(","), near.border.join(","));
+                        (tracker.clone(), near)
+                    }
+                    _ => (String::new(), "|".into()),
+                };
+                Ok(Publishing {
+                    json,
+                    tracker,
+                    near,
+                })
+            })
+            .collect()
     }
 }
 
@@ -444,11 +608,7 @@ impl Broker for RedisBroker {
                 .into_iter()
                 .map(|position| position.into_event(EventId::default(), received_at))
                 .collect();
-            let stored = drafts
-                .iter()
-                .map(|draft| serde_json::to_string(&StoredPosition::of(draft)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(unavailable)?;
+            let stored = self.publishing(&drafts).map_err(unavailable)?;
             if self.lost.load(Ordering::Relaxed) {
                 self.reconnect_publisher().await?;
             }
@@ -469,7 +629,8 @@ impl Broker for RedisBroker {
             }
             ids.iter()
                 .zip(drafts)
-                .map(|(id, draft)| {
+                .map(|(ids, draft)| {
+                    let id = ids.first().ok_or_else(|| unavailable("no id"))?;
                     let id = id.parse().map_err(unavailable)?;
                     Ok(Arc::new(Event::new(PositionEvent { id, ..draft })))
                 })
@@ -481,13 +642,69 @@ impl Broker for RedisBroker {
         &self.hub
     }
 
-    fn geofences(&self) -> &std::sync::RwLock<crate::geofence::Geofences> {
+    fn geofences(&self) -> &RwLock<Geofences> {
         &self.geofences
     }
 
-    fn change_zone(&self, change: super::ZoneChange) -> BoxFuture<'_, Result<bool, BrokerError>> {
-        let _ = change;
-        Box::pin(async { Err(unavailable("zones are not kept in redis yet")) })
+    /// Changed in Redis, then answered once this instance's reader has
+    /// applied the change (in stream order), so a position published here
+    /// next is judged by it.
+    fn change_zone(&self, change: ZoneChange) -> BoxFuture<'_, Result<bool, BrokerError>> {
+        Box::pin(async move {
+            let (name, def) = match &change {
+                ZoneChange::Put(zone) => (
+                    zone.name.clone(),
+                    Some(serde_json::to_string(zone).map_err(unavailable)?),
+                ),
+                ZoneChange::Delete(name) => (name.clone(), None),
+            };
+            let mut conn = self.publisher.clone();
+            let (existed, id) = self
+                .scripts
+                .change_zone(
+                    &mut conn,
+                    &self.keys,
+                    self.hub.last_id(),
+                    self.max_len,
+                    &name,
+                    def.as_deref(),
+                )
+                .await
+                .map_err(unavailable)?;
+            if let Ok(id) = id.parse::<EventId>() {
+                let mut read = self.read_through.clone();
+                let applied = read.wait_for(|through| *through >= id);
+                if tokio::time::timeout(COMMAND_TIMEOUT, applied)
+                    .await
+                    .is_err()
+                {
+                    // Applied here now; the reader applies it again in order.
+                    apply(&self.geofences, change);
+                }
+            }
+            Ok(existed)
+        })
+    }
+
+    /// Read from Redis, where the publish script keeps membership.
+    fn occupants(&self, name: String) -> BoxFuture<'_, Result<Option<Occupants>, BrokerError>> {
+        Box::pin(async move {
+            if self.zone(&name).is_none() {
+                return Ok(None);
+            }
+            let mut conn = self.publisher.clone();
+            let stored: Vec<(String, String)> = redis::cmd("HGETALL")
+                .arg(self.keys.occupants(&name))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let mut occupants: Occupants = stored
+                .into_iter()
+                .filter_map(|(tracker, id)| Some((tracker, id.parse().ok()?)))
+                .collect();
+            occupants.sort();
+            Ok(Some(occupants))
+        })
     }
 
     fn is_ready(&self) -> bool {

@@ -231,6 +231,16 @@ impl Geofences {
         true
     }
 
+    /// Replaces every zone with `zones`, and forgets who was inside (a
+    /// broker that keeps membership elsewhere, as Redis does, follows
+    /// only the zones).
+    pub fn reset(&mut self, zones: Vec<Zone>) {
+        *self = Self::new(self.hysteresis);
+        for zone in zones {
+            self.put(zone);
+        }
+    }
+
     /// Every zone, by name.
     pub fn zones(&self) -> Vec<Arc<Zone>> {
         self.index.zones()
@@ -305,8 +315,9 @@ impl Geofences {
     }
 }
 
-/// A zone as [`Geofences::state`] writes it: its name beside its shape.
-fn stored_zone(mut value: serde_json::Value) -> Result<Zone, String> {
+/// A zone as it is kept (by [`Geofences::state`], and in Redis): its JSON,
+/// its name beside its shape.
+pub fn stored_zone(mut value: serde_json::Value) -> Result<Zone, String> {
     let name = value
         .as_object_mut()
         .and_then(|zone| zone.remove("name"))

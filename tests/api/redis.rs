@@ -136,3 +136,103 @@ async fn an_unreachable_redis_at_start_is_a_clear_error_and_a_non_zero_exit() {
     let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("cannot start the broker"), "output: {text}");
 }
+
+/// Puts a circle zone of `radius` metres around (18.06, 59.33) through `app`.
+async fn put_circle(app: &TestApp, name: &str, radius: f64) {
+    let response = app
+        .http
+        .put(app.url(&format!("/zones/{name}")))
+        .json(&serde_json::json!({
+            "circle": {"longitude": 18.06, "latitude": 59.33, "radius": radius}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "the zone is created");
+}
+
+/// (type, zone, tracker, id) of a zone event.
+fn crossing(event: &Value) -> (String, String, String, String) {
+    let field = |name: &str| event[name].as_str().expect(name).to_owned();
+    (field("type"), field("zone"), field("tracker"), field("id"))
+}
+
+#[tokio::test]
+async fn zone_events_are_decided_once_and_delivered_alike_by_instances_sharing_redis() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (instance(&redis).await, instance(&redis).await);
+    put_circle(&a, "depot", 100.0).await;
+    let mut on_a = a.subscribe("/ws?zone=*").await;
+    // B learns of the zone through the stream; its subscription names it.
+    let mut on_b = within("instance B to know the zone", async {
+        loop {
+            let response = b.http.get(b.url("/zones/depot")).send().await.unwrap();
+            if response.status() == 200 {
+                return b.subscribe("/ws?zone=depot").await;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // In, jittering just outside the border (within the hysteresis) from
+    // the other instance, out, and in again: each fix through alternating
+    // instances, so the tracker's membership lives in Redis, not in one.
+    let moves = [
+        (18.06, 59.33),    // inside: enter
+        (18.061_9, 59.33), // about 106 m east: past the border, within 20 m
+        (18.06, 59.330_5), // inside
+        (18.07, 59.33),    // about 570 m east: leave
+        (18.060_1, 59.33), // inside: enter
+    ];
+    let mut positions = Vec::new();
+    for (i, (longitude, latitude)) in moves.into_iter().enumerate() {
+        let target = if i % 2 == 0 { &a } else { &b };
+        positions.push(id(&target
+            .publish(longitude, latitude, Some("bus-1"))
+            .await));
+    }
+    let mut seen_a = Vec::new();
+    let mut seen_b = Vec::new();
+    for _ in 0..3 {
+        seen_a.push(crossing(&on_a.next_json().await));
+        seen_b.push(crossing(&on_b.next_json().await));
+    }
+    let kinds: Vec<_> = seen_a
+        .iter()
+        .map(|(t, z, tr, _)| (t.as_str(), z.as_str(), tr.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("enter", "depot", "bus-1"),
+            ("leave", "depot", "bus-1"),
+            ("enter", "depot", "bus-1")
+        ],
+        "one enter, no flapping on the border, one leave, one enter"
+    );
+    assert_eq!(
+        seen_b, seen_a,
+        "both instances deliver the same zone events, same ids"
+    );
+    for (event, position) in seen_a
+        .iter()
+        .zip([&positions[0], &positions[3], &positions[4]])
+    {
+        assert!(
+            event.3 > *position,
+            "a zone event is numbered after the position that crossed"
+        );
+    }
+    for app in [&a, &b] {
+        let inside = app.get_json("/zones/depot/inside").await;
+        assert_eq!(inside["inside"][0]["tracker"], "bus-1");
+        assert_eq!(inside["inside"][0]["since"], seen_a[2].3.as_str());
+    }
+    // A third instance, started now, knows the zone and who is inside.
+    let c = instance(&redis).await;
+    assert_eq!(c.get_json("/zones").await[0]["name"], "depot");
+    let mut on_c = c.subscribe("/ws?zone=depot").await;
+    c.publish(18.08, 59.33, Some("bus-1")).await;
+    let (kind, _, _, _) = crossing(&on_c.next_json().await);
+    assert_eq!(kind, "leave", "membership is Redis's, not the instance's");
+}

@@ -119,6 +119,16 @@ impl Keys {
     pub(super) fn marker(&self) -> &str {
         &self.marker
     }
+
+    /// The hash of zones: name → the zone's JSON.
+    pub(super) fn zones(&self) -> String {
+        format!("{}:zones", self.stream)
+    }
+
+    /// The hash of a zone's trackers inside: tracker → enter id.
+    pub(super) fn occupants(&self, zone: &str) -> String {
+        format!("{}:occupants:{zone}", self.stream)
+    }
 }
 
 /// The two scripts every instance runs; see the module documentation.
@@ -126,24 +136,109 @@ impl Keys {
 pub(super) struct Scripts {
     generation: Script,
     publish: Script,
+    change_zone: Script,
+}
+
+/// Appends each position (ARGV[4], [7], … its stored JSON; then its
+/// tracker, empty for none or when this instance knows no zone; then the
+/// zones it is in and those whose border it is near, `in,…|near,…`) and,
+/// right after it, the zone events it makes, deciding them from the
+/// tracker's membership kept in Redis (`<stream>:inside:<tracker>`: zone
+/// → enter id; `<stream>:occupants:<zone>`: tracker → enter id) by the rule
+/// of `crate::geofence`: leaves first, then enters, each by zone name. A
+/// zone deleted meanwhile (absent from `<stream>:zones`) is not entered.
+/// Answers, for each position, its id followed by `<id> <enter|leave>
+/// <zone>` for each zone event.
+const PUBLISH: &str = r"
+local out = {}
+local zones = KEYS[1] .. ':zones'
+local i = 4
+while i <= #ARGV do
+  local json, tracker, near = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'p', json)
+  local entry = {id}
+  if tracker ~= '' then
+    local inside = KEYS[1] .. ':inside:' .. tracker
+    local bar = string.find(near, '|', 1, true)
+    local now_in, keep, entering = {}, {}, {}
+    for z in string.gmatch(string.sub(near, 1, bar - 1), '[^,]+') do
+      now_in[z] = true
+      keep[z] = true
+      entering[#entering + 1] = z
+    end
+    for z in string.gmatch(string.sub(near, bar + 1), '[^,]+') do keep[z] = true end
+    local was = redis.call('HKEYS', inside)
+    table.sort(was)
+    for _, z in ipairs(was) do
+      if not keep[z] then
+        redis.call('HDEL', inside, z)
+        redis.call('HDEL', KEYS[1] .. ':occupants:' .. z, tracker)
+        local t = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
+          'p', json, 'z', 'leave', 'zone', z, 'of', id)
+        entry[#entry + 1] = t .. ' leave ' .. z
+      end
+    end
+    table.sort(entering)
+    for _, z in ipairs(entering) do
+      if redis.call('HEXISTS', inside, z) == 0 and redis.call('HEXISTS', zones, z) == 1 then
+        local t = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
+          'p', json, 'z', 'enter', 'zone', z, 'of', id)
+        redis.call('HSET', inside, z, t)
+        redis.call('HSET', KEYS[1] .. ':occupants:' .. z, tracker, t)
+        entry[#entry + 1] = t .. ' enter ' .. z
+      end
+    end
+  end
+  out[#out + 1] = entry
+  i = i + 3
+end
+return out";
+
+/// Puts (ARGV[4] `put`, ARGV[6] the zone's JSON) or deletes (`delete`)
+/// zone ARGV[5] in `<stream>:zones`, dropping a deleted zone's
+/// membership, and appends the change to the stream (`c`, `zone`, `def`)
+/// so every instance applies it in order with the positions. Answers
+/// whether the zone was there, and the change's id (none when a delete
+/// found nothing).
+const CHANGE_ZONE: &str = r"
+local zones = KEYS[1] .. ':zones'
+local existed = redis.call('HEXISTS', zones, ARGV[5])
+if ARGV[4] == 'put' then
+  redis.call('HSET', zones, ARGV[5], ARGV[6])
+else
+  if existed == 0 then return {0, ''} end
+  redis.call('HDEL', zones, ARGV[5])
+  local occupants = KEYS[1] .. ':occupants:' .. ARGV[5]
+  for _, t in ipairs(redis.call('HKEYS', occupants)) do
+    redis.call('HDEL', KEYS[1] .. ':inside:' .. t, ARGV[5])
+  end
+  redis.call('DEL', occupants)
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
+  'c', ARGV[4], 'zone', ARGV[5], 'def', ARGV[6])
+return {existed, id}";
+
+/// One position to publish: its stored JSON, its tracker (empty: no zone
+/// work) and the zones it is in and near (`in,…|near,…`).
+pub(super) struct Publishing {
+    pub(super) json: String,
+    pub(super) tracker: String,
+    pub(super) near: String,
 }
 
 impl Scripts {
     /// Loads the scripts into Redis's cache.
     pub(super) async fn load(conn: &mut impl ConnectionLike) -> RedisResult<Self> {
         let generation = Script::load(conn, format!("{GENERATION}return token")).await?;
-        // ARGV[3]: the stream's approximate maximum length; ARGV[4] on:
-        // the stored positions, appended in one script so a batch is
-        // stored whole and its ids are consecutive.
-        let xadd = "local ids = {}
-for i = 4, #ARGV do
-  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'p', ARGV[i])
-end
-return ids";
-        let publish = Script::load(conn, format!("{GENERATION}{xadd}")).await?;
+        // ARGV[3]: the stream's approximate maximum length; then the
+        // positions, appended in one script so a batch is stored whole
+        // and its ids are consecutive, each followed by its zone events.
+        let publish = Script::load(conn, format!("{GENERATION}{PUBLISH}")).await?;
+        let change_zone = Script::load(conn, format!("{GENERATION}{CHANGE_ZONE}")).await?;
         Ok(Self {
             generation,
             publish,
+            change_zone,
         })
     }
 
@@ -169,14 +264,42 @@ return ids";
         keys: &Keys,
         seen: EventId,
         max_len: usize,
-        positions: &[String],
-    ) -> RedisResult<Vec<String>> {
+        positions: &[Publishing],
+    ) -> RedisResult<Vec<Vec<String>>> {
         let above = seen.next_after(0).to_string();
         let max_len = max_len.to_string();
         let token = fresh_token();
         let mut args = vec![token.as_str(), above.as_str(), max_len.as_str()];
-        args.extend(positions.iter().map(String::as_str));
+        for position in positions {
+            args.extend([position.json.as_str(), &position.tracker, &position.near]);
+        }
         self.publish.run(conn, keys, &args).await
+    }
+
+    /// Puts (with its JSON `def`) or deletes (`def` empty) zone `name`:
+    /// whether it was there, and the id of the change in the stream.
+    pub(super) async fn change_zone(
+        &self,
+        conn: &mut impl ConnectionLike,
+        keys: &Keys,
+        seen: EventId,
+        max_len: usize,
+        name: &str,
+        def: Option<&str>,
+    ) -> RedisResult<(bool, String)> {
+        let above = seen.next_after(0).to_string();
+        let max_len = max_len.to_string();
+        let token = fresh_token();
+        let change = if def.is_some() { "put" } else { "delete" };
+        let args = [
+            token.as_str(),
+            above.as_str(),
+            max_len.as_str(),
+            change,
+            name,
+            def.unwrap_or(""),
+        ];
+        self.change_zone.run(conn, keys, &args).await
     }
 }
 
