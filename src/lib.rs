@@ -16,9 +16,10 @@
 //! - [`ingest`]: tracker apps' own protocols (OwnTracks, OsmAnd / Traccar
 //!   Client) read into positions.
 //! - [`broker`]: orders, numbers and keeps events (in [`broker::ring`], the
-//!   one bounded ring, which also keeps shared GraphQL results); [`broker::durable`]
-//!   is the embedded default, kept on disk; [`broker::memory`] the same in
-//!   memory only; [`broker::redis`] serves several instances.
+//!   one bounded ring, which also keeps shared GraphQL results) and zones;
+//!   [`broker::durable`] is the embedded default, kept on disk;
+//!   [`broker::memory`] the same in memory only; [`broker::redis`] serves
+//!   several instances.
 //! - [`graphql`]: the GraphQL schema over the same model and broker, and
 //!   [`graphql::shared`]: one execution for identical subscriptions.
 //! - [`http`]: one file per transport or surface (`/ws`, `/events`,
@@ -51,11 +52,14 @@
 //! GraphQL publish ─ graphql::Mutation ────────────────────────┤
 //! /ingest/* ─ http::ingest (ingest::owntracks, ingest::osmand) ┴─
 //!     publish::Publisher (authorize, rate, tracker, validate) ─
-//!     Broker::publish_batch (durable: one writer appends the batch to the
-//!     log and syncs it; memory; or redis: one script, back through the
-//!     stream reader) ─ broker::Hub::append_all_with: numbered, kept in the
-//!     history ring (broker::ring), subscribers woken; model::Event holds
-//!     its wire forms, made once
+//!     Broker::publish_batch (durable: one writer numbers the batch, each
+//!     position followed by the zone events geofence::Geofences::cross
+//!     decides, appends it to the log and syncs it; memory: the same under
+//!     the hub's lock; or redis: one script, which decides the zone events
+//!     too, back through the stream reader) ─ broker::Hub::append_all_with:
+//!     numbered, kept in the history ring (broker::ring), subscribers
+//!     woken; model::Event holds its wire forms, made once (a zone event's:
+//!     model::ZoneEvent)
 //!
 //! GET /ws ─ http::ws::upgrade ─ Broker::subscribe (a cursor in the ring)
 //!     ─ delivery::LiveStream: reads history from its own cursor until

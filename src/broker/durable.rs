@@ -260,6 +260,12 @@ impl DurableBroker {
         for (tracker, transition) in &recovered.crossings {
             geofences.apply(tracker, transition);
         }
+        // A fix sent late after the restart is judged as before it.
+        for position in &recovered.latest {
+            if let Some(tracker) = &position.tracker {
+                geofences.judge_fix(tracker, position.fix_time());
+            }
+        }
         let geofences = Arc::new(RwLock::new(geofences));
         let latest: HashMap<_, _> = recovered
             .latest

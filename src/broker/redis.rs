@@ -587,9 +587,11 @@ impl RedisBroker {
                     }
                     _ => (String::new(), "|".into()),
                 };
+                let fix = (draft.fix_time().unix_timestamp_nanos() / 1_000).to_string();
                 Ok(Publishing {
                     json,
                     tracker,
+                    fix,
                     near,
                 })
             })

@@ -12,7 +12,11 @@
 //! without a tracker crosses nothing: membership is a tracker's.
 //!
 //! Crossings of one position come leaves first, then enters, each in zone
-//! name order, so every broker numbers them alike.
+//! name order, so every broker numbers them alike. A fix older than one
+//! already judged for its tracker (buffered offline, sent late) crosses
+//! nothing: it is stored and delivered, but where the tracker was then is
+//! not where it is now (the rule of
+//! [`crate::model::PositionEvent::is_later_fix_than`]).
 
 pub mod index;
 
@@ -20,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::model::{Crossing, EventId, PositionEvent, Transition, Zone, ZoneInput};
 
@@ -50,6 +55,8 @@ pub struct Geofences {
     inside: HashMap<String, BTreeMap<String, EventId>>,
     /// Each zone's trackers inside.
     occupants: HashMap<String, BTreeSet<String>>,
+    /// Each tracker's latest fix judged: an older one crosses nothing.
+    last_fix: HashMap<String, OffsetDateTime>,
 }
 
 /// What a tracker's membership was, to put back when what changed it was
@@ -58,6 +65,7 @@ pub struct Geofences {
 pub struct Saved {
     tracker: String,
     zones: Option<BTreeMap<String, EventId>>,
+    last_fix: Option<OffsetDateTime>,
 }
 
 /// Zones and membership as kept on disk by the durable broker; see
@@ -80,6 +88,7 @@ impl Geofences {
             hysteresis,
             inside: HashMap::new(),
             occupants: HashMap::new(),
+            last_fix: HashMap::new(),
         }
     }
 
@@ -106,6 +115,10 @@ impl Geofences {
             return Vec::new();
         };
         if self.index.is_empty() && !self.inside.contains_key(tracker) {
+            return Vec::new();
+        }
+        let fix = position.fix_time();
+        if !self.judge_fix(tracker, fix) {
             return Vec::new();
         }
         let near = self.near(position.longitude, position.latitude);
@@ -137,6 +150,22 @@ impl Geofences {
             self.apply(tracker, transition);
         }
         transitions
+    }
+
+    /// Whether a fix taken at `fix` is to be judged for `tracker`: not
+    /// older than the latest judged, which it then is.
+    pub fn judge_fix(&mut self, tracker: &str, fix: OffsetDateTime) -> bool {
+        match self.last_fix.get_mut(tracker) {
+            Some(last) if fix < *last => false,
+            Some(last) => {
+                *last = fix;
+                true
+            }
+            None => {
+                self.last_fix.insert(tracker.to_owned(), fix);
+                true
+            }
+        }
     }
 
     /// Moves `tracker` in or out of a zone as `transition` says: what
@@ -179,12 +208,21 @@ impl Geofences {
         Saved {
             tracker: tracker.to_owned(),
             zones: self.inside.get(tracker).cloned(),
+            last_fix: self.last_fix.get(tracker).copied(),
         }
     }
 
     /// Puts back a membership [`Geofences::save`]d.
     pub fn restore(&mut self, saved: Saved) {
-        let Saved { tracker, zones } = saved;
+        let Saved {
+            tracker,
+            zones,
+            last_fix,
+        } = saved;
+        match last_fix {
+            Some(fix) => self.last_fix.insert(tracker.clone(), fix),
+            None => self.last_fix.remove(&tracker),
+        };
         for zone in self
             .inside
             .remove(&tracker)

@@ -139,14 +139,16 @@ pub(super) struct Scripts {
     change_zone: Script,
 }
 
-/// Appends each position (ARGV[4], [7], … its stored JSON; then its
-/// tracker, empty for none or when this instance knows no zone; then the
-/// zones it is in and those whose border it is near, `in,…|near,…`) and,
-/// right after it, the zone events it makes, deciding them from the
-/// tracker's membership kept in Redis (`<stream>:inside:<tracker>`: zone
-/// → enter id; `<stream>:occupants:<zone>`: tracker → enter id) by the rule
-/// of `crate::geofence`: leaves first, then enters, each by zone name. A
-/// zone deleted meanwhile (absent from `<stream>:zones`) is not entered.
+/// Appends each position (ARGV[4], [8], … its stored JSON; then its
+/// tracker, empty for none or when this instance knows no zone; its fix
+/// time in microseconds; the zones it is in and those whose border it is
+/// near, `in,…|near,…`) and, right after it, the zone events it makes,
+/// deciding them from the tracker's membership kept in Redis
+/// (`<stream>:inside:<tracker>`: zone → enter id, and `~fix`, the latest
+/// fix judged; `<stream>:occupants:<zone>`: tracker → enter id) by the rule
+/// of `crate::geofence`: a fix older than the latest judged crosses
+/// nothing; leaves first, then enters, each by zone name. A zone deleted
+/// meanwhile (absent from `<stream>:zones`) is not entered.
 /// Answers, for each position, its id followed by `<id> <enter|leave>
 /// <zone>` for each zone event.
 const PUBLISH: &str = r"
@@ -154,11 +156,17 @@ local out = {}
 local zones = KEYS[1] .. ':zones'
 local i = 4
 while i <= #ARGV do
-  local json, tracker, near = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local json, tracker, fix, near = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'p', json)
   local entry = {id}
-  if tracker ~= '' then
-    local inside = KEYS[1] .. ':inside:' .. tracker
+  local inside = KEYS[1] .. ':inside:' .. tracker
+  local judged = tracker ~= ''
+  if judged then
+    local last = redis.call('HGET', inside, '~fix')
+    judged = not last or tonumber(fix) >= tonumber(last)
+  end
+  if judged then
+    redis.call('HSET', inside, '~fix', fix)
     local bar = string.find(near, '|', 1, true)
     local now_in, keep, entering = {}, {}, {}
     for z in string.gmatch(string.sub(near, 1, bar - 1), '[^,]+') do
@@ -170,7 +178,7 @@ while i <= #ARGV do
     local was = redis.call('HKEYS', inside)
     table.sort(was)
     for _, z in ipairs(was) do
-      if not keep[z] then
+      if z ~= '~fix' and not keep[z] then
         redis.call('HDEL', inside, z)
         redis.call('HDEL', KEYS[1] .. ':occupants:' .. z, tracker)
         local t = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
@@ -190,7 +198,7 @@ while i <= #ARGV do
     end
   end
   out[#out + 1] = entry
-  i = i + 3
+  i = i + 4
 end
 return out";
 
@@ -219,10 +227,12 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
 return {existed, id}";
 
 /// One position to publish: its stored JSON, its tracker (empty: no zone
-/// work) and the zones it is in and near (`in,…|near,…`).
+/// work), its fix time (microseconds) and the zones it is in and near
+/// (`in,…|near,…`).
 pub(super) struct Publishing {
     pub(super) json: String,
     pub(super) tracker: String,
+    pub(super) fix: String,
     pub(super) near: String,
 }
 
@@ -271,7 +281,12 @@ impl Scripts {
         let token = fresh_token();
         let mut args = vec![token.as_str(), above.as_str(), max_len.as_str()];
         for position in positions {
-            args.extend([position.json.as_str(), &position.tracker, &position.near]);
+            args.extend([
+                position.json.as_str(),
+                &position.tracker,
+                &position.fix,
+                &position.near,
+            ]);
         }
         self.publish.run(conn, keys, &args).await
     }
