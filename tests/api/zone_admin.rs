@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::test_app::{TestApp, spawn_app, spawn_app_with, tokens_file};
-use crate::zones::{Crossed, crossed, depot, ws_until, yard};
+use crate::zones::{Crossed, crossed, depot, refused_handshake, ws_until, yard};
 
 /// `method` on `/zones/{name}` with `body` and `token`, if given: the status
 /// and the JSON body (null when there is none).
@@ -85,6 +85,20 @@ async fn a_zone_is_created_replaced_listed_and_deleted_and_a_bad_one_is_refused_
         (status, &problem["code"]),
         (StatusCode::BAD_REQUEST, &json!("malformed-body"))
     );
+    let both = json!({"circle": depot()["circle"], "polygon": yard()["polygon"]});
+    let far = json!({"circle": {"longitude": 0.05, "latitude": 0.0, "radius": 2e6}});
+    for (name, shape, status, code, field) in [
+        ("yard", &both, 422, "invalid-zone", "circle"),
+        ("depot", &far, 422, "invalid-zone", "circle.radius"),
+        ("a%20yard", &yard(), 400, "invalid-parameter", "name"),
+    ] {
+        let (got, problem) = put(&app, name, shape, None).await;
+        assert_eq!(got.as_u16(), status, "{name}: {problem}");
+        assert_eq!(
+            (&problem["code"], &problem["field"]),
+            (&json!(code), &json!(field))
+        );
+    }
     assert_eq!(
         app.get_json("/zones").await,
         json!([replaced]),
@@ -196,6 +210,13 @@ async fn only_a_publisher_for_every_tracker_changes_zones_and_a_scoped_reader_se
     );
     let everyone = ["alice/finish", "alice/phone", "bob/phone"];
     assert_eq!(inside("viewer").await, everyone);
+    let path = "/ws?zone=*&tracker=bob/phone&access_token=alice-viewer";
+    let (status, problem) = refused_handshake(&app, path).await;
+    assert_eq!(
+        (status, &problem["code"]),
+        (403, &json!("forbidden")),
+        "{problem}"
+    );
 }
 
 #[tokio::test]

@@ -241,7 +241,7 @@ async fn a_tracker_crossing_a_polygon_and_a_circle_and_jittering_on_their_border
 }
 
 /// The status and problem of a WebSocket handshake that must be refused.
-async fn refused_handshake(app: &TestApp, path: &str) -> (u16, Value) {
+pub async fn refused_handshake(app: &TestApp, path: &str) -> (u16, Value) {
     match tokio_tungstenite::connect_async(app.ws_url(path)).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             let body = response.body().as_deref().unwrap_or_default();
