@@ -20,14 +20,14 @@ use crate::test_app::{TestApp, listening_entry, sample, serve_on, within};
 
 /// A fresh data directory, removed when dropped (after unmounting what a
 /// test mounted on it and clearing the immutable attribute).
-struct DataDir {
-    path: PathBuf,
+pub(crate) struct DataDir {
+    pub(crate) path: PathBuf,
     mounted: bool,
     immutable: bool,
 }
 
 impl DataDir {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let path =
             std::env::temp_dir().join(format!("longlat-durable-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
@@ -99,7 +99,10 @@ impl Drop for DataDir {
 }
 
 /// A server in this process on `dir`; the handle resolves once it stopped.
-async fn start(dir: &Path, adjust: impl FnOnce(&mut Config)) -> (TestApp, JoinHandle<()>) {
+pub(crate) async fn start(
+    dir: &Path,
+    adjust: impl FnOnce(&mut Config),
+) -> (TestApp, JoinHandle<()>) {
     let mut config = Config::defaults();
     config.data_dir = dir.to_owned();
     adjust(&mut config);
@@ -116,7 +119,7 @@ async fn start(dir: &Path, adjust: impl FnOnce(&mut Config)) -> (TestApp, JoinHa
     (app, stopped)
 }
 
-async fn stop(app: TestApp, stopped: JoinHandle<()>) {
+pub(crate) async fn stop(app: TestApp, stopped: JoinHandle<()>) {
     drop(app);
     within("the server to stop", stopped).await.unwrap();
 }

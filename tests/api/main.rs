@@ -44,3 +44,5 @@ mod tls;
 mod tutorial;
 mod watchers;
 mod ws;
+mod zone_admin;
+mod zones;
