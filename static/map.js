@@ -1,12 +1,15 @@
 // The live map: Leaflet over a built-in world outline (and the operator's
 // basemap and raster tiles, when configured), every tracker's trail from history, then
 // live positions from /ws (or /events when WebSockets are blocked),
-// resuming from the last id after a cut.
+// resuming from the last id after a cut; and the zones, with trackers
+// entering and leaving them as it happens, from a second stream.
 import { drawTrail } from "./map/trails.js";
 import { placeLabels } from "./map/labels.js";
 import { applyFilter, refreshAges, renderList } from "./map/list.js";
 import { Replay } from "./map/replay.js";
 import { loadOutline, loadSettings } from "./map/basemap.js";
+import { Stream, origin, transport } from "./map/stream.js";
+import { Zones } from "./map/zones.js";
 
 /** Fixes kept per tracker for its trail and replay. */
 const MAX_POINTS = 5000;
@@ -14,9 +17,9 @@ const MAX_POINTS = 5000;
 const MAX_UNTRACKED = 1000;
 /** Pages of history read at start (1000 events each). */
 const HISTORY_PAGES = 20;
+/** How often the zones are read again, in ms (they change rarely). */
+const ZONES_EVERY_MS = 30_000;
 
-const origin = location.protocol.startsWith("http") ? location.host : "localhost:8844";
-const secure = location.protocol === "https:";
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -30,10 +33,6 @@ const state = {
   openedAt: 0,
   everLive: false,       // a connection opened before: the next one resumes
   resuming: false,
-  transport: "ws",
-  wsDelivered: false,
-  wsFailures: 0,
-  backoff: 500,
   following: null,
   viewTouched: false,    // the viewer moved the map: stop fitting it for them
 };
@@ -53,6 +52,7 @@ L.control.scale({ imperial: false }).addTo(map);
 // turned, the list growing) changes the map's size at other times too.
 new ResizeObserver(() => map.invalidateSize()).observe(map.getContainer());
 const replay = new Replay(map);
+const zones = new Zones(map, $("zones"), $("crossings"));
 
 for (const kind of ["pointerdown", "wheel", "keydown"]) {
   map.getContainer().addEventListener(kind, () => { state.viewTouched = true; }, { passive: true });
@@ -96,8 +96,8 @@ function addUntracked(event) {
 function fitAll() {
   const points = [...state.trackers.values()].map((t) => t.marker.getLatLng());
   if (points.length === 0) points.push(...state.untracked.map((dot) => dot.getLatLng()));
-  if (points.length === 0) return;
-  map.fitBounds(L.latLngBounds(points), { padding: [48, 48], maxZoom: 15, animate: false });
+  const bounds = points.length ? L.latLngBounds(points) : zones.bounds();
+  if (bounds) map.fitBounds(bounds, { padding: [48, 48], maxZoom: 15, animate: false });
 }
 
 // --- following -------------------------------------------------------------
@@ -189,7 +189,7 @@ function onEvent(event) {
   }
   if (state.resuming && at < state.openedAt) {
     state.caughtUp += 1;
-    setStatus("resumed", `resumed · ${state.caughtUp} caught up (${state.transport})`);
+    setStatus("resumed", `resumed · ${state.caughtUp} caught up (${transport.kind})`);
   }
   scheduleRender();
 }
@@ -203,52 +203,50 @@ function onGap(gap) {
   }
 }
 
-function onFrame(text) {
-  const message = JSON.parse(text);
-  if (message.type === "gap") onGap(message); else onEvent(message);
-}
-
-function query() {
-  return state.lastId ? "?after=" + encodeURIComponent(state.lastId) : "";
-}
-
 // "resumed" only when this page had a live connection before and asked to
 // carry on after its last event; a fresh page that read history is live.
 function opened() {
   state.openedAt = Date.now();
   state.caughtUp = 0;
-  state.backoff = 500;
   state.resuming = state.everLive && state.lastId !== null;
   state.everLive = true;
-  setStatus(state.resuming ? "resumed" : "live", `${state.resuming ? "resumed" : "live"} (${state.transport})`);
+  setStatus(state.resuming ? "resumed" : "live", `${state.resuming ? "resumed" : "live"} (${transport.kind})`);
 }
 
-function connectWs() {
-  const socket = new WebSocket((secure ? "wss://" : "ws://") + origin + "/ws" + query());
-  socket.onopen = opened;
-  socket.onmessage = (message) => { state.wsDelivered = true; onFrame(message.data); };
-  socket.onclose = () => {
-    // WebSockets that never deliver anything (refused, or cut at once by a
-    // proxy) twice in a row: use Server-Sent Events instead.
-    if (!state.wsDelivered && ++state.wsFailures >= 2) {
-      connectSse();
-      return;
-    }
-    setStatus("reconnecting", "reconnecting…");
-    setTimeout(connectWs, state.backoff);
-    state.backoff = Math.min(state.backoff * 2, 5000);
-  };
+const positions = new Stream({
+  filter: "",
+  sseEvents: ["position"],
+  cursor: () => state.lastId,
+  onOpen: opened,
+  onEvent,
+  onGap,
+  onCut: () => setStatus("reconnecting", transport.kind === "sse" ? "reconnecting… (sse)" : "reconnecting…"),
+});
+
+// A map with nothing on it yet shows where the zones are.
+function refreshZones() {
+  zones.refresh()
+    .then(() => { if (!state.viewTouched && state.trackers.size === 0 && state.untracked.length === 0) fitAll(); })
+    .catch((err) => console.error("zones:", err));
 }
 
-function connectSse() {
-  state.transport = "sse";
-  const source = new EventSource((secure ? "https://" : "http://") + origin + "/events" + query());
-  source.onopen = opened;
-  source.addEventListener("position", (message) => onFrame(message.data));
-  source.addEventListener("gap", (message) => onGap(JSON.parse(message.data)));
-  // EventSource reconnects by itself and sends Last-Event-ID.
-  source.onerror = () => setStatus("reconnecting", "reconnecting… (sse)");
-}
+// Zone events only, from where the history read at start ended. The
+// crossings of that last position come right after it, yet happened
+// before the page opened: the list starts after them.
+const zoneEvents = new Stream({
+  filter: "zone=*",
+  sseEvents: ["enter", "leave"],
+  lastId: null,
+  historyEnd: null,
+  cursor: () => zoneEvents.lastId,
+  onOpen: refreshZones,
+  onEvent: (event) => {
+    zoneEvents.lastId = event.id;
+    if (event.position.id !== zoneEvents.historyEnd) zones.crossed(event);
+  },
+  onGap: (gap) => zones.missed(gap),
+  onCut: () => {},
+});
 
 // Every event still in history, so a freshly opened map shows every
 // tracker's latest position and trail; the stream then resumes after it.
@@ -274,8 +272,11 @@ async function start() {
   });
   loadOutline(outline).catch(() => showNotice("The world outline could not be loaded; positions still show."));
   if (location.protocol.startsWith("http")) await loadHistory().catch((err) => console.error("history:", err));
-  connectWs();
+  positions.open();
+  zoneEvents.lastId = zoneEvents.historyEnd = state.lastId;
+  zoneEvents.open();
   setInterval(refreshAges, 1000);
+  setInterval(refreshZones, ZONES_EVERY_MS);
 }
 
 start();

@@ -30,6 +30,8 @@ pub(super) const ASSETS: &[Asset] = &[
     asset!("map/list.js", "text/javascript"),
     asset!("map/replay.js", "text/javascript"),
     asset!("map/basemap.js", "text/javascript"),
+    asset!("map/stream.js", "text/javascript"),
+    asset!("map/zones.js", "text/javascript"),
     asset!("map.css", "text/css"),
     asset!(
         "vendor/world-atlas/countries-10m.json",
@@ -99,7 +101,8 @@ async fn tutorial_page() -> Html<&'static str> {
 ///
 /// Every tracker's latest position on a map that zooms and pans, with its
 /// trail from history; a list of trackers to filter, follow and replay; the
-/// connection state and the latest event. Reconnects by itself, resuming
+/// connection state and the latest event; the zones, with trackers
+/// entering and leaving them as it happens. Reconnects by itself, resuming
 /// from its last event id. Works offline on a built-in 1:10m world outline,
 /// and the operator's basemap archive (`--map-basemap`) for city detail.
 #[utoipa::path(

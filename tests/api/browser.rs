@@ -96,3 +96,8 @@ async fn eight_map_pages_over_https_stream_over_http2_and_each_shows_a_posted_po
     ];
     scenario_with("sse-pages-https", &env).await;
 }
+
+#[tokio::test]
+async fn the_map_draws_zones_and_lists_trackers_entering_and_leaving_them_as_it_happens() {
+    scenario("map-zones").await;
+}
