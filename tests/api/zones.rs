@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::durable::{DataDir, start, stop};
 use crate::sse::SseReader;
-use crate::test_app::{TestApp, WsClient, spawn_app};
+use crate::test_app::{TestApp, WsClient, spawn_app, spawn_app_with};
 
 /// A crossing as compared: `(type, zone, tracker, position id)`.
 pub type Crossed = (String, String, String, String);
@@ -437,4 +437,60 @@ async fn zones_and_who_is_inside_survive_a_restart_and_the_next_fix_outside_is_a
         "history holds the zone events from both sides of the restart"
     );
     stop(app, stopped).await;
+}
+
+/// Publishes a fix of `tracker` at `x`, `y` (as in [`Step`]) taken at
+/// `recorded_at`; its id.
+async fn publish_fix(app: &TestApp, tracker: &str, x: f64, y: f64, recorded_at: &str) -> String {
+    let response = app
+        .post_position(&json!({
+            "longitude": x / 1000.0, "latitude": y / 1000.0,
+            "tracker": tracker, "recordedAt": recorded_at,
+        }))
+        .await;
+    assert_eq!(response.status(), 201);
+    let event: Value = response.json().await.expect("the stored event");
+    event["id"].as_str().expect("an id").to_owned()
+}
+
+/// A bus inside the depot, then a fix buffered ten minutes ago from far
+/// outside, then a fresh one inside: the late fix is stored and delivered,
+/// but where the bus was then is not where it is now.
+async fn a_late_fix_crosses_nothing_on(app: &TestApp) {
+    put_zones(app).await;
+    let mut zone_events = app.subscribe("/ws?zone=*").await;
+    let now = time::OffsetDateTime::now_utc();
+    let at = |minutes_ago: i64| {
+        (now - time::Duration::minutes(minutes_ago))
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("an RFC 3339 time")
+    };
+    let entered = publish_fix(app, "bus-7", 50.0, 0.0, &at(1)).await;
+    publish_fix(app, "bus-7", -5.0, 2.0, &at(10)).await;
+    publish_fix(app, "bus-7", 50.1, 0.0, &at(0)).await;
+    // Then really out, so the stream has something to end on.
+    let left = publish_fix(app, "bus-7", 60.0, 0.0, &at(0)).await;
+    let seen: Vec<Crossed> = vec![
+        crossed(&zone_events.next_json().await),
+        crossed(&zone_events.next_json().await),
+    ];
+    let expected: Vec<Crossed> = vec![
+        ("enter".into(), "depot".into(), "bus-7".into(), entered),
+        ("leave".into(), "depot".into(), "bus-7".into(), left),
+    ];
+    assert_eq!(seen, expected, "no leave and enter again for the late fix");
+}
+
+#[tokio::test]
+async fn a_fix_sent_late_from_outside_does_not_take_a_tracker_out_of_its_zone() {
+    a_late_fix_crosses_nothing_on(&spawn_app().await).await;
+    let memory = spawn_app_with(|c| c.broker = "memory".into()).await;
+    a_late_fix_crosses_nothing_on(&memory).await;
+}
+
+#[tokio::test]
+async fn a_fix_sent_late_crosses_nothing_with_redis_either() {
+    let redis = crate::redis_server::RedisServer::start().await;
+    let url = redis.url();
+    a_late_fix_crosses_nothing_on(&spawn_app_with(move |c| c.broker = url).await).await;
 }
