@@ -41,6 +41,9 @@
 //!   back from streams for requests.
 //! - [`geofence`]: zones trackers enter and leave; [`geofence::index`]
 //!   finds the zones near a position through an R-tree of their bounds.
+//! - [`zones`]: the zone operations REST and GraphQL share: putting one
+//!   within `--max-zones`, who is inside one, and checking the zones a
+//!   subscriber names.
 //! - [`cli`]: the command line, and the `publish`, `watch` and `bench` clients.
 //! - [`wire`]: the bytes sent to subscribers, made once per event:
 //!   WebSocket frames, SSE frames, HTTP chunks, graphql-ws messages.
@@ -102,6 +105,7 @@ pub mod stats;
 pub mod telemetry;
 pub mod tls;
 pub mod wire;
+pub mod zones;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,8 +6,9 @@
 //! document's cost before anything expands its fragments; the transports
 //! live in `crate::http::graphql`.
 //! Resolvers only translate arguments and call the broker: validation stays
-//! in [`crate::model`], and the mutation publishes through
-//! [`crate::publish`], like `POST /longlat`. Each resolver first asks
+//! in [`crate::model`], the mutation publishes through
+//! [`crate::publish`], like `POST /longlat`, and zones are put and read
+//! through [`crate::zones`], like `/zones`. Each resolver first asks
 //! [`crate::access`] whether the operation's [`Caller`] (put in the
 //! request's data by the transport; anonymous when none was) may do it.
 
@@ -17,6 +18,7 @@ mod query;
 pub mod schema;
 pub mod shared;
 mod subscription;
+mod zones;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -29,8 +31,9 @@ pub use schema::{LonglatSchema, MAX_COMPLEXITY, MAX_DEPTH, build, sdl};
 pub use subscription::Subscription;
 
 use crate::access::{Access, Caller, Scope};
+use crate::broker::Broker;
 use crate::error::Error;
-use crate::model::{Filter, InvalidParameter};
+use crate::model::{Filter, InvalidParameter, Zone};
 
 /// The operation's caller, as the transport put it in the request's data.
 /// An operation that reaches none (the schema executed directly) runs as
@@ -72,4 +75,16 @@ fn refused(error: Error) -> async_graphql::Error {
 /// `extensions.field` naming it, as the HTTP transports answer it.
 fn invalid(refusal: InvalidParameter) -> async_graphql::Error {
     Error::from(refusal).extend()
+}
+
+/// The zone an `inside` argument names, as it is now, for a filter; an
+/// unknown zone is `invalid-parameter` naming it.
+fn inside_filter(
+    broker: &dyn Broker,
+    inside: Option<&str>,
+) -> async_graphql::Result<Option<Arc<Zone>>> {
+    inside
+        .map(|name| crate::zones::inside_zone("inside", name, broker))
+        .transpose()
+        .map_err(invalid)
 }

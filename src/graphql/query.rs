@@ -1,10 +1,11 @@
-//! `Query`: reading back what the broker still keeps.
+//! `Query`: reading back what the broker still keeps, and its zones.
 
 use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
 
-use super::{authorize, invalid, reader_filter};
+use super::zones::ZoneView;
+use super::{authorize, inside_filter, invalid, reader_filter};
 use crate::access::Scope;
 use crate::broker::Broker;
 use crate::error::Error;
@@ -38,7 +39,8 @@ pub struct HistoryPage {
     cursor_too_old: bool,
 }
 
-/// Read-only operations: the latest event, one event by id, and recent history.
+/// Read-only operations: the latest event, one event by id, recent history,
+/// and zones.
 #[Object]
 impl Query {
     /// The latest position, optionally only from one tracker, by fix time
@@ -94,6 +96,7 @@ impl Query {
         limit: Option<i32>,
         #[graphql(desc = "Only events from one of these trackers.")] tracker: Option<Vec<String>>,
         #[graphql(desc = "Only events inside this box.")] bbox: Option<BoundingBox>,
+        #[graphql(desc = "Only positions inside this zone (as it is now).")] inside: Option<String>,
     ) -> async_graphql::Result<HistoryPage> {
         authorize(ctx, Scope::Subscribe)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
@@ -106,7 +109,9 @@ impl Query {
             .extend());
         }
         let after = parse_cursor("after", after.as_deref().map(String::as_str)).map_err(invalid)?;
-        let filter = reader_filter(ctx, Filter::checked(tracker, bbox).map_err(invalid)?)?;
+        let mut wanted = Filter::checked(tracker, bbox).map_err(invalid)?;
+        wanted.inside = inside_filter(&**broker, inside.as_deref())?;
+        let filter = reader_filter(ctx, wanted)?;
         let limit = usize::try_from(limit).unwrap_or(1);
         let page = broker
             .history(after, limit, &filter)
@@ -115,5 +120,23 @@ impl Query {
             events: page.events.iter().map(|e| e.position.clone()).collect(),
             cursor_too_old: page.cursor_too_old,
         })
+    }
+
+    /// Every zone, by name.
+    async fn zones(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ZoneView>> {
+        authorize(ctx, Scope::Subscribe)?;
+        let broker = ctx.data::<Arc<dyn Broker>>()?;
+        Ok(broker.zones().into_iter().map(ZoneView).collect())
+    }
+
+    /// The zone with this name; null when there is none.
+    async fn zone(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The zone's name.")] name: String,
+    ) -> async_graphql::Result<Option<ZoneView>> {
+        authorize(ctx, Scope::Subscribe)?;
+        let broker = ctx.data::<Arc<dyn Broker>>()?;
+        Ok(broker.zone(&name).map(ZoneView))
     }
 }

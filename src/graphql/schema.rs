@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_graphql::Schema;
 
+use super::zones::MaxZones;
 use super::{Mutation, Query, Subscription};
 use crate::access::Access;
 use crate::broker::Broker;
@@ -20,11 +21,13 @@ pub const MAX_DEPTH: usize = 16;
 /// cannot ask for unbounded work.
 pub const MAX_COMPLEXITY: usize = 1000;
 
-/// The schema, serving `broker` under the rules of `access`.
-pub fn build(broker: Arc<dyn Broker>, access: Arc<Access>) -> LonglatSchema {
+/// The schema, serving `broker` under the rules of `access`, keeping at
+/// most `max_zones` zones (`--max-zones`).
+pub fn build(broker: Arc<dyn Broker>, access: Arc<Access>, max_zones: usize) -> LonglatSchema {
     Schema::build(Query, Mutation, Subscription)
         .data(broker)
         .data(access)
+        .data(MaxZones(max_zones))
         .extension(super::guard::DocumentGuard)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)

@@ -86,7 +86,7 @@ impl AppState {
         access: Arc<Access>,
         shutdown: Shutdown,
     ) -> Self {
-        let graphql = crate::graphql::build(broker.clone(), access.clone());
+        let graphql = crate::graphql::build(broker.clone(), access.clone(), config.max_zones);
         let fanout = crate::delivery::fanout(&broker, &shutdown, config.uses_io_uring());
         let graphql_sse = Arc::new(graphql_sse::Reservations::new(
             config.graphql_init_timeout(),

@@ -1,7 +1,7 @@
 //! The query parameters every stream takes, with one syntax on every transport:
 //! `after=<event id>`, `tracker=<name>[,<name>…]`, `bbox=<minLon>,<minLat>,<maxLon>,<maxLat>`,
 //! `zone=<zone>[,<zone>…]` (zone events instead of positions), `inside=<zone>`,
-//! checked by the same model functions GraphQL's arguments are.
+//! checked by the same functions GraphQL's arguments are (zones by [`crate::zones`]).
 
 use serde::Deserialize;
 
@@ -9,7 +9,8 @@ use crate::access::Caller;
 use crate::broker::Broker;
 use crate::error::Error;
 pub use crate::model::parse_cursor;
-use crate::model::{EventId, Events, Filter, InvalidParameter, check_zone_name, parse_zones};
+use crate::model::{EventId, Filter, parse_zones};
+use crate::zones::{inside_zone, zone_events};
 
 /// Raw stream parameters, as they come in the query string.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -62,42 +63,14 @@ impl StreamParams {
         let after = parse_cursor("after", self.after.as_deref())?;
         let last_event_id = parse_cursor("lastEventId", self.last_event_id.as_deref())?;
         let mut filter = Filter::from_query(self.tracker.as_deref(), self.bbox.as_deref())?;
-        zone_filter(
-            &mut filter,
-            self.zone.as_deref(),
-            self.inside.as_deref(),
-            broker,
-        )?;
+        if let Some(zones) = self.zone.as_deref() {
+            filter.events = zone_events("zone", parse_zones(zones), broker)?;
+        }
+        if let Some(name) = self.inside.as_deref() {
+            filter.inside = Some(inside_zone("inside", name, broker)?);
+        }
         Ok((after.or(last_event_id), caller.reader_filter(filter)?))
     }
-}
-
-/// Sets what `zone` (zone events of these zones) and `inside` (events
-/// whose position is inside this zone) ask for on `filter`, every zone named checked to
-/// exist: a client that names a zone wrongly is told, not left waiting.
-/// The one place REST, the streams and GraphQL read these.
-pub fn zone_filter(
-    filter: &mut Filter,
-    zone: Option<&str>,
-    inside: Option<&str>,
-    broker: &dyn Broker,
-) -> Result<(), InvalidParameter> {
-    let unknown = |param, name: &str| InvalidParameter {
-        param,
-        detail: format!("there is no zone {name:?}"),
-    };
-    if let Some(zones) = zone {
-        let zones = parse_zones("zone", zones)?;
-        if let Some(missing) = zones.iter().flatten().find(|z| broker.zone(z).is_none()) {
-            return Err(unknown("zone", missing));
-        }
-        filter.events = Events::Zones(zones);
-    }
-    if let Some(name) = inside {
-        check_zone_name("inside", name)?;
-        filter.inside = Some(broker.zone(name).ok_or_else(|| unknown("inside", name))?);
-    }
-    Ok(())
 }
 
 /// A bearer token in the URL, for browsers' WebSocket and EventSource, which

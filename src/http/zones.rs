@@ -1,24 +1,23 @@
 //! `/zones`: geofences put, listed, read and deleted (changes need a
 //! publish credential not restricted to some trackers), and who is inside
-//! one now. The zone events themselves are read as any other event: on
+//! one now, through the operations GraphQL shares ([`crate::zones`]).
+//! The zone events themselves are read as any other event: on
 //! `/ws`, `/events` and history with `zone=`, and GraphQL's `zoneEvents`.
-
-use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body_up_to};
-use crate::access::{Caller, Scope};
-use crate::broker::{Broker, ZoneChange};
+use crate::access::Scope;
+use crate::broker::ZoneChange;
 use crate::error::{Error, Problem};
-use crate::model::{EventId, PositionEvent, Zone, ZoneInput, check_zone_name};
+use crate::model::{Zone, ZoneInput, check_zone_name};
+use crate::zones::{self, ZoneOccupants};
 
 /// The zone routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -26,26 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_zones))
         .routes(routes!(get_zone, put_zone, delete_zone))
         .routes(routes!(inside))
-}
-
-/// Who is inside a zone now.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ZoneOccupants {
-    /// The zone.
-    pub zone: String,
-    /// Each tracker inside it (that the reader may read), by name.
-    pub inside: Vec<Occupant>,
-}
-
-/// A tracker inside a zone.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Occupant {
-    /// The tracker.
-    pub tracker: String,
-    /// The id of the `enter` event that put it there.
-    pub since: EventId,
-    /// Its latest position, while the broker keeps it.
-    pub position: Option<PositionEvent>,
 }
 
 /// List zones.
@@ -92,7 +71,7 @@ async fn get_zone(
     Path(name): Path<String>,
 ) -> Result<Json<Zone>, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
-    let zone = existing(&*state.broker, &name)?;
+    let zone = zones::existing(&*state.broker, &name)?;
     Ok(Json(Zone::clone(&zone)))
 }
 
@@ -139,25 +118,12 @@ async fn put_zone(
     check_zone_name("name", &name)?;
     let body = read_body_up_to(&state, body, state.config.max_batch_bytes).await?;
     let zone = parse_zone(&body)?.validate(&name)?;
-    let replaced = put(&state, zone.clone()).await?;
+    let replaced = zones::put(&*state.broker, state.config.max_zones, zone.clone()).await?;
     let status = match replaced {
         true => StatusCode::OK,
         false => StatusCode::CREATED,
     };
     Ok((status, Json(zone)).into_response())
-}
-
-/// Puts `zone`, within `--max-zones`: whether it replaced one. The one
-/// path REST and GraphQL put a zone by.
-pub async fn put(state: &AppState, zone: Zone) -> Result<bool, Error> {
-    let broker = &state.broker;
-    if broker.zone(&zone.name).is_none() && broker.zones().len() >= state.config.max_zones {
-        return Err(Error::Conflict(format!(
-            "there are already {} zones, the most this server keeps (--max-zones)",
-            state.config.max_zones
-        )));
-    }
-    Ok(broker.change_zone(ZoneChange::Put(zone)).await?)
 }
 
 /// Delete a zone.
@@ -194,7 +160,7 @@ async fn delete_zone(
         .await?
     {
         true => Ok(StatusCode::NO_CONTENT),
-        false => Err(no_zone(&name)),
+        false => Err(zones::no_zone(&name)),
     }
 }
 
@@ -222,40 +188,7 @@ async fn inside(
     Path(name): Path<String>,
 ) -> Result<Json<ZoneOccupants>, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
-    Ok(Json(occupants(&*state.broker, &caller, name).await?))
-}
-
-/// Who is inside zone `name`, as `caller` may see it. The one read REST
-/// and GraphQL answer from.
-pub async fn occupants(
-    broker: &dyn Broker,
-    caller: &Caller,
-    name: String,
-) -> Result<ZoneOccupants, Error> {
-    let found = broker.occupants(name.clone()).await?;
-    let found = found.ok_or_else(|| no_zone(&name))?;
-    let scope = caller.read_scope();
-    let inside = found
-        .into_iter()
-        .filter(|(tracker, _)| scope.is_none_or(|s| s.allows(Some(tracker))))
-        .map(|(tracker, since)| Occupant {
-            position: broker
-                .latest(Some(&tracker), None)
-                .map(|e| e.position.clone()),
-            tracker,
-            since,
-        })
-        .collect();
-    Ok(ZoneOccupants { zone: name, inside })
-}
-
-fn existing(broker: &dyn Broker, name: &str) -> Result<Arc<Zone>, Error> {
-    broker.zone(name).ok_or_else(|| no_zone(name))
-}
-
-fn no_zone(name: &str) -> Error {
-    let shown: String = name.chars().take(80).collect();
-    Error::NotFound(format!("there is no zone {shown:?}"))
+    Ok(Json(zones::occupants(&*state.broker, &caller, name).await?))
 }
 
 /// A zone's shape from a JSON body, a wrong shape named by its path.

@@ -64,20 +64,12 @@ pub fn check_zone_name(param: &'static str, name: &str) -> Result<(), InvalidPar
     })
 }
 
-/// The zones a subscriber of zone events asks for, sent as parameter
-/// `param`: comma-separated names, or `*` for every zone (`None`).
-pub fn parse_zones(
-    param: &'static str,
-    value: &str,
-) -> Result<Option<Vec<String>>, InvalidParameter> {
-    if value == "*" {
-        return Ok(None);
-    }
-    let names: Vec<String> = value.split(',').map(str::to_owned).collect();
-    for name in &names {
-        check_zone_name(param, name)?;
-    }
-    Ok(Some(names))
+/// The zones a subscriber of zone events asks for, as a query parameter
+/// sends them: comma-separated names, or `*` for every zone (`None`).
+/// The names are checked where the zones are looked up
+/// ([`crate::zones::zone_events`]).
+pub fn parse_zones(value: &str) -> Option<Vec<String>> {
+    (value != "*").then(|| value.split(',').map(str::to_owned).collect())
 }
 
 /// A tracker asked for by name that the reader's scope does not cover.

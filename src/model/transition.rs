@@ -53,7 +53,7 @@ pub struct Transition {
     "tracker": "bus-42", "receivedAt": "2026-11-25T05:24:45.108992Z"}}))]
 #[graphql(complex)]
 pub struct ZoneEvent {
-    /// `enter` or `leave`.
+    /// `enter` or `leave` (in GraphQL, `ENTER` or `LEAVE`).
     #[serde(rename = "type")]
     #[graphql(name = "type")]
     pub crossing: Crossing,

@@ -63,8 +63,19 @@ pub enum Shape {
 }
 
 /// A circle: a centre and a radius, measured on the sphere.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    async_graphql::SimpleObject,
+    async_graphql::InputObject,
+)]
 #[serde(deny_unknown_fields)]
+#[graphql(input_name = "CircleInput")]
 pub struct Circle {
     /// The centre's degrees east of Greenwich, -180 to 180.
     #[schema(minimum = -180.0, maximum = 180.0, example = 18.06)]
@@ -84,21 +95,37 @@ pub struct Circle {
 /// may not span more than 180 degrees of longitude (zones across the
 /// antimeridian are not supported). Rings that cross themselves are not
 /// refused: the even-odd rule decides what is inside.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    async_graphql::SimpleObject,
+    async_graphql::InputObject,
+)]
 #[serde(deny_unknown_fields)]
+#[graphql(input_name = "PolygonInput")]
 #[schema(example = json!({"type": "Polygon", "coordinates": [[[18.0, 59.3], [18.1, 59.3], [18.1, 59.35], [18.0, 59.35], [18.0, 59.3]]]}))]
 pub struct Polygon {
     /// Always `Polygon`.
     #[serde(rename = "type")]
+    #[graphql(name = "type")]
     pub kind: PolygonType,
     /// The rings, each a list of `[longitude, latitude]` positions.
     pub coordinates: Vec<Vec<Vec<f64>>>,
 }
 
-/// The GeoJSON geometry type of a [`Polygon`]: only `Polygon` is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// The GeoJSON geometry type of a polygon: only `Polygon` is taken.
+/// GraphQL spells it as GeoJSON does, so a GeoJSON geometry is a
+/// `PolygonInput` variable as it stands.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, async_graphql::Enum,
+)]
 pub enum PolygonType {
     /// `"Polygon"`.
+    #[graphql(name = "Polygon")]
     Polygon,
 }
 

@@ -19,6 +19,7 @@ mod graphql_protocol;
 mod graphql_push;
 mod graphql_sse;
 mod graphql_subscriptions;
+mod graphql_zones;
 mod history;
 mod late_points;
 mod limits;

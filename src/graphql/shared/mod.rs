@@ -235,15 +235,15 @@ impl SharedExecutions {
         data: Arc<async_graphql::Data>,
         direct: Option<Direct>,
     ) -> BoxStream<'static, Outcome> {
-        if !is_shareable(&request) {
+        let Some(field) = shared_field(&request) else {
             return run_alone(&self.schema, request, data);
-        }
+        };
         let mut groups = lock(&self.groups);
         if let Some(group) = groups.get(&key).and_then(Weak::upgrade)
             && !group.execution.is_finished()
         {
             let results = group.results.reader_at_head();
-            return sharer(group, results, direct, self.send_timeout).boxed();
+            return sharer(group, results, direct, self.send_timeout, field).boxed();
         }
         // Every sharer's connection was checked at `connection_init`, and
         // reads within the scope of the key.
@@ -255,29 +255,33 @@ impl SharedExecutions {
         let group = Arc::new(group);
         groups.retain(|_, group| group.strong_count() > 0);
         groups.insert(key, Arc::downgrade(&group));
-        sharer(group, results, direct, self.send_timeout).boxed()
+        sharer(group, results, direct, self.send_timeout, field).boxed()
     }
 }
 
 /// One sharer's view: results until `Complete` or a refusal, or a lag notice
-/// and `Complete`. Results pushed while parked are not in it.
+/// (about `field`, the subscription's) and `Complete`. Results pushed while
+/// parked are not in it.
 fn sharer(
     group: Arc<Group>,
     results: Reader<Outcome>,
     direct: Option<Direct>,
     send_timeout: Duration,
+    field: String,
 ) -> impl Stream<Item = Outcome> {
     let seat = direct.map(|direct| group.lanes.seat(direct.socket, direct.prefix));
     let live = LiveStream::new(Sharer::new(results), seat, send_timeout);
-    futures::stream::unfold(Some((group, live)), |state| async move {
+    futures::stream::unfold(Some((group, live, field)), |state| async move {
         // The group lives as long as its sharers.
-        let (group, mut live) = state?;
+        let (group, mut live, field) = state?;
         let outcomes = match live.next().await {
             Ok(Ok(Outcome::Next(text))) => {
-                return Some((vec![Outcome::Next(text)], Some((group, live))));
+                return Some((vec![Outcome::Next(text)], Some((group, live, field))));
             }
             Ok(Ok(last)) => vec![last],
-            Ok(Err(RecvError::Lagged(missed))) => vec![lagged(missed), Outcome::Complete],
+            Ok(Err(RecvError::Lagged(missed))) => {
+                vec![lagged(missed, &field), Outcome::Complete]
+            }
             Ok(Err(RecvError::Closed)) => vec![Outcome::Complete],
             Err(Gone::Stalled) => vec![Outcome::Stalled],
             Err(Gone::Broken) => vec![Outcome::Complete],
@@ -287,8 +291,9 @@ fn sharer(
     .flat_map(futures::stream::iter)
 }
 
-/// The `events-lost` notice for a sharer that fell `missed` results behind.
-fn lagged(missed: u64) -> Outcome {
+/// The `events-lost` notice for a sharer of subscription `field` (its
+/// response key) that fell `missed` results behind.
+fn lagged(missed: u64, field: &str) -> Outcome {
     let gap = Gap {
         reason: GapReason::Lagged,
         after: None,
@@ -299,34 +304,38 @@ fn lagged(missed: u64) -> Outcome {
     let extended = Error::EventsLost(gap).extend();
     let mut error = ServerError::new(extended.message, None);
     error.extensions = extended.extensions;
-    error.path = vec![PathSegment::Field("positions".into())];
+    error.path = vec![PathSegment::Field(field.into())];
     Outcome::of(&Response::from_errors(vec![error]))
 }
 
-/// Whether `request` is one live subscription without `after`.
-fn is_shareable(request: &async_graphql::Request) -> bool {
+/// When `request` is one live subscription without `after`: its field's
+/// response key (its alias, else its name), where a notice about the
+/// stream is placed.
+fn shared_field(request: &async_graphql::Request) -> Option<String> {
     use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
-    };
+    let document = async_graphql::parser::parse_query(&request.query).ok()?;
     let DocumentOperations::Single(operation) = &document.operations else {
-        return false;
+        return None;
     };
-    operation.node.ty == OperationType::Subscription
-        && operation
-            .node
-            .selection_set
-            .node
-            .items
-            .iter()
-            .all(|item| match &item.node {
-                Selection::Field(field) => field
-                    .node
-                    .arguments
-                    .iter()
-                    .all(|(name, _)| name.node != "after"),
-                _ => false,
-            })
+    if operation.node.ty != OperationType::Subscription {
+        return None;
+    }
+    let items = &operation.node.selection_set.node.items;
+    let fields = items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(field) => Some(&field.node),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    if fields
+        .iter()
+        .any(|field| field.arguments.iter().any(|(name, _)| name.node == "after"))
+    {
+        return None;
+    }
+    let first = fields.first()?;
+    Some(first.response_key().node.to_string())
 }
 
 #[cfg(test)]
@@ -354,7 +363,9 @@ mod tests {
         for i in 0..5 {
             sender.send(Outcome::Next(format!("{{\"n\":{i}}}").into()));
         }
-        let seen: Vec<Outcome> = sharer(group, ring, None, SEND_TIMEOUT).collect().await;
+        let seen: Vec<Outcome> = sharer(group, ring, None, SEND_TIMEOUT, "positions".into())
+            .collect()
+            .await;
         let [Outcome::Next(notice), Outcome::Complete] = &seen[..] else {
             panic!("expected a notice then Complete, got {seen:?}");
         };
@@ -370,7 +381,9 @@ mod tests {
         sender.send(Outcome::Next("1".into()));
         sender.send(Outcome::Next("2".into()));
         drop(sender);
-        let seen: Vec<Outcome> = sharer(group, ring, None, SEND_TIMEOUT).collect().await;
+        let seen: Vec<Outcome> = sharer(group, ring, None, SEND_TIMEOUT, "positions".into())
+            .collect()
+            .await;
         assert!(
             matches!(&seen[..], [Outcome::Next(a), Outcome::Next(b), Outcome::Complete] if &**a == "1" && &**b == "2"),
             "{seen:?}"
@@ -379,7 +392,7 @@ mod tests {
 
     #[test]
     fn only_live_subscriptions_are_shared() {
-        let shareable = |query: &str| is_shareable(&async_graphql::Request::new(query));
+        let shareable = |query: &str| shared_field(&async_graphql::Request::new(query)).is_some();
         assert!(shareable("subscription { positions { id } }"));
         assert!(shareable(
             "subscription($t: [String!]) { positions(tracker: $t) { id } }"
@@ -395,5 +408,18 @@ mod tests {
             "subscription { ...F } fragment F on Subscription { positions { id } }"
         ));
         assert!(!shareable("not graphql"));
+    }
+
+    #[test]
+    fn a_shared_subscription_is_known_by_its_response_key() {
+        let field = |query: &str| shared_field(&async_graphql::Request::new(query));
+        assert_eq!(
+            field("subscription { zoneEvents { id } }").as_deref(),
+            Some("zoneEvents")
+        );
+        assert_eq!(
+            field("subscription { moves: positions { id } }").as_deref(),
+            Some("moves")
+        );
     }
 }
