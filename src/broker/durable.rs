@@ -24,7 +24,11 @@
 //! read into the hub, whose horizon is then the oldest kept event: a cursor
 //! from before the restart resumes exactly. Each tracker's latest position
 //! is kept apart (a snapshot written before old segments are deleted), so
-//! it outlives the events that aged out.
+//! it outlives the events that aged out. Zones are kept the same way: a
+//! zone put or deleted is a record of the log, written and synced by the
+//! writer before it is answered, so positions numbered after it are judged
+//! by it; `zones.json` holds every zone and who is inside which as of an
+//! id, and recovery replays the zone changes and zone events after it.
 //!
 //! **Failures.** A failed write (disk full, read-only file system) is cut
 //! back and refused with `503 broker-unavailable` saying why; what was
@@ -54,8 +58,8 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use self::store::{Entry, Record, Store, ZoneRecord};
 pub use self::store::{OpenError, Retention};
-use self::store::{Record, Store};
 use super::{Broker, BrokerError, Hub, HubSettings, ZoneChange};
 use crate::geofence::Geofences;
 use crate::model::{Event, EventId, PositionEvent, ReadScope, ValidPosition};
@@ -257,8 +261,24 @@ impl DurableBroker {
             hub.append_with(|_| Some(event));
         }
         let mut geofences = Geofences::from_state(recovered.zones, hysteresis);
-        for (tracker, transition) in &recovered.crossings {
-            geofences.apply(tracker, transition);
+        for entry in recovered.replay {
+            match entry {
+                Entry::Zone(zone) => match zone.change {
+                    ZoneChange::Put(zone) => {
+                        geofences.put(zone);
+                    }
+                    ZoneChange::Delete(name) => {
+                        geofences.remove(&name);
+                    }
+                },
+                Entry::Event(record) => {
+                    if let (Some(tracker), Some(transition)) =
+                        (&record.position.tracker, &record.transition)
+                    {
+                        geofences.apply(tracker, transition);
+                    }
+                }
+            }
         }
         // A fix sent late after the restart is judged as before it.
         for position in &recovered.latest {
@@ -295,7 +315,8 @@ impl DurableBroker {
             sync,
             unsynced: false,
             last_sync: Instant::now(),
-            last: hub.last_id(),
+            // A zone change may be the newest record: ids go on after it.
+            last: hub.last_id().max(recovered.last_id.unwrap_or_default()),
             in_flight: VecDeque::new(),
         };
         writer.record_size();
@@ -619,34 +640,43 @@ impl Writer {
         }
     }
 
-    /// Puts or deletes a zone, then writes zones and membership to disk
-    /// (once every batch written before is synced, so what is on disk
-    /// never counts a zone event the log may lose) and answers.
+    /// Writes a zone change to the log with its own id, syncs it, then
+    /// applies it: positions numbered after it are judged by it.
     async fn change_zone(&mut self, job: ZoneJob) {
-        while !self.in_flight.is_empty() {
-            let synced = oldest_sync(&mut self.in_flight).await;
-            self.synced(synced).await;
+        if let ZoneChange::Delete(name) = &job.change
+            && super::read(&self.geofences).zone(name).is_none()
+        {
+            let _ = job.reply.send(Ok(false));
+            return;
         }
-        let (changed, state) = {
-            let mut geofences = super::write(&self.geofences);
-            let changed = match job.change {
-                ZoneChange::Put(zone) => !geofences.put(zone),
-                ZoneChange::Delete(name) => geofences.remove(&name),
-            };
-            (changed, geofences.state(self.last))
+        let id = self.last.next_after(now_millis());
+        let record = ZoneRecord {
+            id,
+            at: OffsetDateTime::now_utc(),
+            change: job.change.clone(),
         };
         let result = self
-            .with_store(move |store| store.write_zones(&state))
+            .with_store(move |store| {
+                store
+                    .append_zone(&record)
+                    .map_err(|err| match store.is_broken() {
+                        true => Failure::Uncut(err),
+                        false => Failure::Write(err),
+                    })?;
+                store.sync().map_err(Failure::Sync)
+            })
             .await;
         let answer = match result {
-            Some(Ok(())) => Ok(changed),
-            Some(Err(err)) => {
-                // Kept in memory, and written again with the next change
-                // or snapshot; the caller is told it may not survive.
-                let why = format!("the zones could not be written to the data directory: {err}");
-                tracing::error!(error = %why, "durable store");
-                Err(BrokerError::Unavailable(why))
+            Some(Ok(())) => {
+                self.last = id;
+                self.health.succeeded();
+                let mut geofences = super::write(&self.geofences);
+                Ok(match job.change {
+                    ZoneChange::Put(zone) => !geofences.put(zone),
+                    ZoneChange::Delete(name) => geofences.remove(&name),
+                })
             }
+            Some(Err(failure)) => Err(BrokerError::Unavailable(self.failed(failure))),
             None => Err(BrokerError::Unavailable(self.fatal_reason())),
         };
         let _ = job.reply.send(answer);

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::durable::{DataDir, start, stop};
 use crate::sse::SseReader;
-use crate::test_app::{TestApp, WsClient, spawn_app, spawn_app_with};
+use crate::test_app::{TestApp, WsClient, spawn_app, spawn_app_with, within};
 
 /// A crossing as compared: `(type, zone, tracker, position id)`.
 pub type Crossed = (String, String, String, String);
@@ -493,4 +493,79 @@ async fn a_fix_sent_late_crosses_nothing_with_redis_either() {
     let redis = crate::redis_server::RedisServer::start().await;
     let url = redis.url();
     a_late_fix_crosses_nothing_on(&spawn_app_with(move |c| c.broker = url).await).await;
+}
+
+/// Publishes `count` positions of untracked devices in batches of 1000.
+async fn fill_log(app: &TestApp, count: usize) {
+    for first in (0..count).step_by(1000) {
+        let batch: Vec<Value> = (first..count.min(first + 1000))
+            .map(|i| json!({"longitude": 10.0, "latitude": (i % 80) as f64}))
+            .collect();
+        let response = app
+            .http
+            .post(app.url("/longlat"))
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+}
+
+#[tokio::test]
+async fn zones_changed_and_entered_long_ago_survive_the_deletion_of_the_segments_that_held_them() {
+    let dir = DataDir::new("zones-old-segments");
+    // History of 10 events: a segment holds 1024, and the oldest goes once
+    // the newer ones hold more than history.
+    let small = |c: &mut longlat::config::Config| c.history_size = 10;
+    let (app, stopped) = start(&dir.path, small).await;
+    put_zones(&app).await;
+    let replaced = json!({"circle": {"longitude": 0.05, "latitude": 0.0, "radius": 300.0}});
+    let response = app
+        .http
+        .put(app.url("/zones/depot"))
+        .json(&replaced)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = app
+        .http
+        .delete(app.url("/zones/yard"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    drive(&app, "bus-1", &[(52.5, 0.0, &[("enter", "depot")])]).await;
+    let zones = app.get_json("/zones").await;
+    let inside = app.get_json("/zones/depot/inside").await;
+    fill_log(&app, 3000).await;
+    // Segments go after the batch that filled them is answered.
+    let first_segment = dir.path.join("00000000000000000000.log");
+    within(
+        "the first segment, with the zones' records, to be deleted",
+        async {
+            while first_segment.exists() {
+                tokio::task::yield_now().await;
+            }
+        },
+    )
+    .await;
+    assert!(dir.path.join("zones.json").exists());
+    stop(app, stopped).await;
+
+    let (app, stopped) = start(&dir.path, small).await;
+    assert_eq!(
+        app.get_json("/zones").await,
+        zones,
+        "the replaced depot, no yard"
+    );
+    assert_eq!(
+        app.get_json("/zones/depot/inside").await["inside"],
+        inside["inside"]
+    );
+    let mut ws = app.subscribe("/ws?zone=depot").await;
+    app.publish(0.06, 0.0, Some("bus-1")).await;
+    assert_eq!(ws.next_json().await["type"], "leave");
+    stop(app, stopped).await;
 }

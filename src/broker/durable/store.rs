@@ -21,10 +21,14 @@
 //!   (length u8, bytes). A record says its length, so
 //!   records written before the section existed read with those fields
 //!   absent, and a record without them is written exactly as it was then.
+//!   A zone put or deleted is a record too (flag 128 alone, the fixed part
+//!   holding its id and time): a byte (0 put, 1 delete), the zone's name
+//!   (length u8, bytes), and for a put the zone's JSON (length u32 LE,
+//!   bytes).
 //! - `zones.json`: every zone, and which trackers were inside which as of
-//!   an event id (`through`); written (temporary file, synced, renamed) on
-//!   every change of a zone and before segments are deleted. Recovery
-//!   replays the zone events after `through` that the log holds.
+//!   an event id (`through`); written (temporary file, synced, renamed)
+//!   before segments are deleted. Recovery replays onto it the zone
+//!   changes and zone events after `through` that the log holds.
 //! - `latest.snapshot`: the same header shape (`longlat-latest1\n`) and
 //!   records, one per tracker: written (to a temporary file, synced, then
 //!   renamed) before segments are deleted, so a tracker's last position
@@ -47,6 +51,7 @@ use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
+use crate::broker::ZoneChange;
 use crate::geofence::State as ZoneState;
 use crate::model::{Crossing, EventId, PositionEvent, Transition};
 
@@ -62,9 +67,11 @@ const PAYLOAD_FIXED: usize = 16 + 12 + 16 + 1;
 /// Largest optional section: flags, fix time, five numbers, a zone event's
 /// crossing, position id and zone name.
 const OPTIONAL_MAX: usize = 1 + 12 + 5 * 8 + 1 + 16 + 1 + 255;
-/// Largest payload: the fixed part, the longest tracker name and the
-/// optional section.
-const PAYLOAD_MAX: usize = PAYLOAD_FIXED + 255 + OPTIONAL_MAX;
+/// Largest payload: a zone's record, whose JSON may be long (a polygon of
+/// 10,000 positions is under 1 MiB); an event's is much shorter (the fixed
+/// part, the longest tracker name and the optional section).
+const PAYLOAD_MAX: usize = 16 << 20;
+const _: () = assert!(PAYLOAD_FIXED + 255 + OPTIONAL_MAX < PAYLOAD_MAX);
 /// Flag of the fix time in the optional section; the numbers follow it
 /// (`NUMBER_FLAGS`).
 const RECORDED_AT: u8 = 1;
@@ -72,7 +79,9 @@ const RECORDED_AT: u8 = 1;
 const NUMBER_FLAGS: [u8; 5] = [2, 4, 8, 16, 32];
 /// Flag of a zone event's part, after the numbers.
 const ZONE_EVENT: u8 = 64;
-/// Every flag of the optional section.
+/// Flag of a zone change's record: alone, and what follows is the change.
+const ZONE_CHANGE: u8 = 128;
+/// Every flag of an event's optional section.
 const KNOWN_FLAGS: u8 = 0b0111_1111;
 /// Bytes of zeros the active segment is extended by at a time.
 const PREALLOCATE: u64 = 1 << 20;
@@ -142,6 +151,36 @@ impl Record {
     }
 }
 
+/// A zone put or deleted, as the log keeps it.
+#[derive(Debug, Clone)]
+pub struct ZoneRecord {
+    /// Its id, in the events' sequence.
+    pub id: EventId,
+    /// When it was made.
+    pub at: OffsetDateTime,
+    /// The change.
+    pub change: ZoneChange,
+}
+
+/// What a record of the log holds: an event, or a zone change.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// A position, or a zone event.
+    Event(Record),
+    /// A zone put or deleted.
+    Zone(ZoneRecord),
+}
+
+impl Entry {
+    /// The record's id.
+    pub fn id(&self) -> EventId {
+        match self {
+            Self::Event(record) => record.id(),
+            Self::Zone(zone) => zone.id,
+        }
+    }
+}
+
 /// What the log held when it was opened.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -156,9 +195,9 @@ pub struct Recovered {
     pub repaired: u64,
     /// Zones and membership as last written.
     pub zones: ZoneState,
-    /// Every zone event the log holds after `zones.through`, oldest
-    /// first, with its tracker: what recovery replays onto `zones`.
-    pub crossings: Vec<(String, Transition)>,
+    /// Every zone change and zone event the log holds after
+    /// `zones.through`, oldest first: what recovery replays onto `zones`.
+    pub replay: Vec<Entry>,
 }
 
 #[derive(Debug)]
@@ -212,25 +251,26 @@ impl Store {
         let mut latest = read_snapshot(&dir.join(SNAPSHOT))?;
         recovered.zones = read_zones(&dir.join(ZONES))?;
         let through = recovered.zones.through;
-        let mut keep = |first_seq: u64, records: Vec<Record>| {
-            // Zone events are replayed from wherever they are on disk.
-            for record in &records {
-                if let (Some(transition), Some(tracker)) =
-                    (&record.transition, &record.position.tracker)
-                    && transition.id > through
-                {
-                    recovered
-                        .crossings
-                        .push((tracker.clone(), transition.clone()));
-                }
-            }
+        let mut keep = |first_seq: u64, entries: Vec<Entry>| {
             // Events older than history still count for their tracker's
             // latest position: they are on disk until their segment goes.
             let skip = wanted.saturating_sub(first_seq) as usize;
-            for record in records.iter().take(skip) {
-                remember(&mut latest, record);
+            for (at, entry) in entries.into_iter().enumerate() {
+                recovered.last_id = recovered.last_id.max(Some(entry.id()));
+                // Zones are replayed from wherever they are on disk.
+                let replayed = match &entry {
+                    Entry::Zone(_) => true,
+                    Entry::Event(record) => record.transition.is_some(),
+                };
+                if replayed && entry.id() > through {
+                    recovered.replay.push(entry.clone());
+                }
+                match entry {
+                    Entry::Event(record) if at < skip => remember(&mut latest, &record),
+                    Entry::Event(record) => recovered.events.push(record),
+                    Entry::Zone(_) => {}
+                }
             }
-            recovered.events.extend(records.into_iter().skip(skip));
         };
         // Segments wholly older than history are there only when
         // `--history-size` was lowered; they go at the first write.
@@ -244,7 +284,6 @@ impl Store {
         for record in &recovered.events {
             remember(&mut latest, record);
         }
-        recovered.last_id = recovered.events.last().map(Record::id);
         recovered.latest = latest.into_values().collect();
         let active_path = &segments.back().expect("at least one segment").path;
         let active = OpenOptions::new()
@@ -280,6 +319,23 @@ impl Store {
     /// that fails, [`Store::is_broken`] turns true and nothing more is
     /// appended.
     pub fn append(&mut self, events: &[Record]) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(events.len() * 64);
+        for record in events {
+            encode(&mut buf, &record.position, record.transition.as_ref());
+        }
+        self.write(&buf, events.len())
+    }
+
+    /// Writes a zone change at the end of the log (not synced), as
+    /// [`Store::append`] writes events.
+    pub fn append_zone(&mut self, zone: &ZoneRecord) -> io::Result<()> {
+        let mut buf = Vec::new();
+        encode_zone(&mut buf, zone)?;
+        self.write(&buf, 1)
+    }
+
+    /// Writes `count` encoded records; see [`Store::append`].
+    fn write(&mut self, buf: &[u8], count: usize) -> io::Result<()> {
         if self.broken {
             return Err(io::Error::other(
                 "an earlier failed write could not be undone",
@@ -288,17 +344,13 @@ impl Store {
         if self.next_seq - self.active_first_seq() >= self.retention.segment_events() {
             self.roll()?;
         }
-        let mut buf = Vec::with_capacity(events.len() * 64);
-        for record in events {
-            encode(&mut buf, &record.position, record.transition.as_ref());
-        }
         let end = self.active_len + buf.len() as u64;
         if end > self.allocated {
             // Best effort: without room for a whole chunk the records
             // below still extend the file themselves.
             let _ = self.preallocate(end);
         }
-        let (written, result) = write_at(&self.active, &buf, self.active_len);
+        let (written, result) = write_at(&self.active, buf, self.active_len);
         if let Err(err) = result {
             if written > 0
                 && let Err(undo) = write_at(&self.active, &vec![0; written], self.active_len).1
@@ -312,7 +364,7 @@ impl Store {
         }
         self.active_len = end;
         self.allocated = self.allocated.max(end);
-        self.next_seq += events.len() as u64;
+        self.next_seq += count as u64;
         Ok(())
     }
 
@@ -529,7 +581,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Reads the active segment, cutting off a torn final write: its valid
 /// length, its events, and the bytes cut.
-fn check_last_segment(path: &Path) -> Result<(u64, Vec<Record>, u64), OpenError> {
+fn check_last_segment(path: &Path) -> Result<(u64, Vec<Entry>, u64), OpenError> {
     let (events, valid, total) = read_records(path, SEGMENT_MAGIC, true)?;
     if valid < total {
         let mut file = OpenOptions::new()
@@ -559,7 +611,7 @@ fn read_records(
     path: &Path,
     magic: &[u8; 16],
     tail_may_tear: bool,
-) -> Result<(Vec<Record>, u64, u64), OpenError> {
+) -> Result<(Vec<Entry>, u64, u64), OpenError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -768,7 +820,7 @@ fn decode_optional(section: &[u8], event: &mut PositionEvent) -> Option<Option<T
     rest.is_empty().then_some(transition)
 }
 
-fn decode(payload: &[u8]) -> Option<Record> {
+fn decode(payload: &[u8]) -> Option<Entry> {
     let u64_at = |at: usize| {
         Some(u64::from_le_bytes(
             payload.get(at..at + 8)?.try_into().ok()?,
@@ -803,18 +855,83 @@ fn decode(payload: &[u8]) -> Option<Record> {
         heading: None,
         battery: None,
     };
-    let transition = decode_optional(&payload[PAYLOAD_FIXED + tracker_len..], &mut event)?;
-    Some(Record {
+    let section = &payload[PAYLOAD_FIXED + tracker_len..];
+    if let Some((&ZONE_CHANGE, change)) = section.split_first() {
+        let change = decode_zone(change)?;
+        let (id, at) = (event.id, event.received_at);
+        return Some(Entry::Zone(ZoneRecord { id, at, change }));
+    }
+    let transition = decode_optional(section, &mut event)?;
+    Some(Entry::Event(Record {
         position: event,
         transition,
-    })
+    }))
+}
+
+/// Writes a zone change's record: the fixed part of an event at (0, 0)
+/// with no tracker, carrying its id and time, then its own section.
+fn encode_zone(buf: &mut Vec<u8>, zone: &ZoneRecord) -> io::Result<()> {
+    let (name, json) = match &zone.change {
+        ZoneChange::Put(put) => (put.name.as_str(), Some(serde_json::to_vec(put)?)),
+        ZoneChange::Delete(name) => (name.as_str(), None),
+    };
+    let start = buf.len();
+    buf.extend_from_slice(&[0; RECORD_HEADER]);
+    buf.extend_from_slice(&zone.id.millis.to_le_bytes());
+    buf.extend_from_slice(&zone.id.seq.to_le_bytes());
+    buf.extend_from_slice(&zone.at.unix_timestamp().to_le_bytes());
+    buf.extend_from_slice(&zone.at.nanosecond().to_le_bytes());
+    buf.extend_from_slice(&[0; 16]);
+    buf.push(0);
+    buf.push(ZONE_CHANGE);
+    buf.push(u8::from(json.is_none()));
+    // Zone names are at most 64 bytes (validated when put).
+    let name = &name.as_bytes()[..name.len().min(255)];
+    buf.push(name.len() as u8);
+    buf.extend_from_slice(name);
+    if let Some(json) = json {
+        if json.len() > PAYLOAD_MAX / 2 {
+            buf.truncate(start);
+            return Err(io::Error::other("the zone is too large to store"));
+        }
+        buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&json);
+    }
+    let len = ((buf.len() - start - RECORD_HEADER) as u32).to_le_bytes();
+    let crc = checksum(&len, &buf[start + RECORD_HEADER..]);
+    buf[start..start + 4].copy_from_slice(&len);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// Reads a zone change's own section (after its flag).
+fn decode_zone(section: &[u8]) -> Option<ZoneChange> {
+    let (&kind, rest) = section.split_first()?;
+    let (&name_len, rest) = rest.split_first()?;
+    let (name, rest) = rest.split_at_checked(usize::from(name_len))?;
+    let name = std::str::from_utf8(name).ok()?.to_owned();
+    match kind {
+        1 if rest.is_empty() => Some(ZoneChange::Delete(name)),
+        0 => {
+            let (len, json) = rest.split_at_checked(4)?;
+            let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+            if json.len() != len {
+                return None;
+            }
+            let zone = crate::geofence::stored_zone(serde_json::from_slice(json).ok()?).ok()?;
+            (zone.name == name).then_some(ZoneChange::Put(zone))
+        }
+        _ => None,
+    }
 }
 
 fn read_snapshot(path: &Path) -> Result<HashMap<String, PositionEvent>, OpenError> {
     let mut latest = HashMap::new();
     if path.exists() {
-        for record in read_records(path, SNAPSHOT_MAGIC, false)?.0 {
-            remember(&mut latest, &record);
+        for entry in read_records(path, SNAPSHOT_MAGIC, false)?.0 {
+            if let Entry::Event(record) = entry {
+                remember(&mut latest, &record);
+            }
         }
     }
     Ok(latest)
@@ -887,7 +1004,10 @@ mod tests {
             encode(&mut buf, &original, None);
             let (payload, next) = record_at(&buf, 0).unwrap();
             assert_eq!(next, buf.len());
-            assert_eq!(decode(payload), Some(position(original)));
+            let Some(Entry::Event(record)) = decode(payload) else {
+                panic!("an event reads back as one");
+            };
+            assert_eq!(record, position(original));
         }
     }
 
@@ -912,7 +1032,9 @@ mod tests {
                 let mut buf = Vec::new();
                 encode(&mut buf, &position, Some(&transition));
                 let (payload, _) = record_at(&buf, 0).unwrap();
-                let record = decode(payload).unwrap();
+                let Some(Entry::Event(record)) = decode(payload) else {
+                    panic!("a zone event reads back as an event");
+                };
                 assert_eq!(record.id(), transition.id);
                 assert_eq!(
                     record,
@@ -922,6 +1044,35 @@ mod tests {
                     }
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_zone_change_round_trips_and_is_told_from_an_event() {
+        let circle =
+            serde_json::json!({"circle": {"longitude": 18.06, "latitude": 59.33, "radius": 150.0}});
+        let zone: crate::model::ZoneInput = serde_json::from_value(circle).unwrap();
+        let zone = zone.validate("depot.north_2").unwrap();
+        let at = OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap();
+        for change in [ZoneChange::Put(zone), ZoneChange::Delete("depot".into())] {
+            let id = EventId { millis: 9, seq: 4 };
+            let mut buf = Vec::new();
+            encode_zone(
+                &mut buf,
+                &ZoneRecord {
+                    id,
+                    at,
+                    change: change.clone(),
+                },
+            )
+            .unwrap();
+            let (payload, next) = record_at(&buf, 0).unwrap();
+            assert_eq!(next, buf.len());
+            let Some(Entry::Zone(read)) = decode(payload) else {
+                panic!("a zone change reads back as one");
+            };
+            assert_eq!((read.id, read.at), (id, at));
+            assert_eq!(format!("{:?}", read.change), format!("{change:?}"));
         }
     }
 
@@ -937,7 +1088,7 @@ mod tests {
         let crc = checksum(&bad[..4], &bad[RECORD_HEADER..]);
         bad[4..8].copy_from_slice(&crc.to_le_bytes());
         let (payload, _) = record_at(&bad, 0).unwrap();
-        assert_eq!(decode(payload), None);
+        assert!(decode(payload).is_none());
     }
 
     #[test]
