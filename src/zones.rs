@@ -49,7 +49,7 @@ impl Occupant {
 /// Puts `zone`, unless that would make more than `max_zones`
 /// (`--max-zones`): whether it replaced one of the same name.
 pub async fn put(broker: &dyn Broker, max_zones: usize, zone: Zone) -> Result<bool, Error> {
-    if broker.zone(&zone.name).is_none() && broker.zones().len() >= max_zones {
+    if broker.zone(&zone.name).is_none() && broker.zone_count() >= max_zones {
         return Err(Error::Conflict(format!(
             "there are already {max_zones} zones, the most this server keeps (--max-zones)"
         )));

@@ -94,6 +94,11 @@ pub trait Broker: Send + Sync + 'static {
         read(self.geofences()).zones()
     }
 
+    /// How many zones there are.
+    fn zone_count(&self) -> usize {
+        read(self.geofences()).len()
+    }
+
     /// The zone with this name.
     fn zone(&self, name: &str) -> Option<Arc<Zone>> {
         read(self.geofences()).zone(name)
