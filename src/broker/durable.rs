@@ -260,7 +260,10 @@ impl DurableBroker {
             let event = Arc::new(Event::of(record.position, record.transition));
             hub.append_with(|_| Some(event));
         }
-        let mut geofences = Geofences::from_state(recovered.zones, hysteresis);
+        let mut geofences = Geofences::from_kept(recovered.zones, recovered.inside, hysteresis);
+        // Zone changes only in the log must be written out before their
+        // segment goes.
+        let zones_unsaved = recovered.replay.iter().any(|e| matches!(e, Entry::Zone(_)));
         for entry in recovered.replay {
             match entry {
                 Entry::Zone(zone) => match zone.change {
@@ -310,6 +313,7 @@ impl DurableBroker {
             store: Some(store),
             hub: hub.clone(),
             geofences: geofences.clone(),
+            zones_unsaved,
             latest: latest.clone(),
             health: health.clone(),
             sync,
@@ -415,6 +419,8 @@ struct Writer {
     /// Zones, and who is inside: changed here only, as positions are
     /// numbered, and by zone jobs.
     geofences: Arc<RwLock<Geofences>>,
+    /// A zone changed since `zones.json` was written.
+    zones_unsaved: bool,
     latest: Latest,
     health: Arc<Health>,
     sync: SyncPolicy,
@@ -669,6 +675,7 @@ impl Writer {
         let answer = match result {
             Some(Ok(())) => {
                 self.last = id;
+                self.zones_unsaved = true;
                 self.health.succeeded();
                 let mut geofences = super::write(&self.geofences);
                 Ok(match job.change {
@@ -790,7 +797,11 @@ impl Writer {
         {
             return;
         }
-        let zones = super::read(&self.geofences).state(self.last);
+        let (zones, inside) = {
+            let geofences = super::read(&self.geofences);
+            let zones = self.zones_unsaved.then(|| geofences.zones_kept(self.last));
+            (zones, geofences.inside_kept(self.last))
+        };
         let latest: Vec<PositionEvent> = self
             .latest
             .read()
@@ -798,11 +809,16 @@ impl Writer {
             .values()
             .map(|e| e.position.clone())
             .collect();
+        let writes_zones = zones.is_some();
         let result = self
-            .with_store(move |store| store.drop_expired(latest.iter(), &zones))
+            .with_store(move |store| store.drop_expired(latest.iter(), zones.as_ref(), &inside))
             .await;
-        if let Some(Err(err)) = result {
-            tracing::warn!(%err, "could not delete old segments; retrying later");
+        match result {
+            Some(Ok(())) if writes_zones => self.zones_unsaved = false,
+            Some(Err(err)) => {
+                tracing::warn!(%err, "could not delete old segments; retrying later");
+            }
+            _ => {}
         }
         self.record_size();
     }

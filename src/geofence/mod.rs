@@ -68,14 +68,22 @@ pub struct Saved {
     last_fix: Option<OffsetDateTime>,
 }
 
-/// Zones and membership as kept on disk by the durable broker; see
-/// [`Geofences::state`].
+/// Every zone as the durable broker keeps it on disk; see
+/// [`Geofences::zones_kept`].
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct State {
-    /// The last event id the membership accounts for.
+pub struct KeptZones {
+    /// The last event id the zones account for.
     pub through: EventId,
     /// Every zone: its name, then its shape as a client sends it.
     pub zones: Vec<serde_json::Value>,
+}
+
+/// Who is inside which zone, as the durable broker keeps it on disk; see
+/// [`Geofences::inside_kept`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct KeptInside {
+    /// The last event id the membership accounts for.
+    pub through: EventId,
     /// Each tracker's zones, with the id of the enter event.
     pub inside: HashMap<String, BTreeMap<String, EventId>>,
 }
@@ -314,24 +322,31 @@ impl Geofences {
         )
     }
 
-    /// Zones and membership as of event `through`, to keep on disk.
-    pub fn state(&self, through: EventId) -> State {
-        State {
+    /// Every zone as of event `through`, to keep on disk.
+    pub fn zones_kept(&self, through: EventId) -> KeptZones {
+        let zones = self.zones();
+        let zones = zones
+            .iter()
+            .filter_map(|z| serde_json::to_value(z.as_ref()).ok());
+        KeptZones {
             through,
-            zones: self
-                .zones()
-                .iter()
-                .filter_map(|zone| serde_json::to_value(zone.as_ref()).ok())
-                .collect(),
+            zones: zones.collect(),
+        }
+    }
+
+    /// Who is inside which zone as of event `through`, to keep on disk.
+    pub fn inside_kept(&self, through: EventId) -> KeptInside {
+        KeptInside {
+            through,
             inside: self.inside.clone(),
         }
     }
 
-    /// Zones and membership from a [`State`] kept on disk; a zone that no
-    /// longer validates is left out, and said so.
-    pub fn from_state(state: State, hysteresis: f64) -> Self {
+    /// Zones and membership as kept on disk; a zone that no longer
+    /// validates is left out, and said so.
+    pub fn from_kept(zones: KeptZones, inside: KeptInside, hysteresis: f64) -> Self {
         let mut geofences = Self::new(hysteresis);
-        for value in state.zones {
+        for value in zones.zones {
             match stored_zone(value) {
                 Ok(zone) => {
                     geofences.put(zone);
@@ -339,7 +354,7 @@ impl Geofences {
                 Err(err) => tracing::warn!(%err, "a stored zone was left out"),
             }
         }
-        for (tracker, zones) in state.inside {
+        for (tracker, zones) in inside.inside {
             for (zone, id) in zones {
                 let transition = Transition {
                     id,
@@ -353,7 +368,7 @@ impl Geofences {
     }
 }
 
-/// A zone as it is kept (by [`Geofences::state`], and in Redis): its JSON,
+/// A zone as it is kept (by [`Geofences::zones_kept`], and in Redis): its JSON,
 /// its name beside its shape.
 pub fn stored_zone(mut value: serde_json::Value) -> Result<Zone, String> {
     let name = value

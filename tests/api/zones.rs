@@ -552,6 +552,7 @@ async fn zones_changed_and_entered_long_ago_survive_the_deletion_of_the_segments
     )
     .await;
     assert!(dir.path.join("zones.json").exists());
+    assert!(dir.path.join("inside.json").exists());
     stop(app, stopped).await;
 
     let (app, stopped) = start(&dir.path, small).await;

@@ -25,10 +25,12 @@
 //!   holding its id and time): a byte (0 put, 1 delete), the zone's name
 //!   (length u8, bytes), and for a put the zone's JSON (length u32 LE,
 //!   bytes).
-//! - `zones.json`: every zone, and which trackers were inside which as of
-//!   an event id (`through`); written (temporary file, synced, renamed)
-//!   before segments are deleted. Recovery replays onto it the zone
-//!   changes and zone events after `through` that the log holds.
+//! - `zones.json`: every zone as of an event id (`through`), and
+//!   `inside.json`: which trackers were inside which as of an event id;
+//!   written (temporary file, synced, renamed) before segments are deleted,
+//!   `zones.json` only when a zone changed since it was last written.
+//!   Recovery replays onto them the zone changes and zone events after
+//!   their ids that the log holds.
 //! - `latest.snapshot`: the same header shape (`longlat-latest1\n`) and
 //!   records, one per tracker: written (to a temporary file, synced, then
 //!   renamed) before segments are deleted, so a tracker's last position
@@ -52,13 +54,14 @@ use std::time::{Duration, SystemTime};
 use time::OffsetDateTime;
 
 use crate::broker::ZoneChange;
-use crate::geofence::State as ZoneState;
+use crate::geofence::{KeptInside, KeptZones};
 use crate::model::{Crossing, EventId, PositionEvent, Transition};
 
 const SEGMENT_MAGIC: &[u8; 16] = b"longlat-events1\n";
 const SNAPSHOT_MAGIC: &[u8; 16] = b"longlat-latest1\n";
 const SNAPSHOT: &str = "latest.snapshot";
 const ZONES: &str = "zones.json";
+const INSIDE: &str = "inside.json";
 const LOCK: &str = "LOCK";
 /// Length and CRC in front of every payload.
 const RECORD_HEADER: usize = 8;
@@ -193,10 +196,13 @@ pub struct Recovered {
     pub last_id: Option<EventId>,
     /// Bytes of a torn final write that were cut off.
     pub repaired: u64,
-    /// Zones and membership as last written.
-    pub zones: ZoneState,
-    /// Every zone change and zone event the log holds after
-    /// `zones.through`, oldest first: what recovery replays onto `zones`.
+    /// Zones as last written.
+    pub zones: KeptZones,
+    /// Who was inside which zone as last written.
+    pub inside: KeptInside,
+    /// Every zone change the log holds after `zones.through`, and every
+    /// zone event after `inside.through`, oldest first: what recovery
+    /// replays onto them.
     pub replay: Vec<Entry>,
 }
 
@@ -249,8 +255,9 @@ impl Store {
         let next_seq = last.first_seq + tail.len() as u64;
         let wanted = next_seq.saturating_sub(retention.events);
         let mut latest = read_snapshot(&dir.join(SNAPSHOT))?;
-        recovered.zones = read_zones(&dir.join(ZONES))?;
-        let through = recovered.zones.through;
+        recovered.zones = read_json(&dir.join(ZONES))?;
+        recovered.inside = read_json(&dir.join(INSIDE))?;
+        let (zones_through, inside_through) = (recovered.zones.through, recovered.inside.through);
         let mut keep = |first_seq: u64, entries: Vec<Entry>| {
             // Events older than history still count for their tracker's
             // latest position: they are on disk until their segment goes.
@@ -259,10 +266,12 @@ impl Store {
                 recovered.last_id = recovered.last_id.max(Some(entry.id()));
                 // Zones are replayed from wherever they are on disk.
                 let replayed = match &entry {
-                    Entry::Zone(_) => true,
-                    Entry::Event(record) => record.transition.is_some(),
+                    Entry::Zone(zone) => zone.id > zones_through,
+                    Entry::Event(record) => {
+                        record.transition.is_some() && record.id() > inside_through
+                    }
                 };
-                if replayed && entry.id() > through {
+                if replayed {
                     recovered.replay.push(entry.clone());
                 }
                 match entry {
@@ -448,18 +457,23 @@ impl Store {
     }
 
     /// Deletes the segments that are due to go, after saving `latest` (the
-    /// latest event of every tracker) and `zones` (zones and membership,
-    /// through the last event written) so neither is lost with them.
+    /// latest event of every tracker), `inside` (who is inside which zone)
+    /// and `zones` (when a zone changed since they were last written), so
+    /// none is lost with them.
     pub fn drop_expired<'a>(
         &mut self,
         latest: impl Iterator<Item = &'a PositionEvent>,
-        zones: &ZoneState,
+        zones: Option<&KeptZones>,
+        inside: &KeptInside,
     ) -> io::Result<()> {
         if !self.has_expired_segment() {
             return Ok(());
         }
         write_snapshot(&self.dir, latest)?;
-        self.write_zones(zones)?;
+        if let Some(zones) = zones {
+            write_json(&self.dir, ZONES, zones)?;
+        }
+        write_json(&self.dir, INSIDE, inside)?;
         while self.has_expired_segment() {
             let Some(oldest) = self.segments.pop_front() else {
                 break;
@@ -469,13 +483,6 @@ impl Store {
             self.closed_bytes = self.closed_bytes.saturating_sub(len);
         }
         sync_dir(&self.dir)
-    }
-
-    /// Replaces the zones and membership kept (see the module
-    /// documentation): synced before it returns.
-    pub fn write_zones(&self, zones: &ZoneState) -> io::Result<()> {
-        let json = serde_json::to_vec(zones).map_err(io::Error::other)?;
-        replace_file(&self.dir, ZONES, &json)
     }
 
     /// Bytes of all segments.
@@ -962,15 +969,21 @@ fn replace_file(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
-/// The zones and membership last written, or none.
-fn read_zones(path: &Path) -> Result<ZoneState, OpenError> {
+/// Replaces `dir/name` with `value` as JSON, atomically.
+fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> io::Result<()> {
+    let json = serde_json::to_vec(value).map_err(io::Error::other)?;
+    replace_file(dir, name, &json)
+}
+
+/// What `write_json` last wrote to `path`, or the default when none.
+fn read_json<T: Default + serde::de::DeserializeOwned>(path: &Path) -> Result<T, OpenError> {
     if !path.exists() {
-        return Ok(ZoneState::default());
+        return Ok(T::default());
     }
     let bytes = std::fs::read(path).map_err(io_at(path))?;
     serde_json::from_slice(&bytes).map_err(|err| OpenError::Corrupt {
         path: path.to_owned(),
-        what: format!("not the zones longlat writes: {err}"),
+        what: format!("not what longlat writes there: {err}"),
     })
 }
 
