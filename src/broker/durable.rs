@@ -337,6 +337,25 @@ impl DurableBroker {
     }
 }
 
+impl DurableBroker {
+    /// Hands the writer the job `job` makes around the sender of its
+    /// answer, through `queue`, and waits for the answer: refused at once
+    /// once writing has failed for good.
+    async fn ask_writer<J, T>(
+        &self,
+        queue: &mpsc::Sender<J>,
+        job: impl FnOnce(oneshot::Sender<Result<T, BrokerError>>) -> J,
+    ) -> Result<T, BrokerError> {
+        if let Some(fatal) = lock(&self.health.fatal).clone() {
+            return Err(BrokerError::Unavailable(fatal));
+        }
+        let (reply, answer) = oneshot::channel();
+        let stopping = || BrokerError::Unavailable("the server is shutting down".into());
+        queue.send(job(reply)).await.map_err(|_| stopping())?;
+        answer.await.map_err(|_| stopping())?
+    }
+}
+
 fn absolute(dir: &Path) -> PathBuf {
     std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned())
 }
@@ -346,18 +365,7 @@ impl Broker for DurableBroker {
         &self,
         positions: Vec<ValidPosition>,
     ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BrokerError>> {
-        Box::pin(async move {
-            if let Some(fatal) = lock(&self.health.fatal).clone() {
-                return Err(BrokerError::Unavailable(fatal));
-            }
-            let (reply, answer) = oneshot::channel();
-            let stopping = || BrokerError::Unavailable("the server is shutting down".into());
-            self.queue
-                .send(Pending { positions, reply })
-                .await
-                .map_err(|_| stopping())?;
-            answer.await.map_err(|_| stopping())?
-        })
+        Box::pin(self.ask_writer(&self.queue, |reply| Pending { positions, reply }))
     }
 
     fn hub(&self) -> &Arc<Hub> {
@@ -369,20 +377,9 @@ impl Broker for DurableBroker {
     }
 
     /// Handed to the writer, which keeps zones in order with positions and
-    /// writes them (and who is inside) to disk before answering.
+    /// writes the change to the log before answering.
     fn change_zone(&self, change: ZoneChange) -> BoxFuture<'_, Result<bool, BrokerError>> {
-        Box::pin(async move {
-            if let Some(fatal) = lock(&self.health.fatal).clone() {
-                return Err(BrokerError::Unavailable(fatal));
-            }
-            let (reply, answer) = oneshot::channel();
-            let stopping = || BrokerError::Unavailable("the server is shutting down".into());
-            self.zone_jobs
-                .send(ZoneJob { change, reply })
-                .await
-                .map_err(|_| stopping())?;
-            answer.await.map_err(|_| stopping())?
-        })
+        Box::pin(self.ask_writer(&self.zone_jobs, |reply| ZoneJob { change, reply }))
     }
 
     /// A tracker's latest position is kept even after its events left
