@@ -254,6 +254,11 @@ impl ValidPosition {
     pub fn tracker(&self) -> Option<&str> {
         self.0.tracker.as_deref()
     }
+
+    /// Its longitude and latitude.
+    pub fn coordinates(&self) -> (f64, f64) {
+        (self.0.longitude, self.0.latitude)
+    }
 }
 
 /// The ordered id of an event, `"<milliseconds>-<sequence>"` (the shape of a

@@ -61,7 +61,7 @@ use tokio::task::JoinHandle;
 use self::store::{Entry, Record, Store, ZoneRecord};
 pub use self::store::{OpenError, Retention};
 use super::{Broker, BrokerError, Hub, HubSettings, ZoneChange};
-use crate::geofence::Geofences;
+use crate::geofence::{Geofences, Near};
 use crate::model::{Event, EventId, PositionEvent, ReadScope, ValidPosition};
 use crate::shutdown::Shutdown;
 use crate::stats;
@@ -118,6 +118,8 @@ type Reply = oneshot::Sender<Result<Vec<Arc<Event>>, BrokerError>>;
 /// A publisher's positions (one, or a batch), handed to the writer.
 struct Pending {
     positions: Vec<ValidPosition>,
+    /// The zones each position is in or near, found by the publisher.
+    near: Vec<Option<Near>>,
     reply: Reply,
 }
 
@@ -365,7 +367,15 @@ impl Broker for DurableBroker {
         &self,
         positions: Vec<ValidPosition>,
     ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BrokerError>> {
-        Box::pin(self.ask_writer(&self.queue, |reply| Pending { positions, reply }))
+        let near = {
+            let geofences = super::read(&self.geofences);
+            positions.iter().map(|p| geofences.classify(p)).collect()
+        };
+        Box::pin(self.ask_writer(&self.queue, |reply| Pending {
+            positions,
+            near,
+            reply,
+        }))
     }
 
     fn hub(&self) -> &Arc<Hub> {
@@ -580,7 +590,7 @@ impl Writer {
         let mut geofences = super::write(&self.geofences);
         for pending in batch {
             let before = events.len();
-            for position in pending.positions {
+            for (position, near) in pending.positions.into_iter().zip(&pending.near) {
                 *last = last.next_after(millis);
                 let position = position.into_event(*last, received_at);
                 if let Some(tracker) = &position.tracker
@@ -588,7 +598,7 @@ impl Writer {
                 {
                     saved.push(geofences.save(tracker));
                 }
-                let transitions = geofences.cross(&position, || {
+                let transitions = geofences.cross(&position, near.as_ref(), || {
                     *last = last.next_after(millis);
                     *last
                 });

@@ -45,16 +45,20 @@ impl Broker for MemoryBroker {
         &self,
         positions: Vec<ValidPosition>,
     ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, BrokerError>> {
+        let near: Vec<_> = {
+            let geofences = super::read(&self.geofences);
+            positions.iter().map(|p| geofences.classify(p)).collect()
+        };
         // Zones first, then the hub: the one order both locks are taken in.
         let mut geofences = super::write(&self.geofences);
         let mut events = self.hub.append_all_with(|mut last| {
             let received_at = OffsetDateTime::now_utc();
             let millis = now_millis();
             let mut events = Vec::with_capacity(positions.len());
-            for position in positions {
+            for (position, near) in positions.into_iter().zip(&near) {
                 last = last.next_after(millis);
                 let position = position.into_event(last, received_at);
-                let transitions = geofences.cross(&position, || {
+                let transitions = geofences.cross(&position, near.as_ref(), || {
                     last = last.next_after(millis);
                     last
                 });

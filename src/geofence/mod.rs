@@ -1,9 +1,12 @@
 //! Geofences: zones, where trackers are, and the enter and leave events
 //! between.
 //!
-//! One rule for every broker, applied where positions are numbered (the
-//! memory broker's append, the durable broker's writer; Redis applies the
-//! same rule in its publish script, from [`Geofences::near`]): a tracker
+//! One rule for every broker, in two steps: the zones a position is in or
+//! near are found by the publishing task ([`Geofences::classify`], under
+//! a read lock, so this work is spread over the cores), and the crossings
+//! decided where positions are numbered, in order ([`Geofences::cross`]:
+//! the memory broker's append, the durable broker's writer; Redis applies
+//! the same rule in its publish script): a tracker
 //! enters a zone with its first position inside it, and leaves it with its
 //! first position more than the hysteresis (`--zone-hysteresis`, metres)
 //! outside. A fix jittering on the border therefore enters once and does
@@ -26,7 +29,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::model::{Crossing, EventId, PositionEvent, Transition, Zone, ZoneInput};
+use crate::model::{Crossing, EventId, PositionEvent, Transition, ValidPosition, Zone, ZoneInput};
 
 use self::index::ZoneIndex;
 
@@ -112,24 +115,35 @@ impl Geofences {
         near
     }
 
-    /// The zone events `position` makes, numbered by `next` (called once
-    /// for each, in order), and applied: leaves first, then enters.
+    /// The zones `position` is in or near, for [`Geofences::cross`]:
+    /// `None` when it has no tracker or there are no zones (it crosses
+    /// nothing).
+    pub fn classify(&self, position: &ValidPosition) -> Option<Near> {
+        position.tracker()?;
+        if self.index.is_empty() {
+            return None;
+        }
+        let (longitude, latitude) = position.coordinates();
+        Some(self.near(longitude, latitude))
+    }
+
+    /// The zone events `position` makes, it being in or `near` the zones
+    /// [`Geofences::classify`] found, numbered by `next` (called once for
+    /// each, in order), and applied: leaves first, then enters. A zone
+    /// deleted since it was found is not entered.
     pub fn cross(
         &mut self,
         position: &PositionEvent,
+        near: Option<&Near>,
         mut next: impl FnMut() -> EventId,
     ) -> Vec<Transition> {
-        let Some(tracker) = position.tracker.as_deref() else {
+        let (Some(tracker), Some(near)) = (position.tracker.as_deref(), near) else {
             return Vec::new();
         };
-        if self.index.is_empty() && !self.inside.contains_key(tracker) {
-            return Vec::new();
-        }
         let fix = position.fix_time();
         if !self.judge_fix(tracker, fix) {
             return Vec::new();
         }
-        let near = self.near(position.longitude, position.latitude);
         let was: Vec<String> = self
             .inside
             .get(tracker)
@@ -146,7 +160,7 @@ impl Geofences {
             }
         }
         for zone in &near.inside {
-            if !was.contains(zone) {
+            if !was.contains(zone) && self.index.get(zone).is_some() {
                 transitions.push(Transition {
                     id: next(),
                     crossing: Crossing::Enter,
