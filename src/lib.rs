@@ -55,11 +55,13 @@
 //! GraphQL publish ─ graphql::Mutation ────────────────────────┤
 //! /ingest/* ─ http::ingest (ingest::owntracks, ingest::osmand) ┴─
 //!     publish::Publisher (authorize, rate, tracker, validate) ─
-//!     Broker::publish_batch (durable: one writer numbers the batch, each
-//!     position followed by the zone events geofence::Geofences::cross
-//!     decides, appends it to the log and syncs it; memory: the same under
-//!     the hub's lock; or redis: one script, which decides the zone events
-//!     too, back through the stream reader) ─ broker::Hub::append_all_with:
+//!     Broker::publish_batch (the publishing task finds the zones each
+//!     position is in or near: geofence::Geofences::classify; durable: one
+//!     writer numbers the batch, each position followed by the zone events
+//!     geofence::Geofences::cross decides, appends it to the log and syncs
+//!     it; memory: the same under the hub's lock; or redis: one script,
+//!     which decides the zone events too, back through the stream reader)
+//!     ─ broker::Hub::append_all_with:
 //!     numbered, kept in the history ring (broker::ring), subscribers
 //!     woken; model::Event holds its wire forms, made once (a zone event's:
 //!     model::ZoneEvent)
