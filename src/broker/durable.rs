@@ -268,14 +268,9 @@ impl DurableBroker {
         let zones_unsaved = recovered.replay.iter().any(|e| matches!(e, Entry::Zone(_)));
         for entry in recovered.replay {
             match entry {
-                Entry::Zone(zone) => match zone.change {
-                    ZoneChange::Put(zone) => {
-                        geofences.put(zone);
-                    }
-                    ZoneChange::Delete(name) => {
-                        geofences.remove(&name);
-                    }
-                },
+                Entry::Zone(zone) => {
+                    geofences.change(zone.change);
+                }
                 Entry::Event(record) => {
                     if let (Some(tracker), Some(transition)) =
                         (&record.position.tracker, &record.transition)
@@ -684,11 +679,7 @@ impl Writer {
                 self.last = id;
                 self.zones_unsaved = true;
                 self.health.succeeded();
-                let mut geofences = super::write(&self.geofences);
-                Ok(match job.change {
-                    ZoneChange::Put(zone) => !geofences.put(zone),
-                    ZoneChange::Delete(name) => geofences.remove(&name),
-                })
+                Ok(super::write(&self.geofences).change(job.change))
             }
             Some(Err(failure)) => Err(BrokerError::Unavailable(self.failed(failure))),
             None => Err(BrokerError::Unavailable(self.fatal_reason())),

@@ -85,11 +85,7 @@ impl Broker for MemoryBroker {
     }
 
     fn change_zone(&self, change: ZoneChange) -> BoxFuture<'_, Result<bool, BrokerError>> {
-        let mut geofences = super::write(&self.geofences);
-        let changed = match change {
-            ZoneChange::Put(zone) => !geofences.put(zone),
-            ZoneChange::Delete(name) => geofences.remove(&name),
-        };
+        let changed = super::write(&self.geofences).change(change);
         Box::pin(future::ready(Ok(changed)))
     }
 }

@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use futures::future::BoxFuture;
 
 use crate::geofence::Geofences;
+pub use crate::geofence::ZoneChange;
 
 pub use hub::{CURSOR_LEEWAY, CursorAhead, History, Hub, HubSettings, Place, Subscription};
 
@@ -38,15 +39,6 @@ pub enum BrokerError {
     /// The broker's backing store cannot be reached right now.
     #[error("the broker is unavailable: {0}")]
     Unavailable(String),
-}
-
-/// What changes a zone: put (add or replace) or delete.
-#[derive(Debug, Clone)]
-pub enum ZoneChange {
-    /// Adds the zone, or replaces the one with its name.
-    Put(Zone),
-    /// Deletes the zone with this name.
-    Delete(String),
 }
 
 /// The trackers inside a zone, each with the id of the enter event that

@@ -408,11 +408,7 @@ fn zone_change(change: &str, entry: &StreamId) -> Option<ZoneChange> {
 
 /// Applies a zone change to this instance's zones.
 fn apply(geofences: &RwLock<Geofences>, change: ZoneChange) {
-    let mut geofences = super::write(geofences);
-    match change {
-        ZoneChange::Put(zone) => geofences.put(zone),
-        ZoneChange::Delete(name) => geofences.remove(&name),
-    };
+    super::write(geofences).change(change);
 }
 
 /// Every zone in `<stream>:zones`; one that no longer validates is left
@@ -582,7 +578,11 @@ impl RedisBroker {
                 let (tracker, near) = match (&draft.tracker, geofences.is_empty()) {
                     (Some(tracker), false) => {
                         let near = geofences.near(draft.longitude, draft.latitude);
-                        let near = format!("{}|{}", near.inside.join(","), near.border.join(","));
+                        let names = |zones: &[Arc<Zone>]| {
+                            let names: Vec<&str> = zones.iter().map(|z| z.name.as_str()).collect();
+                            names.join(",")
+                        };
+                        let near = format!("{}|{}", names(&near.inside), names(&near.border));
                         (tracker.clone(), near)
                     }
                     _ => (String::new(), "|".into()),

@@ -42,9 +42,28 @@ pub const DEFAULT_HYSTERESIS: f64 = 20.0;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Near {
     /// Zones the point is inside, by name.
-    pub inside: Vec<String>,
+    pub inside: Vec<Arc<Zone>>,
     /// Zones the point is just outside of, by name.
-    pub border: Vec<String>,
+    pub border: Vec<Arc<Zone>>,
+}
+
+impl Near {
+    /// Whether a tracker inside zone `name` stays inside.
+    fn keeps(&self, name: &str) -> bool {
+        self.inside
+            .iter()
+            .chain(&self.border)
+            .any(|z| z.name == name)
+    }
+}
+
+/// What changes a zone: put (add or replace) or delete.
+#[derive(Debug, Clone)]
+pub enum ZoneChange {
+    /// Adds the zone, or replaces the one with its name.
+    Put(Zone),
+    /// Deletes the zone with this name.
+    Delete(String),
 }
 
 /// Every zone, and which trackers are inside which. See the module
@@ -108,8 +127,8 @@ impl Geofences {
         let mut near = Near::default();
         for (zone, distance) in self.index.near(longitude, latitude, self.hysteresis) {
             match distance <= 0.0 {
-                true => near.inside.push(zone.name.clone()),
-                false => near.border.push(zone.name.clone()),
+                true => near.inside.push(zone),
+                false => near.border.push(zone),
             }
         }
         near
@@ -144,14 +163,10 @@ impl Geofences {
         if !self.judge_fix(tracker, fix) {
             return Vec::new();
         }
-        let was: Vec<String> = self
-            .inside
-            .get(tracker)
-            .map(|zones| zones.keys().cloned().collect())
-            .unwrap_or_default();
+        let was = self.inside.get(tracker);
         let mut transitions = Vec::new();
-        for zone in &was {
-            if !near.inside.contains(zone) && !near.border.contains(zone) {
+        for zone in was.into_iter().flat_map(BTreeMap::keys) {
+            if !near.keeps(zone) {
                 transitions.push(Transition {
                     id: next(),
                     crossing: Crossing::Leave,
@@ -160,11 +175,12 @@ impl Geofences {
             }
         }
         for zone in &near.inside {
-            if !was.contains(zone) && self.index.get(zone).is_some() {
+            let already = was.is_some_and(|zones| zones.contains_key(&zone.name));
+            if !already && self.index.get(&zone.name).is_some() {
                 transitions.push(Transition {
                     id: next(),
                     crossing: Crossing::Enter,
-                    zone: zone.clone(),
+                    zone: zone.name.clone(),
                 });
             }
         }
@@ -272,6 +288,15 @@ impl Geofences {
     /// replaced zone stay inside until a position says otherwise.
     pub fn put(&mut self, zone: Zone) -> bool {
         self.index.insert(Arc::new(zone)).is_none()
+    }
+
+    /// Applies `change`: whether it changed a zone that was there (one
+    /// replaced, or deleted).
+    pub fn change(&mut self, change: ZoneChange) -> bool {
+        match change {
+            ZoneChange::Put(zone) => !self.put(zone),
+            ZoneChange::Delete(name) => self.remove(&name),
+        }
     }
 
     /// Removes a zone, and every tracker's membership of it (no leave

@@ -46,10 +46,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn list_zones(
     State(state): State<AppState>,
     ReaderCaller(caller): ReaderCaller,
-) -> Result<Json<Vec<Zone>>, Error> {
+) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
+    // Written from the broker's zones, not copies of them: a polygon may
+    // hold 10,000 positions.
     let zones = state.broker.zones();
-    Ok(Json(zones.iter().map(|z| Zone::clone(z)).collect()))
+    let zones: Vec<&Zone> = zones.iter().map(|z| &**z).collect();
+    Ok(Json(zones).into_response())
 }
 
 /// Read a zone.
@@ -69,10 +72,10 @@ async fn get_zone(
     State(state): State<AppState>,
     ReaderCaller(caller): ReaderCaller,
     Path(name): Path<String>,
-) -> Result<Json<Zone>, Error> {
+) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
     let zone = zones::existing(&*state.broker, &name)?;
-    Ok(Json(Zone::clone(&zone)))
+    Ok(Json(&*zone).into_response())
 }
 
 /// Create or replace a zone.
