@@ -24,16 +24,23 @@ pub fn free_port() -> u16 {
 impl RedisServer {
     /// Starts redis-server on a free port in a new temporary directory.
     pub async fn start() -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("longlat-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the redis directory");
-        let mut server = Self {
-            child: None,
-            port,
-            dir,
-        };
-        server.restart().await;
-        server
+        // A port found free may be taken by another test before redis-server
+        // binds it: then it exits at once, and another port is tried.
+        for _ in 0..5 {
+            let port = free_port();
+            let dir =
+                std::env::temp_dir().join(format!("longlat-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("create the redis directory");
+            let mut server = Self {
+                child: None,
+                port,
+                dir,
+            };
+            if server.launch("yes").await {
+                return server;
+            }
+        }
+        panic!("redis-server exited before it was ready on five free ports");
     }
 
     pub fn url(&self) -> String {
@@ -43,16 +50,24 @@ impl RedisServer {
     /// Starts (again) on the same port and directory, keeping the data
     /// (append-only file), and waits until it accepts connections.
     pub async fn restart(&mut self) {
-        self.launch("yes").await;
+        assert!(
+            self.launch("yes").await,
+            "redis-server exited before it was ready"
+        );
     }
 
     /// Starts again on the same port without persistence, as a Redis
     /// configured without it comes back after a crash: with no data at all.
     pub async fn restart_empty(&mut self) {
-        self.launch("no").await;
+        assert!(
+            self.launch("no").await,
+            "redis-server exited before it was ready"
+        );
     }
 
-    async fn launch(&mut self, appendonly: &str) {
+    /// Starts redis-server and waits until it accepts connections; `false`
+    /// when it exited first (its port was taken).
+    async fn launch(&mut self, appendonly: &str) -> bool {
         let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
@@ -63,18 +78,21 @@ impl RedisServer {
             .spawn()
             .expect("redis-server is installed (tests/run installs it)");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        within("redis-server to accept connections", async {
+        let ready = within("redis-server to accept connections", async {
             while let Some(line) = lines.next_line().await.expect("read redis-server output") {
                 if line.contains("Ready to accept connections") {
-                    return;
+                    return true;
                 }
             }
-            panic!("redis-server exited before it was ready");
+            false
         })
         .await;
-        // Keep draining its output so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        self.child = Some(child);
+        if ready {
+            // Keep draining its output so it never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            self.child = Some(child);
+        }
+        ready
     }
 
     /// Waits until the server answers PING.

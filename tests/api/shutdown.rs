@@ -42,7 +42,11 @@ async fn sigterm_closes_websockets_ends_event_streams_and_exits_zero() {
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
         .unwrap();
-    let events = reqwest::get(format!("http://{addr}/events")).await.unwrap();
+    let events = crate::test_app::http_client()
+        .get(format!("http://{addr}/events"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(events.status(), 200);
     let published = crate::test_app::http_client()
         .post(format!("http://{addr}/longlat"))

@@ -471,7 +471,7 @@ async fn a_client_that_closes_a_caught_up_stream_frees_its_place_at_once() {
     drop(first);
     within("a freed place", async {
         loop {
-            let second = reqwest::get(app.url("/events")).await.unwrap();
+            let second = app.http.get(app.url("/events")).send().await.unwrap();
             if second.status() == 200 {
                 return;
             }
