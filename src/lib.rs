@@ -40,10 +40,11 @@
 //! - [`fds`]: the open-file limit, raised at start, and the descriptors kept
 //!   back from streams for requests.
 //! - [`geofence`]: zones trackers enter and leave; [`geofence::index`]
-//!   finds the zones near a position through an R-tree of their bounds.
-//! - [`zones`]: the zone operations REST and GraphQL share: putting one
-//!   within `--max-zones`, who is inside one, and checking the zones a
-//!   subscriber names.
+//!   finds the zones near a position, or meeting a box, through an R-tree
+//!   of their bounds.
+//! - [`zones`]: the zone operations REST and GraphQL share: listing them
+//!   by box and page, putting one within `--max-zones`, who is inside one,
+//!   and checking the zones a subscriber names.
 //! - [`cli`]: the command line, and the `publish`, `watch` and `bench` clients.
 //! - [`wire`]: the bytes sent to subscribers, made once per event:
 //!   WebSocket frames, SSE frames, HTTP chunks, graphql-ws messages.

@@ -1,6 +1,6 @@
 //! The zone operations every surface shares: REST's `/zones` and GraphQL's
-//! `putZone`, `Zone.inside` and `zoneEvents` call these, so a zone is put
-//! under one limit, who is inside one is read within one scope rule, and a
+//! `zones`, `putZone`, `Zone.inside` and `zoneEvents` call these, so zones
+//! are listed by one set of rules, a zone is put under one limit, who is inside one is read within one scope rule, and a
 //! subscriber naming a zone is checked one way, whatever the transport.
 //! Like [`crate::publish`], nothing here knows HTTP or GraphQL; each
 //! transport authorizes its caller first ([`crate::access::Access::authorize_zones`]
@@ -11,9 +11,11 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::access::Caller;
-use crate::broker::{Broker, ZoneChange};
+use crate::broker::{Broker, ZoneChange, ZoneQuery};
 use crate::error::Error;
-use crate::model::{EventId, Events, InvalidParameter, PositionEvent, Zone, check_zone_name};
+use crate::model::{
+    BoundingBox, EventId, Events, InvalidParameter, PositionEvent, Zone, check_zone_name,
+};
 
 /// Who is inside a zone now.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -44,6 +46,70 @@ impl Occupant {
     async fn graphql_since(&self) -> async_graphql::ID {
         self.since.into()
     }
+}
+
+/// The most zones a page may be asked for (`limit`); without a limit,
+/// every zone comes.
+pub const MAX_ZONE_PAGE: usize = 10_000;
+
+/// `invalid-parameter` for a page size that is not 1 to [`MAX_ZONE_PAGE`].
+pub fn bad_zone_limit() -> InvalidParameter {
+    InvalidParameter {
+        param: "limit",
+        detail: format!("limit must be a whole number from 1 to {MAX_ZONE_PAGE}"),
+    }
+}
+
+/// A page of zones: at most the limit asked for, and the name to pass as
+/// `after` for the next page when there are more.
+pub struct ZonePage {
+    /// The zones, by name.
+    pub zones: Vec<Arc<Zone>>,
+    /// The last name of this page, when more zones follow it.
+    pub next: Option<String>,
+}
+
+/// The zones `query` asks for, its parameters checked (each named as the
+/// query string and GraphQL name it: `bbox`, `after`, `limit`).
+pub fn list(broker: &dyn Broker, query: ZoneQuery) -> Result<ZonePage, InvalidParameter> {
+    if let Some(after) = &query.after {
+        check_zone_name("after", after)?;
+    }
+    let within = query
+        .within
+        .map(|b| {
+            BoundingBox::new(
+                b.min_longitude,
+                b.min_latitude,
+                b.max_longitude,
+                b.max_latitude,
+            )
+        })
+        .transpose()
+        .map_err(|e| InvalidParameter {
+            param: "bbox",
+            detail: e.to_string(),
+        })?;
+    if query
+        .limit
+        .is_some_and(|n| !(1..=MAX_ZONE_PAGE).contains(&n))
+    {
+        return Err(bad_zone_limit());
+    }
+    // One more than asked for tells whether another page follows.
+    let mut zones = broker.zones(&ZoneQuery {
+        within,
+        limit: query.limit.map(|n| n.saturating_add(1)),
+        ..query
+    });
+    let next = match query.limit {
+        Some(limit) if zones.len() > limit => {
+            zones.truncate(limit);
+            zones.last().map(|zone| zone.name.clone())
+        }
+        _ => None,
+    };
+    Ok(ZonePage { zones, next })
 }
 
 /// Puts `zone`, unless that would make more than `max_zones`

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use futures::future::BoxFuture;
 
 use crate::geofence::Geofences;
-pub use crate::geofence::ZoneChange;
+pub use crate::geofence::{ZoneChange, ZoneQuery};
 
 pub use hub::{CURSOR_LEEWAY, CursorAhead, History, Hub, HubSettings, Place, Subscription};
 
@@ -81,9 +81,9 @@ pub trait Broker: Send + Sync + 'static {
     /// there: a zone replaced, or one deleted.
     fn change_zone(&self, change: ZoneChange) -> BoxFuture<'_, Result<bool, BrokerError>>;
 
-    /// Every zone, by name.
-    fn zones(&self) -> Vec<Arc<Zone>> {
-        read(self.geofences()).zones()
+    /// The zones `query` asks for, by name.
+    fn zones(&self, query: &ZoneQuery) -> Vec<Arc<Zone>> {
+        read(self.geofences()).listed(query)
     }
 
     /// How many zones there are.

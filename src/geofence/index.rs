@@ -3,11 +3,12 @@
 //! few zones whose bounds are close, never a pass over all zones.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use rstar::{AABB, RTree, RTreeObject};
 
-use crate::model::{Zone, reach_degrees};
+use crate::model::{BoundingBox, Zone, reach_degrees};
 
 /// How much wider than needed a query's rectangle is drawn, so that
 /// rounding never makes it miss a zone at exactly the margin.
@@ -42,6 +43,18 @@ impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.zone, &other.zone)
     }
+}
+
+/// Which zones a listing asks for (`GET /zones`, GraphQL `zones`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ZoneQuery {
+    /// Only zones whose bounds meet this box, when set.
+    pub within: Option<BoundingBox>,
+    /// Only zones named after this (in byte order), when set: the last
+    /// name of the page before.
+    pub after: Option<String>,
+    /// At most this many, when set.
+    pub limit: Option<usize>,
 }
 
 /// Every zone, by name and in an R-tree of their bounds.
@@ -90,10 +103,47 @@ impl ZoneIndex {
 
     /// Every zone, ordered by name.
     pub fn zones(&self) -> Vec<Arc<Zone>> {
-        self.by_name
-            .values()
-            .map(|entry| entry.zone.clone())
-            .collect()
+        self.listed(&ZoneQuery::default())
+    }
+
+    /// The zones `query` asks for, ordered by name: those whose bounds meet
+    /// its box (one R-tree query, two when the box crosses the
+    /// antimeridian), after its name, at most its limit. Without a box it
+    /// walks the names from `after` on, never the zones before.
+    pub fn listed(&self, query: &ZoneQuery) -> Vec<Arc<Zone>> {
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let after = query.after.as_deref();
+        let Some(within) = &query.within else {
+            let from = match after {
+                Some(name) => Bound::Excluded(name),
+                None => Bound::Unbounded,
+            };
+            return self
+                .by_name
+                .range::<str, _>((from, Bound::Unbounded))
+                .take(limit)
+                .map(|(_, entry)| entry.zone.clone())
+                .collect();
+        };
+        let (south, north) = (within.min_latitude, within.max_latitude);
+        let rectangle = |west: f64, east: f64| AABB::from_corners([west, south], [east, north]);
+        let envelopes = match within.min_longitude <= within.max_longitude {
+            true => vec![rectangle(within.min_longitude, within.max_longitude)],
+            false => vec![
+                rectangle(within.min_longitude, 180.0),
+                rectangle(-180.0, within.max_longitude),
+            ],
+        };
+        let mut found: Vec<&Arc<Zone>> = envelopes
+            .iter()
+            .flat_map(|envelope| self.tree.locate_in_envelope_intersecting(envelope))
+            .map(|entry| &entry.zone)
+            .filter(|zone| after.is_none_or(|after| zone.name.as_str() > after))
+            .collect();
+        found.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        // A zone across the antimeridian meets both halves of a split box.
+        found.dedup_by(|a, b| a.name == b.name);
+        found.into_iter().take(limit).cloned().collect()
     }
 
     /// Every zone whose signed distance from the point is at most `margin`

@@ -32,6 +32,7 @@ use time::OffsetDateTime;
 use crate::model::{Crossing, EventId, PositionEvent, Transition, ValidPosition, Zone, ZoneInput};
 
 use self::index::ZoneIndex;
+pub use self::index::ZoneQuery;
 
 /// The hysteresis when none is configured, in metres: a little more than a
 /// phone's typical fix error outdoors.
@@ -329,6 +330,11 @@ impl Geofences {
     /// Every zone, by name.
     pub fn zones(&self) -> Vec<Arc<Zone>> {
         self.index.zones()
+    }
+
+    /// The zones `query` asks for, by name.
+    pub fn listed(&self, query: &ZoneQuery) -> Vec<Arc<Zone>> {
+        self.index.listed(query)
     }
 
     /// The zone with this name.

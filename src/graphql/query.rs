@@ -7,9 +7,10 @@ use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
 use super::zones::ZoneView;
 use super::{authorize, inside_filter, invalid, reader_filter};
 use crate::access::Scope;
-use crate::broker::Broker;
+use crate::broker::{Broker, ZoneQuery};
 use crate::error::Error;
 use crate::model::{BoundingBox, Filter, PositionEvent, check_tracker, parse_cursor, parse_id};
+use crate::zones;
 
 /// Events one `history` call returns when it gives no `limit`.
 pub const DEFAULT_HISTORY_LIMIT: i32 = 100;
@@ -122,11 +123,28 @@ impl Query {
         })
     }
 
-    /// Every zone, by name.
-    async fn zones(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ZoneView>> {
+    /// The zones, by name: every one, or those whose bounds meet `bbox`
+    /// (say a map's view), at most `limit`, after `after` (the last name of
+    /// the page before).
+    async fn zones(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only zones whose bounds meet this box.")] bbox: Option<BoundingBox>,
+        #[graphql(desc = "Only zones named after this one: the last name of the page before.")]
+        after: Option<String>,
+        #[graphql(desc = "At most this many zones, 1 to 10000; every one when absent.")]
+        limit: Option<i32>,
+    ) -> async_graphql::Result<Vec<ZoneView>> {
         authorize(ctx, Scope::Subscribe)?;
         let broker = ctx.data::<Arc<dyn Broker>>()?;
-        Ok(broker.zones().into_iter().map(ZoneView).collect())
+        let query = ZoneQuery {
+            within: bbox,
+            after,
+            // A negative limit is as wrong as 0, which `list` refuses.
+            limit: limit.map(|n| usize::try_from(n).unwrap_or(0)),
+        };
+        let page = zones::list(&**broker, query).map_err(invalid)?;
+        Ok(page.zones.into_iter().map(ZoneView).collect())
     }
 
     /// The zone with this name; null when there is none.

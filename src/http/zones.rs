@@ -6,17 +6,19 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body_up_to};
 use crate::access::Scope;
-use crate::broker::ZoneChange;
+use crate::broker::{ZoneChange, ZoneQuery};
 use crate::error::{Error, Problem};
-use crate::model::{Zone, ZoneInput, check_zone_name};
+use crate::model::{BoundingBox, Zone, ZoneInput, check_zone_name};
 use crate::zones::{self, ZoneOccupants};
 
 /// The zone routes.
@@ -29,16 +31,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// List zones.
 ///
-/// Every zone, by name: circles (centre and radius in metres) and GeoJSON
-/// polygons.
+/// The zones, by name: circles (centre and radius in metres) and GeoJSON
+/// polygons. Every zone, unless narrowed to those meeting a box (`bbox`,
+/// say a map's view) or paged (`limit`, then `after`): a page followed by
+/// more zones carries `Link: <…>; rel="next"`, the same query after its
+/// last name.
 #[utoipa::path(
     get,
     path = "/zones",
     tag = "zones",
     security((), ("bearer" = [])),
-    params(TokenParam),
+    params(ZoneListParams, TokenParam),
     responses(
-        (status = 200, description = "Every zone, by name", body = Vec<Zone>),
+        (status = 200, description = "The zones, by name", body = Vec<Zone>,
+            headers(("Link" = String, description = "`<the next page>; rel=\"next\"`, when more zones follow"))),
+        (status = 400, description = "A bad parameter (`invalid-parameter`); `field` names it",
+            body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Reading needs a bearer token (`unauthorized`)",
             body = Problem, content_type = "application/problem+json"),
     ),
@@ -46,13 +54,87 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn list_zones(
     State(state): State<AppState>,
     ReaderCaller(caller): ReaderCaller,
+    params: Result<Query<ZoneListParams>, QueryRejection>,
 ) -> Result<Response, Error> {
     state.access.authorize(&caller, Scope::Subscribe)?;
+    let Query(params) = params.map_err(Error::from)?;
+    let query = params.parse()?;
+    let page = zones::list(&*state.broker, query.clone())?;
     // Written from the broker's zones, not copies of them: a polygon may
     // hold 10,000 positions.
-    let zones = state.broker.zones();
-    let zones: Vec<&Zone> = zones.iter().map(|z| &**z).collect();
-    Ok(Json(zones).into_response())
+    let listed: Vec<&Zone> = page.zones.iter().map(|z| &**z).collect();
+    let mut response = Json(listed).into_response();
+    if let Some(next) = page.next {
+        let link = format!("<{}>; rel=\"next\"", next_page(&query, &next));
+        let value = HeaderValue::try_from(link).expect("names and numbers are header-safe");
+        response.headers_mut().insert(header::LINK, value);
+    }
+    Ok(response)
+}
+
+/// The query string of `GET /zones`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ZoneListParams {
+    /// Only zones whose bounds meet `minLon,minLat,maxLon,maxLat` (degrees);
+    /// a west edge east of the east edge crosses the antimeridian.
+    #[param(
+        pattern = r"^-?(180(\.0+)?|(1[0-7][0-9]|[0-9]{1,2})(\.[0-9]+)?),-?(90(\.0+)?|[0-8]?[0-9](\.[0-9]+)?),-?(180(\.0+)?|(1[0-7][0-9]|[0-9]{1,2})(\.[0-9]+)?),-?(90(\.0+)?|[0-8]?[0-9](\.[0-9]+)?)$",
+        example = "18.0,59.3,18.1,59.4"
+    )]
+    pub bbox: Option<String>,
+    /// Only zones named after this one (in byte order): the last name of
+    /// the page before.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "depot")]
+    pub after: Option<String>,
+    /// At most this many zones, 1 to 10,000; every one when absent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
+    pub limit: Option<String>,
+}
+
+impl ZoneListParams {
+    /// The listing these parameters ask for; `limit` named when it is not
+    /// a number (the rest is checked by [`zones::list`]).
+    fn parse(self) -> Result<ZoneQuery, Error> {
+        let within = self
+            .bbox
+            .as_deref()
+            .map(str::parse::<BoundingBox>)
+            .transpose()
+            .map_err(|e| Error::InvalidParameter {
+                param: "bbox",
+                detail: e.to_string(),
+            })?;
+        let limit = self
+            .limit
+            .as_deref()
+            .map(str::parse::<usize>)
+            .transpose()
+            .map_err(|_| zones::bad_zone_limit())?;
+        Ok(ZoneQuery {
+            within,
+            after: self.after,
+            limit,
+        })
+    }
+}
+
+/// The path and query of the page after `last` (the same box and limit).
+fn next_page(query: &ZoneQuery, last: &str) -> String {
+    let mut url = format!("/zones?after={last}");
+    if let Some(b) = &query.within {
+        let [w, s, e, n] = [
+            b.min_longitude,
+            b.min_latitude,
+            b.max_longitude,
+            b.max_latitude,
+        ];
+        url.push_str(&format!("&bbox={w},{s},{e},{n}"));
+    }
+    if let Some(limit) = query.limit {
+        url.push_str(&format!("&limit={limit}"));
+    }
+    url
 }
 
 /// Read a zone.

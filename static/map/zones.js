@@ -1,15 +1,36 @@
 // Zones (geofences) drawn under the trails and markers, each named on the
 // map, and trackers entering and leaving them: the zone flashes, and a line
 // goes on top of a short list that screen readers read out as it changes.
-// Zones change rarely and the stream carries no word of it, so the page
-// reads them again when its stream (re)connects and every half minute.
+// Only the zones in and around the view are read (`GET /zones?bbox=`), again
+// when the view moves; zones change rarely and the stream carries no word
+// of it, so the page also reads them when its stream (re)connects and every
+// half minute.
 
 /** How long a zone stays highlighted after a crossing, in ms. */
 const FLASH_MS = 2000;
 /** Lines kept in the list, newest first. */
 const MAX_LINES = 20;
-/** Zones drawn at most: the first by name. More would make the map crawl. */
+/** Zones drawn at most: the first by name in the view. More would make the map crawl. */
 const MAX_DRAWN = 2000;
+/** How long the view rests before the zones in it are read, in ms. */
+const SETTLE_MS = 250;
+
+/** `lng` brought into -180..180, as the server takes longitudes. */
+const wrap = (lng) => ((((lng + 180) % 360) + 360) % 360) - 180;
+
+/**
+ * `bounds` as the server's `bbox` (west,south,east,north): every longitude
+ * when the view spans the world, and a west edge east of the east edge when
+ * it straddles the antimeridian.
+ */
+function bbox(bounds) {
+  const south = Math.max(-90, bounds.getSouth());
+  const north = Math.min(90, bounds.getNorth());
+  const [west, east] = bounds.getEast() - bounds.getWest() >= 360
+    ? [-180, 180]
+    : [wrap(bounds.getWest()), wrap(bounds.getEast())];
+  return [west, south, east, north].map((v) => +v.toFixed(5)).join(",");
+}
 
 const time = (at) =>
   new Date(at).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
@@ -41,26 +62,53 @@ export class Zones {
     this.layer = L.layerGroup().addTo(map);
     this.section = section;
     this.list = list;
+    this.map = map;
     this.drawn = new Map(); // name -> { layer, key }
-    this.total = 0; // zones on the server, drawn or not
+    this.more = false; // more zones in the view than drawn
     this.reading = null;
+    this.again = false; // the view moved during a read: read once more after it
     this.flashes = new Map(); // name -> timer
+    let settling = null;
+    map.on("moveend", () => {
+      clearTimeout(settling);
+      settling = setTimeout(() => this.refresh().catch((err) => console.error("zones:", err)), SETTLE_MS);
+    });
   }
 
-  /** Reads every zone from the server and brings the map up to date; one read at a time. */
+  /** The view and half as much again around it: what is read, and what a crossing must be in to be read for. */
+  around() {
+    return this.map.getBounds().pad(0.5);
+  }
+
+  /**
+   * Reads the zones around the view and brings the map up to date; one
+   * read at a time, and one more after it when asked for meanwhile (the
+   * view may have moved).
+   */
   refresh() {
-    this.reading ??= this.read().finally(() => { this.reading = null; });
+    if (this.reading) {
+      this.again = true;
+      return this.reading;
+    }
+    this.reading = this.read().finally(() => {
+      this.reading = null;
+      if (this.again) {
+        this.again = false;
+        this.refresh().catch((err) => console.error("zones:", err));
+      }
+    });
     return this.reading;
   }
 
   async read() {
-    const response = await fetch("/zones");
+    const response = await fetch(`/zones?bbox=${bbox(this.around())}&limit=${MAX_DRAWN}`);
     if (!response.ok) throw new Error(`zones: HTTP ${response.status}`);
+    this.more = response.headers.has("link");
     this.draw(await response.json());
   }
 
   draw(zones) {
-    const wanted = new Map(zones.slice(0, MAX_DRAWN).map((zone) => [zone.name, zone]));
+    const wanted = new Map(zones.map((zone) => [zone.name, zone]));
     for (const [name, { layer }] of this.drawn) {
       if (!wanted.has(name)) this.remove(name, layer);
     }
@@ -74,9 +122,9 @@ export class Zones {
       layer.getElement().dataset.zone = name;
       this.drawn.set(name, { layer, key });
     }
-    this.total = zones.length;
-    const summary = zones.length > MAX_DRAWN ? `${MAX_DRAWN} of ${zones.length}` : String(zones.length);
-    this.section.querySelector(".count").textContent = summary;
+    const count = this.section.querySelector(".count");
+    count.textContent = this.more ? `${zones.length}+` : String(zones.length);
+    count.title = this.more ? `the first ${zones.length} by name in view` : "in view";
     this.section.hidden = zones.length === 0 && this.list.children.length === 0;
   }
 
@@ -104,7 +152,8 @@ export class Zones {
     line.append(`${event.tracker} ${entered ? "entered" : "left"} ${event.zone} · `, when);
     this.add(line);
     if (this.drawn.has(event.zone)) this.flash(event.zone, event.type);
-    else if (this.total <= MAX_DRAWN) this.readFor(event); // made since the last read
+    // In view yet not drawn: put since the last read.
+    else if (!this.more && this.around().contains([event.position.latitude, event.position.longitude])) this.readFor(event);
   }
 
   async readFor(event) {

@@ -385,3 +385,61 @@ async fn changing_zones_needs_a_publish_credential_for_every_tracker() {
     let deleted = send(&delete, Some("pub-all")).await;
     assert_eq!(deleted["data"]["deleteZone"], true, "{deleted}");
 }
+
+#[tokio::test]
+async fn zones_are_listed_within_a_box_after_a_name_and_a_bad_limit_is_refused() {
+    let app = spawn_app().await;
+    for (name, longitude) in [
+        ("c-kiosk", 18.08),
+        ("a-depot", 18.06),
+        ("b-yard", 18.07),
+        ("far", 11.97),
+    ] {
+        let circle = json!({ "longitude": longitude, "latitude": 59.33, "radius": 100.0 });
+        let answer = app
+            .graphql(PUT_DEPOT, json!({ "name": name, "circle": circle }))
+            .await;
+        assert_eq!(answer["data"]["putZone"]["name"], name, "{answer}");
+    }
+    let list = "query($bbox: BoundingBox, $after: String, $limit: Int) {
+        zones(bbox: $bbox, after: $after, limit: $limit) { name } }";
+    let names = |answer: &Value| -> Vec<String> {
+        let zones = answer["data"]["zones"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"));
+        zones
+            .iter()
+            .map(|z| z["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let city = json!({ "minLongitude": 18.0, "minLatitude": 59.3, "maxLongitude": 18.2, "maxLatitude": 59.4 });
+    let all = app.graphql(list, json!({})).await;
+    assert_eq!(names(&all), ["a-depot", "b-yard", "c-kiosk", "far"]);
+    let within = app.graphql(list, json!({ "bbox": city })).await;
+    assert_eq!(names(&within), ["a-depot", "b-yard", "c-kiosk"]);
+    let page = app
+        .graphql(
+            list,
+            json!({ "bbox": city, "after": "a-depot", "limit": 1 }),
+        )
+        .await;
+    assert_eq!(names(&page), ["b-yard"]);
+
+    for (variables, field) in [
+        (json!({ "limit": 0 }), "limit"),
+        (json!({ "limit": -3 }), "limit"),
+        (json!({ "after": "no room" }), "after"),
+        (
+            json!({ "bbox": { "minLongitude": 18.0, "minLatitude": 59.3, "maxLongitude": 200.0, "maxLatitude": 59.4 } }),
+            "bbox",
+        ),
+    ] {
+        let answer = app.graphql(list, variables.clone()).await;
+        let extensions = &answer["errors"][0]["extensions"];
+        assert_eq!(
+            (&extensions["code"], &extensions["field"]),
+            (&json!("invalid-parameter"), &json!(field)),
+            "{variables}: {answer}"
+        );
+    }
+}

@@ -279,3 +279,112 @@ async fn a_deleted_zone_forgets_who_was_inside_without_leave_events_and_max_zone
         "no leave in between"
     );
 }
+
+/// `GET path`: the zone names listed and the `Link` header's next page, if
+/// any (its path and query).
+async fn listed(app: &TestApp, path: &str) -> (Vec<String>, Option<String>) {
+    let response = app.http.get(app.url(path)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+    let next = response.headers().get("link").map(|link| {
+        let link = link.to_str().unwrap();
+        let target = link
+            .strip_prefix('<')
+            .and_then(|rest| rest.strip_suffix(">; rel=\"next\""));
+        target
+            .unwrap_or_else(|| panic!("GET {path}: Link {link}"))
+            .to_owned()
+    });
+    let zones: Vec<Value> = response.json().await.unwrap();
+    let names = zones.iter().map(|z| z["name"].as_str().unwrap().to_owned());
+    (names.collect(), next)
+}
+
+#[tokio::test]
+async fn zones_are_listed_within_a_box_page_by_page_by_their_next_links() {
+    let app = spawn_app().await;
+    // Thirty zones along a street in Stockholm, put out of name order; one
+    // in Gothenburg; one on the antimeridian.
+    let mut stockholm = Vec::new();
+    for i in (0..30).rev() {
+        let name = format!("stop-{i:02}");
+        let circle = json!({"circle": {"longitude": 18.0 + f64::from(i) * 0.01, "latitude": 59.33, "radius": 100}});
+        assert_eq!(put(&app, &name, &circle, None).await.0, StatusCode::CREATED);
+        stockholm.push(name);
+    }
+    stockholm.sort();
+    let far = [
+        (
+            "gothenburg",
+            json!({"circle": {"longitude": 11.97, "latitude": 57.70, "radius": 500}}),
+        ),
+        (
+            "dateline",
+            json!({"circle": {"longitude": 179.9999, "latitude": -17.0, "radius": 1000}}),
+        ),
+    ];
+    for (name, shape) in &far {
+        assert_eq!(put(&app, name, shape, None).await.0, StatusCode::CREATED);
+    }
+
+    let (all, next) = listed(&app, "/zones").await;
+    let mut every = [&stockholm[..], &["dateline".into(), "gothenburg".into()]].concat();
+    every.sort();
+    assert_eq!((all, next), (every.clone(), None));
+    let city = "bbox=17.9,59.2,18.5,59.4";
+    assert_eq!(
+        listed(&app, &format!("/zones?{city}")).await,
+        (stockholm.clone(), None)
+    );
+    // A box across the antimeridian (west edge east of the east edge).
+    let (across, _) = listed(&app, "/zones?bbox=179.5,-18,-179.5,-16").await;
+    assert_eq!(across, ["dateline"]);
+    let (nowhere, _) = listed(&app, "/zones?bbox=0,0,1,1").await;
+    assert!(nowhere.is_empty());
+
+    // Seven at a time within the box: five pages, each linking the next
+    // with the same box and limit, the last linking none.
+    let mut paged = Vec::new();
+    let mut path = Some(format!("/zones?{city}&limit=7"));
+    let mut pages = 0;
+    while let Some(current) = path {
+        let (names, next) = listed(&app, &current).await;
+        assert!(names.len() <= 7, "{current}: {names:?}");
+        if let Some(next) = &next {
+            assert!(
+                next.contains("bbox=17.9,59.2,18.5,59.4") && next.contains("limit=7"),
+                "{next}"
+            );
+        }
+        paged.extend(names);
+        path = next;
+        pages += 1;
+    }
+    assert_eq!((paged, pages), (stockholm.clone(), 5));
+    // Without a box, a page starts after the name given.
+    let (page, next) = listed(&app, "/zones?after=stop-27&limit=2").await;
+    assert_eq!(page, ["stop-28", "stop-29"]);
+    assert_eq!(next, None, "nothing follows the last zone");
+
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=10001", "limit"),
+        ("limit=ten", "limit"),
+        ("after=a%20b", "after"),
+        ("bbox=18,59,18.5", "bbox"),
+        ("bbox=18,59,181,60", "bbox"),
+    ] {
+        let response = app
+            .http
+            .get(app.url(&format!("/zones?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(
+            (&problem["code"], &problem["field"]),
+            (&json!("invalid-parameter"), &json!(field)),
+            "{query}"
+        );
+    }
+}

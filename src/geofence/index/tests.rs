@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{Circle, Polygon, PolygonType, ZoneInput};
+use crate::model::{BoundingBox, Circle, Polygon, PolygonType, ZoneInput};
 
 /// A linear congruential generator (Knuth's MMIX constants): the same
 /// "random" zones and points on every run, without a crate for it.
@@ -168,4 +168,94 @@ fn a_removed_zone_is_gone_from_names_and_places() {
     assert_eq!(index.get("b-depot"), None);
     assert_eq!(names(index.near(18.06, 59.33, 0.0)).len(), 1);
     assert_eq!(index.len(), 1);
+}
+
+/// The names `listed` must give for a box, found by testing every zone's
+/// bounds.
+fn meeting(index: &ZoneIndex, within: &BoundingBox, after: Option<&str>) -> Vec<String> {
+    let [west, south, east, north] = [
+        within.min_longitude,
+        within.min_latitude,
+        within.max_longitude,
+        within.max_latitude,
+    ];
+    let lon_meets = |low: f64, high: f64| match west <= east {
+        true => low <= east && high >= west,
+        false => low <= east || high >= west,
+    };
+    index
+        .zones()
+        .iter()
+        .filter(|zone| {
+            let [low, bottom, high, top] = zone.bounds();
+            lon_meets(low, high) && bottom <= north && top >= south
+        })
+        .map(|zone| zone.name.clone())
+        .filter(|name| after.is_none_or(|after| name.as_str() > after))
+        .collect()
+}
+
+#[test]
+fn a_listing_gives_the_zones_meeting_its_box_in_name_order_page_by_page() {
+    let mut random = Lcg(11);
+    let mut index = ZoneIndex::new();
+    for i in 0..2_000 {
+        let (lon, lat) = (random.next(-180.0, 180.0), random.next(-80.0, 80.0));
+        match i % 3 {
+            0 => index.insert(triangle(&format!("t{i}"), lon.min(170.0), lat, 2.0)),
+            _ => index.insert(circle(&format!("c{i}"), lon, lat, random.next(1e3, 5e5))),
+        };
+    }
+    index.insert(circle("across", 179.99, 10.0, 5_000.0));
+    let names = |zones: Vec<Arc<Zone>>| -> Vec<String> {
+        zones.iter().map(|zone| zone.name.clone()).collect()
+    };
+    let mut boxes: Vec<BoundingBox> = (0..50)
+        .map(|_| {
+            let (west, south) = (random.next(-180.0, 170.0), random.next(-80.0, 70.0));
+            let east = (west + random.next(0.1, 30.0)).min(180.0);
+            BoundingBox::new(west, south, east, south + 10.0).unwrap()
+        })
+        .collect();
+    // Across the antimeridian, and the whole world.
+    boxes.push(BoundingBox::new(170.0, 0.0, -170.0, 20.0).unwrap());
+    boxes.push(BoundingBox::new(-180.0, -90.0, 180.0, 90.0).unwrap());
+    let mut seen = 0;
+    for within in boxes {
+        let expected = meeting(&index, &within, None);
+        seen += expected.len();
+        let query = |after: Option<String>, limit| ZoneQuery {
+            within: Some(within),
+            after,
+            limit,
+        };
+        assert_eq!(names(index.listed(&query(None, None))), expected);
+        // Page by page, each after the last name of the one before.
+        let mut paged = Vec::new();
+        loop {
+            let page = names(index.listed(&query(paged.last().cloned(), Some(7))));
+            assert!(page.len() <= 7);
+            let done = page.len() < 7;
+            paged.extend(page);
+            if done {
+                break;
+            }
+        }
+        assert_eq!(paged, expected, "{within:?} page by page");
+    }
+    assert!(seen > 2_000, "the boxes meet zones: {seen}");
+    let across = BoundingBox::new(179.0, 9.0, -179.0, 11.0).unwrap();
+    let listed = names(index.listed(&ZoneQuery {
+        within: Some(across),
+        ..ZoneQuery::default()
+    }));
+    assert_eq!(listed.iter().filter(|n| *n == "across").count(), 1);
+    // No box: every name after `after`, at most `limit`.
+    let all = names(index.zones());
+    let page = names(index.listed(&ZoneQuery {
+        after: Some(all[99].clone()),
+        limit: Some(50),
+        ..ZoneQuery::default()
+    }));
+    assert_eq!(page, all[100..150]);
 }

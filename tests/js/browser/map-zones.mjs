@@ -2,7 +2,8 @@
 // are drawn and named; a tracker driving into the circle and out again
 // flashes it and adds "entered", then "left", to the list, newest first; a
 // zone put while the page is open shows with its first crossing; over
-// Server-Sent Events too, when WebSockets are blocked; and on a phone.
+// Server-Sent Events too, when WebSockets are blocked; on a phone; and only
+// the zones around the view are read.
 import { TIMEOUT, check, curl, freePort, launch, offlineOnly, openPage, post, run, screenshots, startServer }
   from "./harness.mjs";
 
@@ -103,4 +104,21 @@ await run(async (cleanup) => {
     return dot && Math.hypot(dot.left + dot.width / 2 - map.left - at.x, dot.top + dot.height / 2 - map.top - at.y) < 2;
   });
   await screenshots(page, "map-zones");
+
+  // Only the zones around the view are read: one in another city is not,
+  // until the map goes there; then the zones left behind go.
+  await putZone(server.url, "harbour", { circle: { longitude: 11.97, latitude: 57.70, radius: 200 } });
+  const read = page.waitForResponse((r) => new URL(r.url()).pathname === "/zones", { timeout: TIMEOUT });
+  await page.evaluate(() => { window.longlatMap.panBy([20, 0], { animate: false }); });
+  const response = await read;
+  const asked = new URL(response.url()).searchParams;
+  const [west, south, east, north] = asked.get("bbox").split(",").map(Number);
+  check(west < 18.06 && east > 18.09 && south < 59.33 && north > 59.335 && east - west < 1 && asked.get("limit") === "2000",
+    `the page read zones in ${asked}`);
+  const names = (await response.json()).map((zone) => zone.name).sort().join();
+  check(names === "depot,kiosk,yard", `the zones read around Stockholm: ${names}`);
+  await page.evaluate(() => { window.longlatMap.setView([57.70, 11.97], 15, { animate: false }); });
+  await wait(page, () => document.querySelector('path.zone[data-zone="harbour"]') !== null &&
+    document.querySelector("path.zone[data-zone]:not([data-zone=harbour])") === null &&
+    document.querySelector("#zones .count").textContent === "1");
 });
