@@ -169,19 +169,26 @@ function onEvent(event) {
   const at = Date.parse(event.receivedAt);
   if (event.tracker) {
     let tracker = state.trackers.get(event.tracker);
-    const fix = { lat: event.latitude, lon: event.longitude, at };
+    // Placed by when it was recorded: a phone may send fixes it buffered
+    // offline after newer ones.
+    const fix = { lat: event.latitude, lon: event.longitude, at: Date.parse(event.recordedAt ?? event.receivedAt) };
     if (!tracker) {
       tracker = { name: event.tracker, colour: colourOf(state.trackers.size), points: [] };
       state.trackers.set(tracker.name, tracker);
       addMarker(tracker, [fix.lat, fix.lon]);
       state.added = true;
-    } else {
-      tracker.marker.setLatLng([fix.lat, fix.lon]);
     }
-    tracker.points.push(fix);
+    // A late fix joins the trail where it belongs, and the marker stays on
+    // the newest one.
+    let place = tracker.points.length;
+    while (place > 0 && tracker.points[place - 1].at > fix.at) place--;
+    tracker.points.splice(place, 0, fix);
+    if (place === tracker.points.length - 1) {
+      tracker.marker.setLatLng([fix.lat, fix.lon]);
+      tracker.event = event;
+    }
     if (tracker.points.length > MAX_POINTS) tracker.points.shift();
-    tracker.event = event;
-    tracker.seenAt = at;
+    tracker.seenAt = Math.max(tracker.seenAt ?? 0, at);
     state.dirty.add(tracker);
   } else {
     addUntracked(event);

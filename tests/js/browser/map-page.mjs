@@ -1,5 +1,6 @@
 // The live map: a marker at the right place, catch-up after the connection is
-// cut, and after the server restarts.
+// cut, a fix sent late placed by when it was recorded, and after the server
+// restarts.
 import { check, freePort, launch, offlineOnly, post, run, screenshots, startServer, TIMEOUT } from "./harness.mjs";
 
 const wait = (page, fn, arg) => page.waitForFunction(fn, arg, { timeout: TIMEOUT });
@@ -52,6 +53,18 @@ await run(async (cleanup) => {
   await wait(page, (id) => document.getElementById("latest").textContent.includes(id), missed[2].id);
   const trail = await page.$eval('path.trail[data-tracker="ferry-1"]', (t) => [t.dataset.points, t.dataset.segments]);
   check(trail[0] === "4" && trail[1] === "1", `the trail has ${trail[0]} points in ${trail[1]} pieces, expected 4 in 1`);
+
+  // A fix recorded an hour ago and sent late (a phone's buffer) joins the
+  // start of the trail; the marker and the list stay on the newest fix.
+  const recordedAt = new Date(Date.now() - 3_600_000).toISOString();
+  await post(server.url, { longitude: 18.05, latitude: 59.35, tracker: "ferry-1", recordedAt });
+  await wait(page, () => document.querySelector('path.trail[data-tracker="ferry-1"]').dataset.points === "5");
+  const shown = await page.evaluate(() => ({
+    pieces: document.querySelector('path.trail[data-tracker="ferry-1"]').dataset.segments,
+    where: document.querySelector('#trackers [data-tracker="ferry-1"] .where').textContent,
+  }));
+  check(shown.pieces === "1" && shown.where === "59.10000, 18.30000",
+    `after a late fix the trail is in ${shown.pieces} pieces and the tracker shown at ${shown.where}`);
 
   // The server restarts (new ids, empty history): the page says so and carries on.
   await server.stop();
