@@ -60,9 +60,10 @@ async fn a_client_resumes_on_another_instance_after_its_own_stops() {
         assert_eq!(&resumed.next_json().await, expected);
     }
     let history: Value = b.get_json(&format!("/longlat/{}", id(&first))).await;
+    let all = b.get_json("/longlat/history?limit=10").await;
     assert_eq!(
         history, first,
-        "instance B knows events published through A"
+        "instance B knows events published through A; B has {all}; missed {missed:?}"
     );
 }
 
