@@ -279,9 +279,13 @@ async fn load_history(
     stream: &str,
     count: usize,
 ) -> Result<(Vec<Arc<Event>>, EventId), BrokerError> {
+    // The stream's last id first, then the entries up to it: an entry added
+    // in between lies above it, where the reader starts, rather than being
+    // taken for one from before the history and missed.
+    let newest = last_generated_id(conn, stream).await?;
     let reply: StreamRangeReply = redis::cmd("XREVRANGE")
         .arg(stream)
-        .arg("+")
+        .arg(newest.to_string())
         .arg("-")
         .arg("COUNT")
         .arg(count)
@@ -301,7 +305,7 @@ async fn load_history(
     events.dedup_by_key(|e| e.id());
     let horizon = match events.first() {
         Some(oldest) => oldest.id().just_before(),
-        None => last_generated_id(conn, stream).await?,
+        None => newest,
     };
     Ok((events, horizon))
 }
