@@ -761,6 +761,22 @@ impl BoundingBox {
         }
     }
 
+    /// This box checked again as [`BoundingBox::new`] checks one, for a
+    /// box that came from a client unchecked (a GraphQL input object); a
+    /// bad one is `invalid-parameter` naming `bbox`.
+    pub fn checked(self) -> Result<Self, InvalidParameter> {
+        Self::new(
+            self.min_longitude,
+            self.min_latitude,
+            self.max_longitude,
+            self.max_latitude,
+        )
+        .map_err(|e| InvalidParameter {
+            param: "bbox",
+            detail: e.to_string(),
+        })
+    }
+
     /// Whether the point lies inside (edges included).
     pub fn contains(&self, longitude: f64, latitude: f64) -> bool {
         let lat_ok = (self.min_latitude..=self.max_latitude).contains(&latitude);

@@ -1,7 +1,8 @@
 //! The zone operations every surface shares: REST's `/zones` and GraphQL's
 //! `zones`, `putZone`, `Zone.inside` and `zoneEvents` call these, so zones
-//! are listed by one set of rules, a zone is put under one limit, who is inside one is read within one scope rule, and a
-//! subscriber naming a zone is checked one way, whatever the transport.
+//! are listed by one set of rules, a zone is put under one limit, who is
+//! inside one is read within one scope rule, and a subscriber naming a
+//! zone is checked one way, whatever the transport.
 //! Like [`crate::publish`], nothing here knows HTTP or GraphQL; each
 //! transport authorizes its caller first ([`crate::access::Access::authorize_zones`]
 //! to change zones) and turns the [`Error`] into its own answer.
@@ -75,21 +76,7 @@ pub fn list(broker: &dyn Broker, query: ZoneQuery) -> Result<ZonePage, InvalidPa
     if let Some(after) = &query.after {
         check_zone_name("after", after)?;
     }
-    let within = query
-        .within
-        .map(|b| {
-            BoundingBox::new(
-                b.min_longitude,
-                b.min_latitude,
-                b.max_longitude,
-                b.max_latitude,
-            )
-        })
-        .transpose()
-        .map_err(|e| InvalidParameter {
-            param: "bbox",
-            detail: e.to_string(),
-        })?;
+    let within = query.within.map(BoundingBox::checked).transpose()?;
     if query
         .limit
         .is_some_and(|n| !(1..=MAX_ZONE_PAGE).contains(&n))

@@ -91,20 +91,7 @@ impl Filter {
         for name in trackers.iter().flatten() {
             check_tracker("tracker", name)?;
         }
-        let bbox = bbox
-            .map(|b| {
-                BoundingBox::new(
-                    b.min_longitude,
-                    b.min_latitude,
-                    b.max_longitude,
-                    b.max_latitude,
-                )
-            })
-            .transpose()
-            .map_err(|e| InvalidParameter {
-                param: "bbox",
-                detail: e.to_string(),
-            })?;
+        let bbox = bbox.map(BoundingBox::checked).transpose()?;
         Ok(Self {
             trackers,
             bbox,
