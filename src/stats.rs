@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::model::Crossing;
+
 /// Open connections, by `transport` (`ws`, `sse`, `graphql`).
 pub const CONNECTIONS: &str = "longlat_connections";
 /// Events accepted, by `via` (`rest`, `graphql`, `owntracks`, `osmand`).
@@ -43,6 +45,9 @@ pub const STORE_SYNC_SECONDS: &str = "longlat_store_sync_duration_seconds";
 pub const STORE_ERRORS: &str = "longlat_store_errors_total";
 /// Requests refused, by the problem `code`.
 pub const REJECTED: &str = "longlat_rejected_requests_total";
+/// Zone events this instance's publishes made, by `type` (`enter`,
+/// `leave`).
+pub const ZONE_EVENTS: &str = "longlat_zone_events_total";
 
 /// Buckets for [`FANOUT_SECONDS`]: fine where a pass over a thousand
 /// sockets lands.
@@ -111,6 +116,14 @@ pub fn publish(via: &'static str, started: Instant, accepted: usize) {
 /// Counts a failed write or sync of the durable store.
 pub fn store_error() {
     counter!(STORE_ERRORS).increment(1);
+}
+
+/// Counts a zone event made by a publish, once it is stored.
+pub fn zone_event(crossing: Crossing) {
+    static CELLS: [OnceLock<Counter>; 2] = [const { OnceLock::new() }; 2];
+    CELLS[crossing as usize]
+        .get_or_init(|| counter!(ZONE_EVENTS, "type" => crossing.as_str()))
+        .increment(1);
 }
 
 /// Counts a refused request.

@@ -696,6 +696,9 @@ impl Writer {
             .collect();
         for event in &events {
             self.remember(event);
+            if let Some(transition) = &event.transition {
+                stats::zone_event(transition.crossing);
+            }
         }
         let mut events = self.hub.append_all_with(|_| events).into_iter();
         for waiting in replies {

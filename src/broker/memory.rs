@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use super::{Broker, BrokerError, Hub, HubSettings, ZoneChange};
 use crate::geofence::Geofences;
 use crate::model::{Event, EventId, ValidPosition};
+use crate::stats;
 
 /// The in-memory broker.
 #[derive(Debug)]
@@ -72,6 +73,9 @@ impl Broker for MemoryBroker {
             events
         });
         drop(geofences);
+        for transition in events.iter().filter_map(|e| e.transition.as_ref()) {
+            stats::zone_event(transition.crossing);
+        }
         events.retain(|e| e.is_position());
         Box::pin(future::ready(Ok(events)))
     }

@@ -49,6 +49,7 @@ use super::{Broker, BrokerError, Hub, HubSettings, Occupants, ZoneChange};
 use crate::geofence::{Geofences, stored_zone};
 use crate::model::{Crossing, Event, EventId, PositionEvent, Transition, ValidPosition, Zone};
 use crate::shutdown::Shutdown;
+use crate::stats;
 
 /// How long a publish may wait for Redis before it is refused.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -385,11 +386,7 @@ fn decode(entry: &StreamId) -> Entry {
 /// A zone event entry's own part: `z` (`enter` or `leave`), `zone`, and
 /// `of`, its position's id.
 fn zone_event(id: EventId, crossing: &str, entry: &StreamId) -> Option<(EventId, Transition)> {
-    let crossing = match crossing {
-        "enter" => Crossing::Enter,
-        "leave" => Crossing::Leave,
-        _ => return None,
-    };
+    let crossing = Crossing::named(crossing)?;
     let zone = entry.get::<String>("zone")?;
     let of: EventId = entry.get::<String>("of")?.parse().ok()?;
     let transition = Transition { id, crossing, zone };
@@ -632,6 +629,12 @@ impl Broker for RedisBroker {
                 })?;
             if ids.len() != drafts.len() {
                 return Err(unavailable("redis stored a batch only in part"));
+            }
+            // After each position's id, `<id> <enter|leave> <zone>` for
+            // each zone event it made.
+            let made = ids.iter().flat_map(|ids| ids.iter().skip(1));
+            for crossing in made.filter_map(|e| Crossing::named(e.split(' ').nth(1)?)) {
+                stats::zone_event(crossing);
             }
             ids.iter()
                 .zip(drafts)

@@ -23,6 +23,15 @@ pub enum Crossing {
 }
 
 impl Crossing {
+    /// The crossing named `name` on the wire (`enter`, `leave`).
+    pub fn named(name: &str) -> Option<Self> {
+        match name {
+            "enter" => Some(Self::Enter),
+            "leave" => Some(Self::Leave),
+            _ => None,
+        }
+    }
+
     /// Its name on the wire: the JSON `type` and the SSE event name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -125,7 +125,7 @@ pub(crate) async fn stop(app: TestApp, stopped: JoinHandle<()>) {
 }
 
 /// The real binary on `dir`, with `extra` arguments, and its address.
-async fn start_binary(dir: &Path, extra: &[&str]) -> (Child, SocketAddr) {
+pub(crate) async fn start_binary(dir: &Path, extra: &[&str]) -> (Child, SocketAddr) {
     let mut child = binary(dir, extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

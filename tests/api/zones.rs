@@ -570,3 +570,46 @@ async fn zones_changed_and_entered_long_ago_survive_the_deletion_of_the_segments
     assert_eq!(ws.next_json().await["type"], "leave");
     stop(app, stopped).await;
 }
+
+/// The real binary with `--broker <broker>` (the durable default when
+/// `None`), as a [`TestApp`]: a process of its own, so its metrics count
+/// only what this test does.
+async fn own_process(dir: &DataDir, broker: Option<&str>) -> (tokio::process::Child, TestApp) {
+    let extra: Vec<&str> = broker.map(|b| vec!["--broker", b]).unwrap_or_default();
+    let (child, addr) = crate::durable::start_binary(&dir.path, &extra).await;
+    let app = TestApp {
+        addr,
+        http: crate::test_app::http_client(),
+        shutdown: longlat::shutdown::Shutdown::new(),
+        scheme: "http",
+    };
+    (child, app)
+}
+
+#[tokio::test]
+async fn every_broker_counts_the_zone_events_its_publishes_made() {
+    let redis = crate::redis_server::RedisServer::start().await;
+    let url = redis.url();
+    for (name, broker) in [
+        ("memory", Some("memory")),
+        ("durable", None),
+        ("redis", Some(url.as_str())),
+    ] {
+        let dir = DataDir::new(&format!("zone-metrics-{name}"));
+        let (_child, app) = own_process(&dir, broker).await;
+        // One enter and one leave, and a late fix that crosses nothing.
+        a_late_fix_crosses_nothing_on(&app).await;
+        let metrics = app.metrics().await;
+        let count = |kind: &str| {
+            crate::test_app::sample(
+                &metrics,
+                &format!("longlat_zone_events_total{{type=\"{kind}\"}}"),
+            )
+        };
+        assert_eq!(
+            (count("enter"), count("leave")),
+            (1.0, 1.0),
+            "{name}:\n{metrics}"
+        );
+    }
+}
