@@ -21,7 +21,7 @@ use super::body_refusal::{EXPECTED, invalid_body, not_json};
 use super::{ApiCaller, AppState, ReaderCaller, TokenParam, read_body_up_to};
 use crate::access::Scope;
 use crate::error::{Error, Problem};
-use crate::model::{Event, EventId, Filter, PositionEvent, PositionInput, parse_id};
+use crate::model::{Event, EventId, Filter, PositionEvent, PositionInput, ZoneEvent, parse_id};
 use crate::publish::{MAX_BATCH, Publisher};
 
 /// What `POST /longlat` takes as JSON, as the OpenAPI document shows it:
@@ -201,15 +201,27 @@ fn created(event: &Event) -> Response {
     response
 }
 
+/// An event read back by its id: a position, or a zone event (`enter`,
+/// `leave`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // describes what `event_by_id` writes as stored
+enum StoredEvent {
+    Position(PositionEvent),
+    Zone(ZoneEvent),
+}
+
 /// Read one event back, while it is still in history.
+///
+/// A position, or a zone event (by the id its stream gave it).
 #[utoipa::path(
     get,
     path = "/longlat/{id}",
     tag = "positions",
-    params(("id" = EventId, Path, description = "The event's id, as `POST /longlat` answered"), TokenParam),
+    params(("id" = EventId, Path, description = "The event's id, as `POST /longlat` answered or a stream gave it"), TokenParam),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The stored event", body = PositionEvent),
+        (status = 200, description = "The stored event: a position or a zone event", body = StoredEvent),
         (status = 400, description = "Not an event id (`invalid-parameter`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Reading needs a bearer token (`unauthorized`)",
@@ -229,7 +241,7 @@ async fn event_by_id(
     let parsed = parse_id("id", &id)?;
     // An event outside the reader's scope is not found, so that asking
     // tells nothing of whether it exists.
-    let readable = caller.reader_filter(Filter::default())?;
+    let readable = caller.reader_filter(Filter::everything())?;
     let event = state
         .broker
         .get(parsed)

@@ -613,3 +613,19 @@ async fn every_broker_counts_the_zone_events_its_publishes_made() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_zone_event_is_read_back_by_its_id_as_its_stream_sent_it() {
+    let app = spawn_app().await;
+    put_zones(&app).await;
+    let mut zone_events = app.subscribe("/ws?zone=*").await;
+    let inside = json!({"longitude": 0.05, "latitude": 0.0, "tracker": "bus-9"});
+    let position: Value = app.post_position(&inside).await.json().await.unwrap();
+    let enter = zone_events.next_json().await;
+    assert_eq!(
+        (&enter["type"], &enter["position"]),
+        (&json!("enter"), &position)
+    );
+    let id = enter["id"].as_str().expect("an id");
+    assert_eq!(app.get_json(&format!("/longlat/{id}")).await, enter);
+}
