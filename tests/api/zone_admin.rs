@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::test_app::{TestApp, spawn_app, spawn_app_with, tokens_file};
-use crate::zones::{Crossed, crossed, depot, refused_handshake, ws_until, yard};
+use crate::zones::{Crossed, crossed, crossings_until, depot, refused_handshake, ws_until, yard};
 
 /// `method` on `/zones/{name}` with `body` and `token`, if given: the status
 /// and the JSON body (null when there is none).
@@ -259,11 +259,7 @@ async fn a_deleted_zone_forgets_who_was_inside_without_leave_events_and_max_zone
     let again = app.publish(0.05, 0.0, Some("bus-1")).await;
     app.publish(0.05, 0.0, Some("finish")).await;
 
-    let seen: Vec<Crossed> = ws_until(&mut ws, "finish")
-        .await
-        .iter()
-        .map(crossed)
-        .collect();
+    let seen: Vec<Crossed> = crossings_until(&mut ws, "finish").await;
     let enter = |position: &Value| {
         let id = position["id"].as_str().unwrap().to_owned();
         (

@@ -142,6 +142,11 @@ pub async fn ws_until(ws: &mut WsClient, last: &str) -> Vec<Value> {
     }
 }
 
+/// The crossings on `ws` before the first frame from tracker `last`.
+pub async fn crossings_until(ws: &mut WsClient, last: &str) -> Vec<Crossed> {
+    ws_until(ws, last).await.iter().map(crossed).collect()
+}
+
 /// The SSE events `(event, id, data)` before the first one from tracker `last`.
 async fn sse_until(sse: &mut SseReader, last: &str) -> Vec<(String, Option<String>, Value)> {
     let mut seen = Vec::new();
@@ -275,11 +280,7 @@ async fn zone_tracker_and_inside_narrow_the_streams_and_an_unknown_zone_is_refus
         .flat_map(|d| d.crossings.clone())
         .collect();
     let depot_only: Vec<Crossed> = all.iter().filter(|c| c.1 == "depot").cloned().collect();
-    let got: Vec<Crossed> = ws_until(&mut depot_ws, "finish")
-        .await
-        .iter()
-        .map(crossed)
-        .collect();
+    let got: Vec<Crossed> = crossings_until(&mut depot_ws, "finish").await;
     assert_eq!(got, depot_only);
     let kept: Vec<Crossed> = history(&app, "zone=depot&tracker=bus-1,bus-2")
         .await
@@ -289,11 +290,7 @@ async fn zone_tracker_and_inside_narrow_the_streams_and_an_unknown_zone_is_refus
     assert_eq!(kept, depot_only, "history narrows alike");
 
     let bus_2_only: Vec<Crossed> = all.iter().filter(|c| c.2 == "bus-2").cloned().collect();
-    let got: Vec<Crossed> = ws_until(&mut bus_2_ws, "finish")
-        .await
-        .iter()
-        .map(crossed)
-        .collect();
+    let got: Vec<Crossed> = crossings_until(&mut bus_2_ws, "finish").await;
     assert_eq!(got, bus_2_only);
 
     let inside = ws_until(&mut inside_ws, "finish").await;
@@ -368,11 +365,7 @@ async fn a_zone_event_stream_that_reconnects_after_an_id_gets_exactly_the_zone_e
     let mut ws = app
         .subscribe(&format!("/ws?zone=*&after={last_seen}"))
         .await;
-    let resumed: Vec<Crossed> = ws_until(&mut ws, "finish")
-        .await
-        .iter()
-        .map(crossed)
-        .collect();
+    let resumed: Vec<Crossed> = crossings_until(&mut ws, "finish").await;
     assert_eq!(resumed, rest.crossings);
 
     // After the id of a position that crossed: that position's zone events first.
@@ -380,11 +373,7 @@ async fn a_zone_event_stream_that_reconnects_after_an_id_gets_exactly_the_zone_e
     let mut ws = app
         .subscribe(&format!("/ws?zone=*&after={into_depot}"))
         .await;
-    let resumed: Vec<Crossed> = ws_until(&mut ws, "finish")
-        .await
-        .iter()
-        .map(crossed)
-        .collect();
+    let resumed: Vec<Crossed> = crossings_until(&mut ws, "finish").await;
     assert_eq!(resumed, rest.crossings[rest.crossings.len() - 3..]);
 }
 
